@@ -1,0 +1,51 @@
+"""Error codes of the wire protocol and the exception that carries them.
+
+Inside the server errors are exceptions; on the wire they are values. The
+dispatcher is the one place that turns a `ChatError` into an error reply.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every error code PROTOCOL.md names, and no others."""
+
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_OP = "unknown_op"
+    FRAME_TOO_LARGE = "frame_too_large"
+    AUTH_REQUIRED = "auth_required"
+    INVALID_USERNAME = "invalid_username"
+    INVALID_PASSWORD = "invalid_password"
+    USERNAME_TAKEN = "username_taken"
+    REGISTRATION_CLOSED = "registration_closed"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    ALREADY_LOGGED_IN = "already_logged_in"
+    ACCOUNT_DISABLED = "account_disabled"
+    RATE_LIMITED = "rate_limited"
+    INVALID_ROOM = "invalid_room"
+    NO_SUCH_ROOM = "no_such_room"
+    NOT_IN_ROOM = "not_in_room"
+    INVALID_TEXT = "invalid_text"
+    NO_SUCH_USER = "no_such_user"
+    SENDQ_EXCEEDED = "sendq_exceeded"
+    IDLE_TIMEOUT = "idle_timeout"
+    TOO_MANY_ERRORS = "too_many_errors"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    INTERNAL = "internal"
+    FILE_TOO_LARGE = "file_too_large"
+    INVALID_NAME = "invalid_name"
+    NO_SUCH_UPLOAD = "no_such_upload"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    NO_SUCH_FILE = "no_such_file"
+
+
+class ChatError(Exception):
+    """A refusal the client caused; becomes `{"ok": false, ...}` on the wire."""
+
+    def __init__(self, code: ErrorCode, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after

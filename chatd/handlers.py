@@ -1,0 +1,243 @@
+"""One function per op of PROTOCOL.md, each headed by its wire form.
+
+Handlers validate with names.py, change state through the Store and the Hub,
+and return the reply's data; the dispatcher in commands.py sends it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chatd.commands import Request, op
+from chatd.errors import ChatError, ErrorCode
+from chatd.names import (
+    check_password,
+    check_username,
+    clean_text,
+    clean_topic,
+    is_valid_username,
+    normalize_room,
+)
+from chatd.store import MessageRecord, RoomRecord, UserRecord, dm_pair
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT_MAX = 500
+
+
+def _me(req: Request) -> UserRecord:
+    user = req.session.user
+    assert user is not None, "the dispatcher lets only logged-in sessions through"
+    return user
+
+
+def _page_limit(req: Request, limit: int | None) -> int:
+    if limit is None:
+        return req.session.services.config.history_size
+    if not 1 <= limit <= HISTORY_LIMIT_MAX:
+        raise ChatError(ErrorCode.BAD_REQUEST, f"limit must be 1-{HISTORY_LIMIT_MAX}")
+    return limit
+
+
+def _lock_room_as_member(req: Request, name: str) -> RoomRecord:
+    """Hold the room's order lock for this request; not_in_room unless we are a member."""
+    hub = req.session.services.hub
+    req.hold(hub.order_lock(f"#{name}"))
+    room = hub.room(name)
+    if room is None or not hub.is_member(name, _me(req).username):
+        raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{name}")
+    return room
+
+
+def _existing_user(name: str, req: Request) -> UserRecord:
+    user = req.session.services.store.user_by_name(name) if is_valid_username(name) else None
+    if user is None:
+        raise ChatError(ErrorCode.NO_SUCH_USER, f"there is no user {name[:32]!r}")
+    return user
+
+
+def _messages(records: list[MessageRecord]) -> dict[str, Any]:
+    return {"messages": [record.wire() for record in records]}
+
+
+@op("register", login_required=False, required={"username": str, "password": str})
+def register(req: Request, username: str, password: str) -> dict[str, Any]:
+    """register {username, password} -> {username}; does not log in."""
+    services = req.session.services
+    check_username(username)
+    check_password(password)
+    if services.store.user_by_name(username) is not None:
+        raise ChatError(ErrorCode.USERNAME_TAKEN, "that username is taken")
+    user = services.store.create_user(username, services.hasher.hash(password))
+    log.info("%s: registered %s", req.session.peer, user.username)
+    return {"username": user.username}
+
+
+@op("login", login_required=False, required={"username": str, "password": str})
+def login(req: Request, username: str, password: str) -> dict[str, Any]:
+    """login {username, password} -> {username, rooms}."""
+    session = req.session
+    services = session.services
+    if session.user is not None:
+        raise ChatError(ErrorCode.ALREADY_LOGGED_IN, "this connection is already logged in")
+    user = services.store.user_by_name(username) if is_valid_username(username) else None
+    if not services.hasher.verify(password, None if user is None else user.password_hash):
+        log.info("%s: failed login", session.peer)
+        raise ChatError(ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
+    assert user is not None
+    if user.disabled:
+        raise ChatError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
+    session.user = user
+    services.hub.connect(user.username, session)
+    log.info("%s: logged in as %s", session.peer, user.username)
+    return {"username": user.username, "rooms": services.store.memberships_of(user.id)}
+
+
+@op("join", required={"room": str})
+def join(req: Request, room: str) -> dict[str, Any]:
+    """join {room} -> {room, topic, members, online, history}; creates the room."""
+    services = req.session.services
+    me = _me(req)
+    name = normalize_room(room)
+    req.hold(services.hub.order_lock(f"#{name}"))
+    record, joined = services.store.join(me.id, name)
+    if joined:
+        services.hub.add_member(record, me.username)
+        services.hub.to_room_and_user(
+            name,
+            me.username,
+            {"event": "join", "room": name, "user": me.username},
+            exclude=req.session,
+        )
+    current = services.hub.room(name) or record
+    history = services.store.history_before(current, None, services.config.history_size)
+    members, online = services.hub.members(name)
+    return {
+        "room": name,
+        "topic": current.topic,
+        "members": members,
+        "online": online,
+        "history": [message.wire() for message in history],
+    }
+
+
+@op("part", required={"room": str})
+def part(req: Request, room: str) -> dict[str, Any]:
+    """part {room} -> {room}; the room stays, with its history."""
+    services = req.session.services
+    me = _me(req)
+    record = _lock_room_as_member(req, normalize_room(room))
+    services.store.part(me.id, record.id)
+    services.hub.remove_member(record.name, me.username)
+    services.hub.to_room_and_user(
+        record.name,
+        me.username,
+        {"event": "part", "room": record.name, "user": me.username},
+        exclude=req.session,
+    )
+    return {"room": record.name}
+
+
+@op("send", required={"room": str, "text": str})
+def send(req: Request, room: str, text: str) -> dict[str, Any]:
+    """send {room, text} -> {message}, after the message is durably stored."""
+    services = req.session.services
+    name = normalize_room(room)
+    text = clean_text(text)
+    record = _lock_room_as_member(req, name)
+    message = services.store.append_message(_me(req), text, room=record).wire()
+    services.hub.to_room(name, {"event": "message", **message}, exclude=req.session)
+    return {"message": message}
+
+
+@op("history", required={"room": str}, optional={"before": int, "limit": int})
+def history(
+    req: Request, room: str, before: int | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """history {room, before?, limit?} -> {messages}: older messages, oldest first."""
+    count = _page_limit(req, limit)
+    name = normalize_room(room)
+    hub = req.session.services.hub
+    record = hub.room(name)
+    if record is None or not hub.is_member(name, _me(req).username):
+        raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{name}")
+    return _messages(req.session.services.store.history_before(record, before, count))
+
+
+@op("rooms")
+def rooms(req: Request) -> dict[str, Any]:
+    """rooms -> {rooms: [{room, topic, members, messages}]} sorted by name."""
+    return {
+        "rooms": [
+            {"room": s.name, "topic": s.topic, "members": s.members, "messages": s.messages}
+            for s in req.session.services.store.room_summaries()
+        ]
+    }
+
+
+@op("who", required={"room": str})
+def who(req: Request, room: str) -> dict[str, Any]:
+    """who {room} -> {room, members, online}; for any room, member or not."""
+    services = req.session.services
+    name = normalize_room(room)
+    if services.hub.room(name) is None and services.store.room_by_name(name) is None:
+        raise ChatError(ErrorCode.NO_SUCH_ROOM, f"there is no room #{name}")
+    members, online = services.hub.members(name)
+    return {"room": name, "members": members, "online": online}
+
+
+@op("dm", required={"to": str, "text": str})
+def dm(req: Request, to: str, text: str) -> dict[str, Any]:
+    """dm {to, text} -> {message} with room null; stored like any message."""
+    services = req.session.services
+    me = _me(req)
+    text = clean_text(text)
+    recipient = _existing_user(to, req)
+    req.hold(services.hub.order_lock(f"dm:{dm_pair(me.id, recipient.id)}"))
+    message = services.store.append_message(me, text, recipient=recipient).wire()
+    services.hub.to_users(
+        (recipient.username, me.username), {"event": "dm", **message}, exclude=req.session
+    )
+    return {"message": message}
+
+
+@op("dm_history", required={"with": str}, optional={"before": int, "limit": int})
+def dm_history(
+    req: Request, with_: str, before: int | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """dm_history {with, before?, limit?} -> {messages} between the two, oldest first."""
+    count = _page_limit(req, limit)
+    other = _existing_user(with_, req)
+    return _messages(req.session.services.store.dm_history_before(_me(req), other, before, count))
+
+
+@op("topic", required={"room": str, "topic": str})
+def topic(req: Request, room: str, topic: str) -> dict[str, Any]:
+    """topic {room, topic} -> {room, topic}; members see a topic event."""
+    services = req.session.services
+    me = _me(req)
+    name = normalize_room(room)
+    topic = clean_topic(topic)
+    record = _lock_room_as_member(req, name)
+    services.store.set_topic(record.id, topic)
+    services.hub.set_topic(name, topic)
+    services.hub.to_room(
+        name,
+        {"event": "topic", "room": name, "topic": topic, "user": me.username},
+        exclude=req.session,
+    )
+    return {"room": name, "topic": topic}
+
+
+@op("ping", login_required=False)
+def ping(req: Request) -> dict[str, Any]:
+    """ping -> {}."""
+    return {}
+
+
+@op("quit", login_required=False)
+def quit_(req: Request) -> dict[str, Any]:
+    """quit -> {}; then the server closes the connection."""
+    req.session.quitting = True
+    return {}

@@ -1,0 +1,155 @@
+"""Rooms, membership and who is online, and the fan-out of events to connections.
+
+The hub mirrors the stored membership in memory so that fan-out never reads
+the database. It talks to connections only through `deliver(data)`, which
+never blocks, so tests can use list-backed fakes.
+
+Locks, in the order they may be taken:
+1. an order lock (`order_lock(key)`), one per room or direct conversation:
+   held across "store the message, then enqueue it", so every member sees
+   ids ascending. Handlers may hold it across a database write.
+2. `Hub._lock`: guards the dicts below; held only for dict operations.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from chatd.names import username_key
+from chatd.protocol import encode
+from chatd.store import RoomRecord
+
+
+class Peer(Protocol):
+    """What the hub needs of a connection."""
+
+    def deliver(self, data: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class RoomState:
+    record: RoomRecord
+    topic: str
+    members: dict[str, str] = field(default_factory=dict)  # username key -> username
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rooms: dict[str, RoomState] = {}
+        self._online: dict[str, set[Peer]] = {}
+        self._order_locks: dict[str, threading.Lock] = {}
+
+    def load(self, rooms: Iterable[tuple[RoomRecord, list[str]]]) -> None:
+        with self._lock:
+            for record, members in rooms:
+                self._rooms[record.name] = RoomState(
+                    record, record.topic, {username_key(name): name for name in members}
+                )
+
+    def order_lock(self, key: str) -> threading.Lock:
+        """The lock that orders messages of one room (`#name`) or conversation."""
+        with self._lock:
+            lock = self._order_locks.get(key)
+            if lock is None:
+                lock = self._order_locks[key] = threading.Lock()
+            return lock
+
+    # who is online
+
+    def connect(self, username: str, peer: Peer) -> None:
+        with self._lock:
+            self._online.setdefault(username_key(username), set()).add(peer)
+
+    def disconnect(self, username: str, peer: Peer) -> None:
+        key = username_key(username)
+        with self._lock:
+            peers = self._online.get(key)
+            if peers is not None:
+                peers.discard(peer)
+                if not peers:
+                    del self._online[key]
+
+    def peers_of(self, username: str) -> list[Peer]:
+        with self._lock:
+            return list(self._online.get(username_key(username), ()))
+
+    # rooms
+
+    def room(self, name: str) -> RoomRecord | None:
+        with self._lock:
+            state = self._rooms.get(name)
+            return None if state is None else RoomRecord(state.record.id, name, state.topic)
+
+    def is_member(self, room: str, username: str) -> bool:
+        with self._lock:
+            state = self._rooms.get(room)
+            return state is not None and username_key(username) in state.members
+
+    def add_member(self, record: RoomRecord, username: str) -> None:
+        with self._lock:
+            state = self._rooms.get(record.name)
+            if state is None:
+                state = self._rooms[record.name] = RoomState(record, record.topic)
+            state.members[username_key(username)] = username
+
+    def remove_member(self, room: str, username: str) -> None:
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is not None:
+                state.members.pop(username_key(username), None)
+
+    def set_topic(self, room: str, topic: str) -> None:
+        with self._lock:
+            self._rooms[room].topic = topic
+
+    def members(self, room: str) -> tuple[list[str], list[str]]:
+        """(every member, the members online), each sorted case-insensitively."""
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is None:
+                return [], []
+            everyone = sorted(state.members.items())
+            online = [name for key, name in everyone if key in self._online]
+            return [name for _key, name in everyone], online
+
+    # fan-out
+
+    def _room_peers(self, room: str) -> list[Peer]:
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is None:
+                return []
+            return [peer for key in state.members for peer in self._online.get(key, ())]
+
+    def to_room(self, room: str, event: dict[str, Any], *, exclude: Peer | None = None) -> None:
+        """Deliver `event` to every connection of every member of `room` but `exclude`."""
+        self._fan_out(self._room_peers(room), event, exclude)
+
+    def to_users(
+        self, usernames: Iterable[str], event: dict[str, Any], *, exclude: Peer | None = None
+    ) -> None:
+        """Deliver `event` to every connection of each named user but `exclude`, once each."""
+        peers: dict[int, Peer] = {}
+        for name in usernames:
+            for peer in self.peers_of(name):
+                peers[id(peer)] = peer
+        self._fan_out(peers.values(), event, exclude)
+
+    def to_room_and_user(
+        self, room: str, username: str, event: dict[str, Any], *, exclude: Peer
+    ) -> None:
+        """A membership change: the room's other members and the user's own other connections."""
+        peers = {id(peer): peer for peer in self._room_peers(room)}
+        peers.update((id(peer), peer) for peer in self.peers_of(username))
+        self._fan_out(peers.values(), event, exclude)
+
+    @staticmethod
+    def _fan_out(peers: Iterable[Peer], event: dict[str, Any], exclude: Peer | None) -> None:
+        data = encode(event)
+        for peer in peers:
+            if peer is not exclude:
+                peer.deliver(data)

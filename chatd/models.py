@@ -1,0 +1,92 @@
+"""The database schema as SQLAlchemy models; alembic migrations must match it.
+
+Timestamps are integer milliseconds since the epoch: exact on every backend,
+and exactly what the wire's RFC 3339 form with milliseconds carries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# why: named constraints let alembic's batch mode alter them on SQLite.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# why: on SQLite only INTEGER PRIMARY KEY is the rowid alias that autoincrements.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    username: Mapped[str] = mapped_column(String(32))
+    # why: uniqueness ignoring ASCII case that works the same on PostgreSQL.
+    username_key: Mapped[str] = mapped_column(String(32), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(100))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Room(Base):
+    __tablename__ = "rooms"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    topic: Mapped[str] = mapped_column(String(300), default="")
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    user_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    room_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    joined_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Message(Base):
+    """A room message (room_id set) or a direct message (recipient_id set).
+
+    `author` keeps the name as shown, so imported messages whose author has
+    no account keep it; `sender_id` is null for those.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_room_id_id", "room_id", "id"),
+        Index("ix_messages_dm_pair_id", "dm_pair", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    room_id: Mapped[int | None] = mapped_column(Id, ForeignKey("rooms.id"))
+    sender_id: Mapped[int | None] = mapped_column(Id, ForeignKey("users.id"))
+    author: Mapped[str] = mapped_column(String(32))
+    recipient_id: Mapped[int | None] = mapped_column(Id, ForeignKey("users.id"))
+    # why: "lower-id:higher-id" so both directions of a conversation share one index range.
+    dm_pair: Mapped[str | None] = mapped_column(String(41))
+    text: Mapped[str] = mapped_column(Text)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,188 @@
+"""The wire format: JSON objects, one per line, as PROTOCOL.md defines them.
+
+Pure code in the manner of h11: bytes go in, frames and messages come out; no
+sockets, threads or logging here. The server and the `chat` client both use
+it, so the format lives in exactly one place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from chatd.errors import ChatError, ErrorCode
+
+PROTOCOL_VERSION = 1
+# why: a frame is a request, not a bulk transfer; files travel in chunks.
+MAX_FRAME_BYTES = 64 * 1024
+# why: PROTOCOL.md promises clients accept server frames of at least 4 MiB.
+MAX_SERVER_FRAME_BYTES = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 32
+MAX_ID_CHARS = 64
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+_BLANK = b" \t\r"
+
+
+class FrameTooLarge(Exception):
+    """More bytes arrived without a newline than one frame may hold."""
+
+
+class FrameDecoder:
+    """Splits a byte stream into frames (the bytes of one line, line end removed).
+
+    Blank lines are skipped. The limit counts every byte of a frame including
+    its line end, and is enforced as soon as a partial line can no longer fit,
+    so a peer that never sends a newline cannot grow the buffer.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Yield every complete frame that `data` finishes; raise FrameTooLarge on overflow."""
+        self._buffer += data
+        start = 0
+        try:
+            while (end := self._buffer.find(b"\n", start)) >= 0:
+                if end + 1 - start > self.max_frame:
+                    raise FrameTooLarge
+                line = bytes(self._buffer[start:end])
+                start = end + 1
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if line.strip(_BLANK):
+                    yield line
+            if len(self._buffer) - start >= self.max_frame:
+                raise FrameTooLarge
+        finally:
+            del self._buffer[:start]
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("integer outside signed 64 bits")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+)
+
+
+def _check_tree(root: object) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH and lone surrogates, without recursion."""
+    stack: list[tuple[object, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            _check_string(node)
+            continue
+        if isinstance(node, dict):
+            children: list[object] = []
+            for key, value in node.items():
+                _check_string(key)
+                children.append(value)
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _check_string(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("lone surrogate in a string") from None
+
+
+def parse_json_line(line: bytes) -> Any:
+    """Strict RFC 8259 parse of one frame; ValueError says what is wrong."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("frame is not valid UTF-8") from None
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ValueError(f"frame is not JSON: {exc}") from None
+    _check_tree(value)
+    return value
+
+
+def parse_request(line: bytes) -> dict[str, Any]:
+    """A client frame as a dict, or ChatError(bad_request) for a bad frame."""
+    try:
+        value = parse_json_line(line)
+    except ValueError as exc:
+        raise ChatError(ErrorCode.BAD_REQUEST, str(exc)) from None
+    if not isinstance(value, dict):
+        raise ChatError(ErrorCode.BAD_REQUEST, "frame is not a JSON object")
+    return value
+
+
+RequestId = str | int | None
+
+
+def request_id(frame: dict[str, Any]) -> RequestId:
+    """The frame's `id`, or ChatError(bad_request) when it is not a valid id."""
+    rid = frame.get("id")
+    if rid is None:
+        return None
+    if isinstance(rid, str) and len(rid) <= MAX_ID_CHARS:
+        return rid
+    if isinstance(rid, int) and not isinstance(rid, bool):
+        return rid
+    raise ChatError(
+        ErrorCode.BAD_REQUEST,
+        f"id must be a string of at most {MAX_ID_CHARS} characters or an integer",
+    )
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """One frame as compact UTF-8 JSON ending in a newline."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def ok_reply(rid: RequestId, result: dict[str, Any]) -> dict[str, Any]:
+    return {"id": rid, "ok": True, **result}
+
+
+def error_reply(rid: RequestId, error: ChatError) -> dict[str, Any]:
+    reply: dict[str, Any] = {
+        "id": rid,
+        "ok": False,
+        "error": str(error.code),
+        "message": error.message,
+    }
+    if error.retry_after is not None:
+        reply["retry_after"] = error.retry_after
+    return reply
+
+
+def error_event(code: ErrorCode, message: str) -> dict[str, Any]:
+    return {"event": "error", "error": str(code), "message": message}

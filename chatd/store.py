@@ -1,0 +1,332 @@
+"""The storage facade: every database read and write of the server goes through `Store`.
+
+Methods are named for what the server means (`append_message`,
+`history_before`) and return frozen records, never ORM objects, so nothing
+outside db.py, models.py and this module knows SQLAlchemy exists.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from chatd.db import WRITE_OPTION, create_db_engine, is_sqlite
+from chatd.errors import ChatError, ErrorCode
+from chatd.models import Membership, Message, Room, User
+from chatd.names import format_ts, username_key
+
+users = User.__table__
+rooms = Room.__table__
+memberships = Membership.__table__
+messages = Message.__table__
+recipients = users.alias("recipients")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    username: str
+    password_hash: str
+    disabled: bool
+
+    @property
+    def key(self) -> str:
+        return username_key(self.username)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    id: int
+    name: str
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSummary:
+    name: str
+    topic: str
+    members: int
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: int
+    room: str | None
+    user: str
+    text: str
+    ts_ms: int
+    to: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The message object of PROTOCOL.md."""
+        message: dict[str, Any] = {
+            "id": self.id,
+            "room": self.room,
+            "user": self.user,
+            "text": self.text,
+            "ts": format_ts(self.ts_ms),
+        }
+        if self.room is None:
+            message["to"] = self.to
+        return message
+
+
+def dm_pair(a: int, b: int) -> str:
+    low, high = sorted((a, b))
+    return f"{low}:{high}"
+
+
+_MESSAGE_COLUMNS = (
+    messages.c.id,
+    rooms.c.name,
+    messages.c.author,
+    messages.c.text,
+    messages.c.ts_ms,
+    recipients.c.username,
+)
+
+
+def _message_query() -> Any:
+    return select(*_MESSAGE_COLUMNS).select_from(
+        messages.outerjoin(rooms, rooms.c.id == messages.c.room_id).outerjoin(
+            recipients, recipients.c.id == messages.c.recipient_id
+        )
+    )
+
+
+def _message(row: Any) -> MessageRecord:
+    return MessageRecord(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def _user(row: Any) -> UserRecord:
+    return UserRecord(row.id, row.username, row.password_hash, bool(row.disabled))
+
+
+class Store:
+    """The server's database, opened from a URL whose schema is already current."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_db_engine(url)
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        # why: SQLite has one writer at a time; queueing here is cheaper than its busy loop.
+        self._write_lock = threading.Lock() if is_sqlite(url) else None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        if self._write_lock is None:
+            with self._writer.begin() as connection:
+                yield connection
+            return
+        with self._write_lock, self._writer.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection:
+            yield connection
+
+    # accounts
+
+    def create_user(self, username: str, password_hash: str) -> UserRecord:
+        """A new account; username_taken when the name exists in any case."""
+        try:
+            with self._write() as connection:
+                user_id = connection.execute(
+                    insert(users)
+                    .values(
+                        username=username,
+                        username_key=username_key(username),
+                        password_hash=password_hash,
+                        disabled=False,
+                        created_ms=now_ms(),
+                    )
+                    .returning(users.c.id)
+                ).scalar_one()
+        except IntegrityError:
+            raise ChatError(ErrorCode.USERNAME_TAKEN, "that username is taken") from None
+        return UserRecord(user_id, username, password_hash, False)
+
+    def user_by_name(self, name: str) -> UserRecord | None:
+        with self._read() as connection:
+            row = connection.execute(
+                select(users).where(users.c.username_key == username_key(name))
+            ).first()
+        return None if row is None else _user(row)
+
+    # rooms and membership
+
+    def room_by_name(self, name: str) -> RoomRecord | None:
+        with self._read() as connection:
+            row = connection.execute(
+                select(rooms.c.id, rooms.c.name, rooms.c.topic).where(rooms.c.name == name)
+            ).first()
+        return None if row is None else RoomRecord(row.id, row.name, row.topic)
+
+    def rooms_with_members(self) -> list[tuple[RoomRecord, list[str]]]:
+        """Every room with its members' usernames: what the hub loads at start-up."""
+        with self._read() as connection:
+            room_rows = connection.execute(
+                select(rooms.c.id, rooms.c.name, rooms.c.topic).order_by(rooms.c.name)
+            ).all()
+            member_rows = connection.execute(
+                select(memberships.c.room_id, users.c.username).join(
+                    users, users.c.id == memberships.c.user_id
+                )
+            ).all()
+        members: dict[int, list[str]] = {}
+        for room_id, username in member_rows:
+            members.setdefault(room_id, []).append(username)
+        return [
+            (RoomRecord(row.id, row.name, row.topic), members.get(row.id, [])) for row in room_rows
+        ]
+
+    def memberships_of(self, user_id: int) -> list[str]:
+        with self._read() as connection:
+            return list(
+                connection.execute(
+                    select(rooms.c.name)
+                    .join(memberships, memberships.c.room_id == rooms.c.id)
+                    .where(memberships.c.user_id == user_id)
+                    .order_by(rooms.c.name)
+                ).scalars()
+            )
+
+    def join(self, user_id: int, room: str) -> tuple[RoomRecord, bool]:
+        """Make the user a member, creating the room; True when it was not one yet."""
+        with self._write() as connection:
+            row = connection.execute(
+                select(rooms.c.id, rooms.c.topic).where(rooms.c.name == room)
+            ).first()
+            if row is None:
+                room_id = connection.execute(
+                    insert(rooms)
+                    .values(name=room, topic="", created_ms=now_ms())
+                    .returning(rooms.c.id)
+                ).scalar_one()
+                record = RoomRecord(room_id, room, "")
+            else:
+                record = RoomRecord(row.id, room, row.topic)
+            already = connection.execute(
+                select(memberships.c.user_id).where(
+                    memberships.c.user_id == user_id, memberships.c.room_id == record.id
+                )
+            ).first()
+            if already is None:
+                connection.execute(
+                    insert(memberships).values(
+                        user_id=user_id, room_id=record.id, joined_ms=now_ms()
+                    )
+                )
+        return record, already is None
+
+    def part(self, user_id: int, room_id: int) -> bool:
+        """End a membership; False when there was none."""
+        with self._write() as connection:
+            result = connection.execute(
+                memberships.delete().where(
+                    memberships.c.user_id == user_id, memberships.c.room_id == room_id
+                )
+            )
+        return result.rowcount > 0
+
+    def set_topic(self, room_id: int, topic: str) -> None:
+        with self._write() as connection:
+            connection.execute(update(rooms).where(rooms.c.id == room_id).values(topic=topic))
+
+    def room_summaries(self) -> list[RoomSummary]:
+        """Every room, sorted by name, with its member and message counts."""
+        member_counts = (
+            select(memberships.c.room_id, func.count().label("n"))
+            .group_by(memberships.c.room_id)
+            .subquery()
+        )
+        message_counts = (
+            select(messages.c.room_id, func.count().label("n"))
+            .where(messages.c.room_id.is_not(None))
+            .group_by(messages.c.room_id)
+            .subquery()
+        )
+        query = (
+            select(
+                rooms.c.name,
+                rooms.c.topic,
+                func.coalesce(member_counts.c.n, 0),
+                func.coalesce(message_counts.c.n, 0),
+            )
+            .outerjoin(member_counts, member_counts.c.room_id == rooms.c.id)
+            .outerjoin(message_counts, message_counts.c.room_id == rooms.c.id)
+            .order_by(rooms.c.name)
+        )
+        with self._read() as connection:
+            return [RoomSummary(*row) for row in connection.execute(query)]
+
+    # messages
+
+    def append_message(
+        self,
+        author: UserRecord,
+        text: str,
+        *,
+        room: RoomRecord | None = None,
+        recipient: UserRecord | None = None,
+    ) -> MessageRecord:
+        """Store a room message or a direct message; committed when this returns."""
+        ts = now_ms()
+        values: dict[str, Any] = {
+            "sender_id": author.id,
+            "author": author.username,
+            "text": text,
+            "ts_ms": ts,
+        }
+        if room is not None:
+            values["room_id"] = room.id
+        if recipient is not None:
+            values["recipient_id"] = recipient.id
+            values["dm_pair"] = dm_pair(author.id, recipient.id)
+        with self._write() as connection:
+            message_id = connection.execute(
+                insert(messages).values(**values).returning(messages.c.id)
+            ).scalar_one()
+        return MessageRecord(
+            message_id,
+            None if room is None else room.name,
+            author.username,
+            text,
+            ts,
+            None if recipient is None else recipient.username,
+        )
+
+    def history_before(
+        self, room: RoomRecord, before: int | None, limit: int
+    ) -> list[MessageRecord]:
+        """The `limit` newest messages of the room with id < before, oldest first."""
+        return self._page(messages.c.room_id == room.id, before, limit)
+
+    def dm_history_before(
+        self, a: UserRecord, b: UserRecord, before: int | None, limit: int
+    ) -> list[MessageRecord]:
+        """Direct messages between a and b, as history_before."""
+        return self._page(messages.c.dm_pair == dm_pair(a.id, b.id), before, limit)
+
+    def _page(self, where: Any, before: int | None, limit: int) -> list[MessageRecord]:
+        condition = where if before is None else and_(where, messages.c.id < before)
+        query = _message_query().where(condition).order_by(messages.c.id.desc()).limit(limit)
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        return [_message(row) for row in reversed(rows)]

@@ -1,0 +1,86 @@
+"""Fixtures: a real chatd server on 127.0.0.1:0 over a real SQLite file, and clients for it."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wire import WireClient
+
+from chatd.config import ServerConfig
+from chatd.db import upgrade
+from chatd.server import Server
+
+PASSWORD = "correct horse"
+TEST_BCRYPT_ROUNDS = 4
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """A migrated SQLite file under tmp_path."""
+    url = f"sqlite:///{tmp_path / 'chatd.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def make_config(db_url: str) -> Callable[..., ServerConfig]:
+    def make(**overrides: Any) -> ServerConfig:
+        base = ServerConfig(
+            host="127.0.0.1", port=0, db=db_url, bcrypt_rounds=TEST_BCRYPT_ROUNDS
+        )
+        return dataclasses.replace(base, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def start_server(make_config: Callable[..., ServerConfig]) -> Iterator[Callable[..., Server]]:
+    """Start a server in this process; every one started is stopped at teardown."""
+    servers: list[Server] = []
+
+    def start(**overrides: Any) -> Server:
+        server = Server(make_config(**overrides))
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Server]) -> Server:
+    return start_server()
+
+
+@pytest.fixture
+def connect(server: Server) -> Iterator[Callable[..., WireClient]]:
+    """connect() -> a bare client; connect("alice") -> registered and logged in as alice."""
+    clients: list[WireClient] = []
+    registered: set[str] = set()
+
+    def make(user: str | None = None, *, address: tuple[str, int] | None = None) -> WireClient:
+        client = WireClient(address or server.address)
+        clients.append(client)
+        if user is not None:
+            if user.lower() not in registered:
+                client.ok("register", username=user, password=PASSWORD)
+                registered.add(user.lower())
+            client.ok("login", username=user, password=PASSWORD)
+            client.username = user
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def unique_names() -> Iterator[str]:
+    return (f"user{n}" for n in itertools.count(1))
