@@ -36,9 +36,9 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
             f"--{setting.name.replace('_', '-')}",
             type=type(setting.default),
             default=None,
-            metavar=setting.name.upper(),
-            help=f"{setting.metadata['help']} "
-            f"(env {env_name(setting.name)}; default {setting.default!r})",
+            metavar=type(setting.default).__name__.upper(),
+            help=f"{setting.metadata['help']} (env {env_name(setting.name)}"
+            + (f"; default {setting.default!r})" if setting.default != "" else ")"),
         )
 
 

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field, fields
 class ServerConfig:
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = field(default=7700, metadata={"help": "TCP port (0 picks a free one)"})
-    db: str = field(default="", metadata={"help": "database URL (default: SQLite in the data dir)"})
+    db: str = field(
+        default="",
+        metadata={"help": "database URL (default: SQLite at $XDG_DATA_HOME/chatd/chatd.db)"},
+    )
     history_size: int = field(default=50, metadata={"help": "messages replayed on join"})
     max_frame: int = field(default=64 * 1024, metadata={"help": "largest client frame, bytes"})
     bcrypt_rounds: int = field(default=12, metadata={"help": "bcrypt cost for new hashes"})

@@ -30,9 +30,7 @@ def db_url(tmp_path: Path) -> str:
 @pytest.fixture
 def make_config(db_url: str) -> Callable[..., ServerConfig]:
     def make(**overrides: Any) -> ServerConfig:
-        base = ServerConfig(
-            host="127.0.0.1", port=0, db=db_url, bcrypt_rounds=TEST_BCRYPT_ROUNDS
-        )
+        base = ServerConfig(host="127.0.0.1", port=0, db=db_url, bcrypt_rounds=TEST_BCRYPT_ROUNDS)
         return dataclasses.replace(base, **overrides)
 
     return make

@@ -8,7 +8,7 @@ import socket
 import time
 from typing import Any
 
-from chatd.protocol import FrameDecoder, MAX_SERVER_FRAME_BYTES, encode
+from chatd.protocol import MAX_SERVER_FRAME_BYTES, FrameDecoder, encode
 
 READ_TIMEOUT = 10.0
 
@@ -20,8 +20,15 @@ class ConnectionClosed(Exception):
 class WireClient:
     """Speaks PROTOCOL.md; keeps events that arrive while it waits for a reply."""
 
-    def __init__(self, address: tuple[str, int], timeout: float = READ_TIMEOUT) -> None:
-        self.sock = socket.create_connection(address, timeout=timeout)
+    def __init__(
+        self, address: tuple[str, int], timeout: float = READ_TIMEOUT, *, rcvbuf: int | None = None
+    ) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            # why: before connect, so the small window is what the server sees.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(address)
         self.timeout = timeout
         self._decoder = FrameDecoder(MAX_SERVER_FRAME_BYTES)
         self._frames: list[dict[str, Any]] = []

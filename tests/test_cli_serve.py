@@ -1,0 +1,166 @@
+"""`chatd` as a user runs it: a real process, signals, kill -9, the default database."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORD
+from wire import WireClient
+
+from chatd.cli import main
+
+LISTENING = re.compile(rb"listening on ([\d.]+):(\d+)")
+
+
+class ServeProcess:
+    """`chatd serve` in a subprocess; knows its address once it logs `listening on`."""
+
+    def __init__(self, *args: str, env: dict[str, str], deadline: float = 20) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chatd", "serve", "--port", "0", "--bcrypt-rounds", "4", *args],
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
+        self.log = b""
+        self.address = self._wait_listening(deadline)
+
+    def _wait_listening(self, deadline: float) -> tuple[str, int]:
+        assert self.proc.stderr is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stderr, selectors.EVENT_READ)
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if selector.select(timeout=0.2):
+                chunk = os.read(self.proc.stderr.fileno(), 65536)
+                if not chunk:
+                    break
+                self.log += chunk
+                match = LISTENING.search(self.log)
+                if match:
+                    return match.group(1).decode(), int(match.group(2))
+        self.proc.kill()
+        raise AssertionError(f"chatd serve did not start: {self.log.decode(errors='replace')}")
+
+    def finish(self, timeout: float = 20) -> tuple[int, str]:
+        _out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, (self.log + err).decode(errors="replace")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CHATD_")}
+    environ["XDG_DATA_HOME"] = str(tmp_path / "data")
+    return environ
+
+
+def login(address: tuple[str, int], name: str, *, register: bool = True) -> WireClient:
+    client = WireClient(address)
+    if register:
+        client.ok("register", username=name, password=PASSWORD)
+    client.ok("login", username=name, password=PASSWORD)
+    return client
+
+
+def test_serve_creates_the_default_database_and_stops_cleanly_on_sigterm(env, tmp_path):
+    server = ServeProcess(env=env)
+    assert (tmp_path / "data" / "chatd" / "chatd.db").exists()
+    alice = login(server.address, "alice")
+    alice.ok("join", room="general")
+    sent = alice.ok("send", room="general", text="before the stop")["message"]
+    server.proc.send_signal(signal.SIGTERM)
+    assert alice.next_event("shutdown")["reason"]
+    status, log = server.finish()
+    assert status == 0
+    assert log.count("listening on") == 1
+    again = ServeProcess(env=env)
+    back = login(again.address, "alice", register=False)
+    assert back.ok("join", room="general")["history"] == [sent]
+    again.proc.send_signal(signal.SIGINT)
+    assert again.finish()[0] == 0
+
+
+def test_passwords_never_reach_the_log(env):
+    server = ServeProcess("--log-level", "debug", env=env)
+    secret = "hunter2-hunter2"
+    client = WireClient(server.address)
+    client.ok("register", username="alice", password=secret)
+    client.error("login", username="alice", password=secret + "x")
+    client.ok("login", username="alice", password=secret)
+    client.send_raw(b'{"op":"login","username":"alice","password":"' + secret.encode() + b'"\n')
+    client.next_reply()
+    server.proc.send_signal(signal.SIGTERM)
+    status, log = server.finish()
+    assert status == 0 and "alice" in log
+    assert secret not in log
+
+
+def test_every_acknowledged_message_survives_kill_9(env):
+    server = ServeProcess(env=env)
+    senders = [login(server.address, f"writer{i}") for i in range(3)]
+    for client in senders:
+        client.ok("join", room="durable")
+    acked: list[int] = []
+    for n in range(60):
+        for client in senders:
+            acked.append(client.ok("send", room="durable", text=f"n{n}")["message"]["id"])
+    for client in senders:
+        client.send_frame({"op": "send", "id": "unacked", "room": "durable", "text": "maybe"})
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+    again = ServeProcess(env=env)
+    reader = login(again.address, "writer0", register=False)
+    stored = reader.ok("history", room="durable", limit=500)["messages"]
+    stored_ids = [m["id"] for m in stored]
+    assert set(acked) <= set(stored_ids)
+    assert stored_ids == sorted(set(stored_ids))
+    again.proc.send_signal(signal.SIGTERM)
+    assert again.finish()[0] == 0
+
+
+def test_init_db_twice_then_serve_refuses_an_outdated_database(env, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    assert main(["init-db", "--db", url], env) == 0
+    assert main(["init-db", "--db", url], env) == 0
+    assert "revision 0001" in capsys.readouterr().out
+    from alembic import command
+
+    from chatd.db import alembic_config
+
+    command.downgrade(alembic_config(url), "base")
+    status = main(["serve", "--db", url, "--port", "0"], env)
+    assert status == 1
+    assert "chatd init-db" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ_extra", "says"),
+    [
+        (["serve", "--port", "99999"], {}, "--port"),
+        (["serve", "--history-size", "0"], {}, "--history-size"),
+        (["serve"], {"CHATD_PORT": "seven"}, "CHATD_PORT"),
+        (["serve", "--log-level", "loud"], {}, "--log-level"),
+    ],
+)
+def test_bad_settings_are_one_line_and_status_2(env, capsys, argv, environ_extra, says):
+    assert main(argv, {**env, **environ_extra}) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_environment_settings_apply(env, tmp_path):
+    env = {**env, "CHATD_HISTORY_SIZE": "3", "CHATD_DB": f"sqlite:///{tmp_path / 'env.db'}"}
+    server = ServeProcess(env=env)
+    client = WireClient(server.address)
+    assert client.welcome["history_size"] == 3
+    assert (tmp_path / "env.db").exists()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.finish()[0] == 0

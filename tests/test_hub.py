@@ -1,0 +1,82 @@
+"""The hub with list-backed fake connections: who gets which event."""
+
+from __future__ import annotations
+
+import json
+
+from chatd.hub import Hub
+from chatd.store import RoomRecord
+
+
+class FakePeer:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.frames: list[dict] = []
+
+    def deliver(self, data: bytes) -> None:
+        self.frames.append(json.loads(data))
+
+
+def hub_with(rooms: dict[str, list[str]]) -> Hub:
+    hub = Hub()
+    hub.load(
+        (RoomRecord(i, name, ""), members) for i, (name, members) in enumerate(rooms.items(), 1)
+    )
+    return hub
+
+
+def test_room_events_reach_every_connection_of_every_member_but_the_excluded():
+    hub = hub_with({"general": ["alice", "Bob"], "other": ["carol"]})
+    alice1, alice2, bob, carol = (FakePeer(n) for n in ("a1", "a2", "b", "c"))
+    hub.connect("alice", alice1)
+    hub.connect("ALICE", alice2)
+    hub.connect("bob", bob)
+    hub.connect("carol", carol)
+    hub.to_room("general", {"event": "message", "text": "hi"}, exclude=alice1)
+    assert alice1.frames == [] and carol.frames == []
+    assert alice2.frames == bob.frames == [{"event": "message", "text": "hi"}]
+
+
+def test_membership_and_online_lists_are_sorted_case_insensitively():
+    hub = hub_with({"general": ["zed", "Alice", "bob"]})
+    hub.connect("bob", FakePeer("b"))
+    assert hub.members("general") == (["Alice", "bob", "zed"], ["bob"])
+    assert hub.members("nowhere") == ([], [])
+
+
+def test_disconnect_takes_a_user_offline_only_after_the_last_connection():
+    hub = hub_with({"general": ["alice"]})
+    first, second = FakePeer("1"), FakePeer("2")
+    hub.connect("alice", first)
+    hub.connect("alice", second)
+    hub.disconnect("alice", first)
+    assert hub.members("general")[1] == ["alice"]
+    hub.disconnect("alice", second)
+    assert hub.members("general")[1] == []
+
+
+def test_part_event_reaches_the_room_and_the_users_other_connections():
+    hub = hub_with({"general": ["alice", "bob"]})
+    alice1, alice2, bob = FakePeer("a1"), FakePeer("a2"), FakePeer("b")
+    for name, peer in (("alice", alice1), ("alice", alice2), ("bob", bob)):
+        hub.connect(name, peer)
+    hub.remove_member("general", "alice")
+    event = {"event": "part", "room": "general", "user": "alice"}
+    hub.to_room_and_user("general", "alice", event, exclude=alice1)
+    assert alice1.frames == [] and alice2.frames == [event] and bob.frames == [event]
+    assert not hub.is_member("general", "alice")
+
+
+def test_direct_message_to_oneself_reaches_each_other_connection_once():
+    hub = Hub()
+    me1, me2 = FakePeer("1"), FakePeer("2")
+    hub.connect("alice", me1)
+    hub.connect("alice", me2)
+    hub.to_users(("alice", "alice"), {"event": "dm"}, exclude=me1)
+    assert me1.frames == [] and me2.frames == [{"event": "dm"}]
+
+
+def test_order_locks_are_one_per_key():
+    hub = Hub()
+    assert hub.order_lock("#a") is hub.order_lock("#a")
+    assert hub.order_lock("#a") is not hub.order_lock("#b")
