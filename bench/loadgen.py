@@ -1,0 +1,513 @@
+"""chatd's load generator: the scenarios of issue 5, one asyncio process, 127.0.0.1 only.
+
+Each scenario sets up its connections, waits until every one of them is
+quiet (a ping round trip), then measures: server CPU (user+sys from /proc)
+over exactly the measured part, wall time, and the figures the issue asks
+for. Every loop is bounded by a message count and every wait by a deadline,
+so a broken server makes a scenario fail with a report, never hang. Every
+delivery is checked (see tracker.py); a figure from a run that lost,
+duplicated or reordered a message is marked incorrect.
+
+Run one scenario against a server that is already up:
+
+    python -m bench.loadgen --port 7700 --pid $(pidof -s chatd) fanout-1x100 --quick
+
+`bench/run.py` is the usual way: it also starts the server, pinned to a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.clients import ChatClient, ProtocolViolation
+from bench.procstat import CpuMeter, rss_kib, status_field
+from bench.steps import (
+    PASSWORD,
+    SETTLE,
+    SETUP_CONCURRENCY,
+    Hooks,
+    Run,
+    Target,
+    array_where,
+    attach_receiver,
+    bounded,
+    chat_member,
+    close_all,
+    irc_member,
+    measured,
+    paced_sender,
+    quiesce,
+    raise_nofile,
+    wait_delivered,
+    windowed_sender,
+)
+from bench.tracker import Stream, Tracker, latency_summary, payload
+
+__all__ = ["PASSWORD", "SCENARIOS", "Hooks", "Scenario", "Target", "raise_nofile"]
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+async def fanout(
+    target: Target,
+    hooks: Hooks,
+    *,
+    rooms: int,
+    members: int,
+    senders: int,
+    messages: int,
+    window: int = 100,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
+    """`senders` per room each send `messages`; every other member of the room receives them."""
+    run = Run(time.monotonic() + timeout)
+    raise_nofile(rooms * members)
+    irc = target.kind == "irc"
+    names = [[f"f{r}m{m}" for m in range(members)] for r in range(rooms)]
+    room_names = [f"#fan{r}" if irc else f"fan{r}" for r in range(rooms)]
+    jobs: list[Callable[[], Awaitable[Any]]] = [
+        (lambda n=name, r=room_names[r]: irc_member(target.port, n, [r]))
+        if irc
+        else (lambda n=name, r=room_names[r]: chat_member(target.port, n, [r]))
+        for r in range(rooms)
+        for name in names[r]
+    ]
+    clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
+    streams = [
+        Stream(r * senders + k, messages, members - 1) for r in range(rooms) for k in range(senders)
+    ]
+    tracker = Tracker(streams, acks=not irc)
+    for client in clients:
+        attach_receiver(client, tracker)
+    await quiesce(clients, run)
+
+    meter = CpuMeter(target.pid)
+    meter.start()
+    hooks.start()
+    started = time.perf_counter()
+    timed_out = False
+    tasks = [
+        asyncio.ensure_future(
+            windowed_sender(
+                clients[r * members + k],
+                room_names[r],
+                streams[r * senders + k],
+                tracker,
+                window,
+                run,
+            )
+        )
+        for r in range(rooms)
+        for k in range(senders)
+    ]
+    try:
+        await asyncio.gather(*tasks)
+        await wait_delivered(streams, not irc, run)
+    except TimeoutError:
+        timed_out = True
+        for task in tasks:
+            task.cancel()
+    wall = time.perf_counter() - started
+    meter.stop()
+    hooks.stop()
+    await asyncio.sleep(SETTLE)
+    result = measured(meter, wall, tracker)
+    result["deliveries_per_cpu_s"] = (
+        round(tracker.delivered / meter.server) if meter.server else None
+    )
+    result["deliveries_per_s"] = round(tracker.delivered / wall) if wall else None
+    result.update(timed_out=timed_out, failures=run.failures[:5])
+    result["violations"] = close_all(clients)[:5]
+    result["correct"] = result["correct"] and not timed_out and not result["violations"]
+    return result
+
+
+async def paced(
+    target: Target,
+    hooks: Hooks,
+    *,
+    members: int,
+    rate: float,
+    seconds: float,
+    timeout: float = 120.0,
+) -> dict[str, Any]:
+    """One sender at a fixed rate into a room of `members`: delivery and ack latency."""
+    run = Run(time.monotonic() + timeout)
+    jobs = [(lambda n=f"p{m}": chat_member(target.port, n, ["paced"])) for m in range(members)]
+    clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
+    stream = Stream(0, int(rate * seconds), members - 1)
+    tracker = Tracker([stream], acks=True, keep_latency=True)
+    for client in clients[1:]:
+        attach_receiver(client, tracker)
+    await quiesce(clients, run)
+    meter = CpuMeter(target.pid)
+    meter.start()
+    hooks.start()
+    started = time.perf_counter()
+    timed_out = False
+    lag = 0.0
+    send_wall = 0.0
+    try:
+        lag = await paced_sender(clients[0], "paced", stream, tracker, rate, run)
+        send_wall = time.perf_counter() - started
+        await wait_delivered([stream], True, run)
+    except TimeoutError:
+        timed_out = True
+    wall = time.perf_counter() - started
+    meter.stop()
+    hooks.stop()
+    await asyncio.sleep(SETTLE)
+    result = measured(meter, wall, tracker)
+    result.update(
+        rate=rate,
+        send_rate=round(stream.sent / send_wall, 1) if send_wall else None,
+        # why: an open-loop sender always "achieves" its rate; what the server sustained
+        # is messages fully delivered (every receiver, and the ack) per second of wall time.
+        delivered_rate=round(stream.completed / wall, 1) if wall else None,
+        worst_sender_lag_ms=round(lag * 1000, 2),
+        delivery_latency=latency_summary(tracker.latency),
+        ack_latency=latency_summary(tracker.ack_latency),
+        timed_out=timed_out,
+        failures=run.failures[:5],
+        violations=close_all(clients)[:5],
+    )
+    result["correct"] = result["correct"] and not timed_out and not result["violations"]
+    return result
+
+
+async def idle_rss(
+    target: Target, hooks: Hooks, *, clients: int, room_size: int = 50, timeout: float = 900.0
+) -> dict[str, Any]:
+    """Server RSS growth per idle logged-in client that has joined a room."""
+    run = Run(time.monotonic() + timeout)
+    raise_nofile(clients)
+    warm = await chat_member(target.port, "i-warm", ["idle-warm"])
+    await warm.call("send", room="idle-warm", text="warm-up")
+    await warm.call("quit")
+    warm.close()
+    await asyncio.sleep(0.5)
+    before = rss_kib(target.pid)
+    threads_before = status_field(target.pid, "Threads")
+    started = time.perf_counter()
+    jobs = [
+        (lambda n=f"i{i}", r=f"idle{i // room_size}": chat_member(target.port, n, [r]))
+        for i in range(clients)
+    ]
+    connected = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
+    setup_wall = time.perf_counter() - started
+    # why: every client has its join reply, so its state exists; RSS is read before the
+    # liveness check because at 10,000 threads on one core a ping round can take minutes.
+    await asyncio.sleep(1.0)
+    after = rss_kib(target.pid)
+    threads_after = status_field(target.pid, "Threads")
+    liveness = run.deadline - time.monotonic()
+    try:
+        await quiesce(connected, Run(time.monotonic() + min(120.0, run.left())))
+        all_answered = True
+    except TimeoutError:
+        all_answered = False
+    ping_wall = round(liveness - (run.deadline - time.monotonic()), 2)
+    violations = close_all(connected)
+    return {
+        "clients": clients,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "rss_per_client_kib": round((after - before) / clients, 2),
+        "threads_before": threads_before,
+        "threads_after": threads_after,
+        "setup_wall_s": round(setup_wall, 2),
+        "all_answered_ping": all_answered,
+        "ping_round_s": ping_wall,
+        "violations": violations[:5],
+        "correct": not violations and all_answered,
+    }
+
+
+async def join_latency(
+    target: Target, hooks: Hooks, *, joiners: int, history: int = 50, timeout: float = 120.0
+) -> dict[str, Any]:
+    """Join a room holding `history` messages: time from `join` to its reply with history."""
+    run = Run(time.monotonic() + timeout)
+    poster = await chat_member(target.port, "j-poster", ["hist"])
+    posted = [
+        (await poster.call("send", room="hist", text=payload(0, seq)))["message"]["id"]
+        for seq in range(history)
+    ]
+    jobs = [(lambda n=f"j{i}": chat_member(target.port, n, [])) for i in range(joiners)]
+    clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
+    await quiesce([poster, *clients], run)
+    expected = posted[-min(history, int(poster.welcome.result()["history_size"])) :]
+    wrong = 0
+    first: list[float] = []
+    again: list[float] = []
+    hooks.start()
+    for samples in (first, again, again):
+        for client in clients:
+            started = time.perf_counter()
+            reply = await client.call("join", timeout=run.left(), room="hist")
+            samples.append(time.perf_counter() - started)
+            if [m["id"] for m in reply["history"]] != expected:
+                wrong += 1
+    hooks.stop()
+    violations = close_all([poster, *clients])
+    return {
+        "first_join": latency_summary(first),
+        "rejoin": latency_summary(again),
+        "history_wrong": wrong,
+        "violations": violations[:5],
+        "correct": not wrong and not violations,
+    }
+
+
+async def ingest(
+    target: Target,
+    hooks: Hooks,
+    *,
+    senders: int,
+    messages: int,
+    window: int = 100,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
+    """`senders` each alone in a room send `messages`: acknowledged (durable) msgs/s."""
+    run = Run(time.monotonic() + timeout)
+    jobs = [(lambda i=i: chat_member(target.port, f"d{i}", [f"ingest{i}"])) for i in range(senders)]
+    clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
+    streams = [Stream(i, messages, 0) for i in range(senders)]
+    tracker = Tracker(streams, acks=True, keep_latency=True)
+    await quiesce(clients, run)
+    meter = CpuMeter(target.pid)
+    meter.start()
+    hooks.start()
+    started = time.perf_counter()
+    tasks = [
+        asyncio.ensure_future(
+            windowed_sender(clients[i], f"ingest{i}", streams[i], tracker, window, run)
+        )
+        for i in range(senders)
+    ]
+    timed_out = False
+    try:
+        await asyncio.gather(*tasks)
+        await wait_delivered(streams, True, run)
+    except TimeoutError:
+        timed_out = True
+        for task in tasks:
+            task.cancel()
+    wall = time.perf_counter() - started
+    meter.stop()
+    hooks.stop()
+    acked = sum(s.acked for s in streams)
+    result = measured(meter, wall, tracker)
+    result.update(
+        acknowledged=acked,
+        acked_per_s=round(acked / wall) if wall else None,
+        acked_per_cpu_s=round(acked / meter.server) if meter.server else None,
+        ack_latency=latency_summary(tracker.ack_latency),
+        timed_out=timed_out,
+        failures=run.failures[:5],
+        violations=close_all(clients)[:5],
+    )
+    result["correct"] = result["correct"] and not timed_out and not result["violations"]
+    return result
+
+
+async def login_storm(
+    target: Target,
+    hooks: Hooks,
+    *,
+    logins: int,
+    chatters: int = 20,
+    rate: float = 200.0,
+    calm: float = 1.0,
+    tail: float = 0.5,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
+    """`logins` connections log in at once while a room chats at `rate`: chat latency."""
+    run = Run(time.monotonic() + timeout)
+    raise_nofile(logins + chatters)
+    jobs = [(lambda n=f"c{i}": chat_member(target.port, n, ["storm"])) for i in range(chatters)]
+    clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
+    # why: accounts the runner did not seed are registered now, outside the measured storm
+    # (a seeded name is only looked up, so this pass costs no hashing then).
+    for i in range(logins):
+        reply = await clients[0].request("register", username=f"s{i}", password=PASSWORD)
+        if not reply.get("ok") and reply.get("error") != "username_taken":
+            raise ProtocolViolation(f"register s{i}: {reply}")
+    stream = Stream(0, int(rate * timeout), chatters - 1)
+    tracker = Tracker([stream], acks=True, keep_latency=True)
+    for client in clients[1:]:
+        attach_receiver(client, tracker)
+    await quiesce(clients, run)
+    stop = asyncio.Event()
+    meter = CpuMeter(target.pid)
+    meter.start()
+    hooks.start()
+    chat = asyncio.ensure_future(
+        paced_sender(clients[0], "storm", stream, tracker, rate, run, stop)
+    )
+    login_times: list[float] = []
+    login_failures: list[str] = []
+    stormers: list[ChatClient] = []
+
+    async def log_in(name: str) -> None:
+        started = time.perf_counter()
+        try:
+            client = await ChatClient.connect(target.port, name)
+            stormers.append(client)
+            reply = await client.request(
+                "login", timeout=run.left(), username=name, password=PASSWORD
+            )
+            if not reply.get("ok"):
+                raise ProtocolViolation(str(reply))
+            login_times.append(time.perf_counter() - started)
+        except (OSError, TimeoutError, ProtocolViolation) as exc:
+            login_failures.append(f"{name}: {type(exc).__name__}: {exc}"[:200])
+
+    timed_out = False
+    storm_start = storm_end = time.perf_counter()
+    try:
+        await asyncio.sleep(calm)
+        storm_start = time.perf_counter()
+        await asyncio.gather(*(log_in(f"s{i}") for i in range(logins)))
+        storm_end = time.perf_counter()
+        await asyncio.sleep(tail)
+        stop.set()
+        await chat
+        await wait_delivered([stream], True, run)
+    except TimeoutError:
+        timed_out = True
+        stop.set()
+        chat.cancel()
+    meter.stop()
+    hooks.stop()
+    stream.total = stream.sent  # why: the chat ran for as long as the storm, not a set count
+    tracker.expected_deliveries = stream.sent * stream.receivers
+    calm_lat = array_where(tracker, lambda at: at < storm_start)
+    storm_lat = array_where(tracker, lambda at: storm_start <= at <= storm_end)
+    result = tracker.report()
+    result.update(
+        logins=logins,
+        logged_in=len(login_times),
+        login_failures=login_failures[:5],
+        storm_s=round(storm_end - storm_start, 2),
+        login_latency=latency_summary(login_times),
+        chat_latency_calm=latency_summary(calm_lat),
+        chat_latency_storm=latency_summary(storm_lat),
+        server_cpu_s=round(meter.server, 2),
+        timed_out=timed_out,
+        failures=run.failures[:5],
+        violations=close_all([*clients, *stormers])[:5],
+    )
+    result["correct"] = (
+        result["correct"] and not timed_out and not result["violations"] and not login_failures
+    )
+    return result
+
+
+# --- the scenario table ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A scenario with its full and quick sizes and what the server needs for it."""
+
+    name: str
+    about: str
+    func: Callable[..., Awaitable[dict[str, Any]]]
+    full: dict[str, Any]
+    quick: dict[str, Any]
+    irc: bool = False  # can also run against an IRC server (--compare-ngircd)
+    server_flags: tuple[str, ...] = ()
+    seed_users: Callable[[dict[str, Any]], list[str]] | None = None  # accounts made before start
+    seed_cost: int = 4  # bcrypt cost of the seeded accounts' hash
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "fanout-1x100",
+            "fan-out 1 room x 100 members, 1 sender, window 100",
+            fanout,
+            dict(rooms=1, members=100, senders=1, messages=2000),
+            dict(rooms=1, members=100, senders=1, messages=300),
+            irc=True,
+        ),
+        Scenario(
+            "fanout-10x20",
+            "fan-out 10 rooms x 20 members x 2 senders, window 100",
+            fanout,
+            dict(rooms=10, members=20, senders=2, messages=500),
+            dict(rooms=10, members=20, senders=2, messages=100),
+            irc=True,
+        ),
+        Scenario(
+            "paced-500",
+            "500 msg/s paced into a 100-member room: latency",
+            paced,
+            dict(members=100, rate=500.0, seconds=10.0, timeout=240.0),
+            dict(members=100, rate=500.0, seconds=3.0),
+        ),
+        Scenario(
+            "idle-rss",
+            "idle logged-in clients, each in a room: RSS per client",
+            idle_rss,
+            dict(clients=10000),
+            dict(clients=500),
+            seed_users=lambda kw: [f"i{i}" for i in range(kw["clients"])] + ["i-warm"],
+        ),
+        Scenario(
+            "join-history",
+            "join a room holding 50 messages: join -> reply",
+            join_latency,
+            dict(joiners=200),
+            dict(joiners=50),
+        ),
+        Scenario(
+            "ingest-50",
+            "durable ingest, 50 senders in 50 rooms: acked msgs/s",
+            ingest,
+            dict(senders=50, messages=1000),
+            dict(senders=50, messages=100),
+        ),
+        Scenario(
+            "login-storm",
+            "logins at once (bcrypt cost 12) while a room chats",
+            login_storm,
+            dict(logins=200),
+            dict(logins=20),
+            server_flags=("--login-timeout", "600", "--bcrypt-rounds", "12"),
+            seed_users=lambda kw: [f"s{i}" for i in range(kw["logins"])],
+            seed_cost=12,
+        ),
+    )
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="run one scenario against a running server")
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--pid", type=int, required=True, help="server process id (for /proc)")
+    parser.add_argument("--irc", action="store_true", help="the server speaks IRC")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    scenario = SCENARIOS[args.scenario]
+    kwargs = scenario.quick if args.quick else scenario.full
+    target = Target("irc" if args.irc else "chatd", args.port, args.pid)
+    result = asyncio.run(scenario.func(target, Hooks(), **kwargs))
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0 if result.get("correct") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

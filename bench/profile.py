@@ -1,0 +1,133 @@
+"""Sample the server with py-spy over a scenario's measured part, and summarise where time goes.
+
+py-spy runs outside the server (no code change, no cProfile overhead in the
+hot path) and is pinned to the generator's core so it does not steal the
+server's. The raw (collapsed-stack) output is reduced to two lists: functions
+by their own samples (where the CPU is) and by inclusive samples (which
+call paths are expensive).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import Hooks
+
+SAMPLE_RATE = 250  # samples/s: enough for a 5-20 s scenario, cheap for the sampled process
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def py_spy() -> str | None:
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+class PySpy:
+    """Hooks that record `pid` between a scenario's start and stop into `out`."""
+
+    def __init__(self, pid: int, out: Path, core: str = "1", max_seconds: int = 900) -> None:
+        self.pid = pid
+        self.out = out
+        self.core = core
+        self.max_seconds = max_seconds
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def hooks(self) -> Hooks:
+        return Hooks(self.start, self.stop)
+
+    def start(self) -> None:
+        binary = py_spy()
+        if binary is None:
+            raise RuntimeError("py-spy is not installed (pip install py-spy)")
+        command = [
+            binary,
+            "record",
+            "--pid",
+            str(self.pid),
+            "--rate",
+            str(SAMPLE_RATE),
+            "--format",
+            "raw",
+            "--output",
+            str(self.out),
+            "--nonblocking",
+            "--duration",
+            str(self.max_seconds),
+        ]
+        if shutil.which("taskset"):
+            command = ["taskset", "-c", self.core, *command]
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            self._process.wait(60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(10)
+
+
+def _label(frame: str) -> str:
+    match = _FRAME.match(frame.strip())
+    if not match:
+        return frame.strip()
+    path = match.group("file")
+    for marker in ("site-packages/", "lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    else:
+        path = "/".join(path.rsplit("/", 2)[-2:])  # e.g. chatd/hub.py
+    return f"{match.group('func')} ({path})"
+
+
+# why: py-spy counts a thread blocked in Condition.wait (each connection's idle writer) as
+# active, which would bury the real work under 100 sleeping threads; those samples are
+# counted separately and left out of the percentages.
+IDLE_LEAVES = ("Condition.wait (", "Event.wait (", "Thread.join (", "_wait_for_tstate_lock (")
+
+
+def summarise(raw: Path, top: int = 20) -> dict[str, Any]:
+    """Top functions by own and by inclusive samples, as percentages of busy samples."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = idle = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_label(frame) for frame in stack.split(";") if frame]
+        if not frames:
+            continue
+        if frames[-1].startswith(IDLE_LEAVES):
+            idle += count
+            continue
+        total += count
+        own[frames[-1]] += count
+        for label in set(frames):
+            inclusive[label] += count
+
+    def table(counter: Counter[str]) -> list[dict[str, Any]]:
+        return [
+            {"function": label, "samples": n, "percent": round(100.0 * n / total, 1)}
+            for label, n in counter.most_common(top)
+        ]
+
+    return {
+        "samples": total,
+        "idle_samples": idle,
+        "own": table(own) if total else [],
+        "inclusive": table(inclusive) if total else [],
+    }

@@ -1,0 +1,265 @@
+"""The benchmark runner: fresh pinned servers, the selected scenarios, a table and a JSON file.
+
+    python -m bench.run --quick --all                 # every scenario, small counts
+    python -m bench.run --scenario fanout-1x100       # one scenario, full size
+    python -m bench.run --compare-ngircd --scenario fanout-1x100 --scenario fanout-10x20
+    python -m bench.run --profile --scenario fanout-1x100
+
+Each scenario run gets its own chatd on a new SQLite file (so one scenario's
+rows or connections never tilt the next), pinned to core 0 with taskset; this
+process, the load generator, pins itself to core 1. The machine is shared, so
+`--repeat N` runs each scenario N times and the table shows the median and range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import PASSWORD, SCENARIOS, Hooks, Scenario, Target, raise_nofile
+from bench.profile import PySpy, summarise
+from bench.servers import Running, chatd_server, ngircd_server
+
+GENERATOR_CORE = 1
+RESULTS = Path(__file__).resolve().parent / "results"
+Metric = tuple[str, Callable[[dict[str, Any]], float | None], str]
+
+
+def _get(*path: str) -> Callable[[dict[str, Any]], float | None]:
+    def read(result: dict[str, Any]) -> float | None:
+        value: Any = result
+        for key in path:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(key)
+        return value if isinstance(value, int | float) else None
+
+    return read
+
+
+# scenario -> the figures the issue asks for: (label, how to read it, goal)
+HEADLINES: dict[str, list[Metric]] = {
+    "fanout-1x100": [
+        ("deliveries / server CPU-s", _get("deliveries_per_cpu_s"), ">= ngIRCd (861k)"),
+        ("deliveries / s (wall)", _get("deliveries_per_s"), ""),
+    ],
+    "fanout-10x20": [
+        ("deliveries / server CPU-s", _get("deliveries_per_cpu_s"), ">= ngIRCd (679k)"),
+        ("deliveries / s (wall)", _get("deliveries_per_s"), ""),
+    ],
+    "paced-500": [
+        ("delivery latency p50 ms", _get("delivery_latency", "p50_ms"), ""),
+        ("delivery latency p99 ms", _get("delivery_latency", "p99_ms"), "<= 12"),
+        ("msgs/s fully delivered", _get("delivered_rate"), "500"),
+    ],
+    "idle-rss": [("RSS per idle client KiB", _get("rss_per_client_kib"), "<= 24 (10k clients)")],
+    "join-history": [
+        ("first join p50 ms", _get("first_join", "p50_ms"), ""),
+        ("first join p99 ms", _get("first_join", "p99_ms"), "<= 1"),
+        ("re-join p99 ms", _get("rejoin", "p99_ms"), ""),
+    ],
+    "ingest-50": [("acknowledged msgs / s", _get("acked_per_s"), ">= 50,000")],
+    "login-storm": [
+        ("chat p99 ms during logins", _get("chat_latency_storm", "p99_ms"), "<= 20"),
+        ("chat p99 ms before logins", _get("chat_latency_calm", "p99_ms"), ""),
+        ("storm duration s", _get("storm_s"), ""),
+    ],
+}
+
+
+def pin_generator() -> str:
+    """Pin this process to core 1 (the server gets core 0); says what it did."""
+    if (os.cpu_count() or 1) < 2:
+        return "not pinned (one core)"
+    os.sched_setaffinity(0, {GENERATOR_CORE})
+    return f"core {GENERATOR_CORE}"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def run_one(
+    scenario: Scenario, kwargs: dict[str, Any], server: str, profile_to: Path | None
+) -> dict[str, Any]:
+    """Start a fresh server, run the scenario once against it, stop the server."""
+    if server == "ngircd":
+        context = ngircd_server()
+    else:
+        seed = scenario.seed_users(kwargs) if scenario.seed_users else None
+        context = chatd_server(scenario.server_flags, seed, PASSWORD, scenario.seed_cost)
+    with context as running:
+        hooks, spy = Hooks(), None
+        if profile_to is not None:
+            spy = PySpy(running.pid, profile_to)
+            hooks = spy.hooks()
+        result = asyncio.run(scenario.func(_target(running), hooks, **kwargs))
+    result["server"] = running.version
+    if spy is not None and profile_to is not None and profile_to.exists():
+        result["profile"] = {"raw": str(profile_to), **summarise(profile_to)}
+    return result
+
+
+def _target(running: Running) -> Target:
+    return Target(running.kind, running.port, running.pid)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def table(report: dict[str, Any]) -> str:
+    """Median per figure over the repeats (range in brackets), chatd vs ngIRCd when measured."""
+    rows = [("scenario", "figure", "chatd", "ngIRCd", "chatd/ngIRCd", "goal", "correct")]
+    for name, runs in report["scenarios"].items():
+        for label, read, goal in HEADLINES.get(name, []):
+            cells = []
+            for server in ("chatd", "ngircd"):
+                values = [read(r) for r in runs.get(server, [])]
+                median = _median(values)
+                text = _fmt(median)
+                present = [v for v in values if v is not None]
+                if len(present) > 1:
+                    text += f" [{_fmt(min(present))}-{_fmt(max(present))}]"
+                cells.append((median, text if values else ""))
+            (chat, chat_text), (irc, irc_text) = cells
+            ratio = f"{chat / irc:.3f}" if chat is not None and irc else ""
+            correct = all(r.get("correct") for rs in runs.values() for r in rs)
+            rows.append((name, label, chat_text, irc_text, ratio, goal, "yes" if correct else "NO"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), default=[])
+    parser.add_argument("--all", action="store_true", help="every scenario")
+    parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
+    parser.add_argument(
+        "--compare-ngircd",
+        action="store_true",
+        help="also run the fan-out scenarios against ngIRCd, side by side",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per scenario (noise check)")
+    parser.add_argument("--idle-clients", type=int, help="clients for idle-rss")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the chatd server over each scenario's measured part",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
+    args = parser.parse_args(argv)
+    names = sorted(SCENARIOS) if args.all or not args.scenario else args.scenario
+    names = [n for n in SCENARIOS if n in names]  # the table's order
+    if not 1 <= args.repeat <= 10:
+        parser.error("--repeat must be 1-10")
+
+    # why: servers inherit this limit, and idle-rss needs one descriptor per client on each side
+    raise_nofile(max(20000, args.idle_clients or 0))
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    report: dict[str, Any] = {
+        "date": stamp,
+        "commit": git_commit(),
+        "mode": "quick" if args.quick else "full",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "generator": pin_generator(),
+            "server": "taskset -c 0",
+        },
+        "argv": sys.argv[1:] if argv is None else argv,
+        "scenarios": {},
+    }
+    for name in names:
+        scenario = SCENARIOS[name]
+        kwargs = dict(scenario.quick if args.quick else scenario.full)
+        if name == "idle-rss" and args.idle_clients:
+            kwargs["clients"] = args.idle_clients
+        servers = ["chatd"] + (["ngircd"] if args.compare_ngircd and scenario.irc else [])
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for server in servers:
+            for attempt in range(args.repeat):
+                profile_to = None
+                if args.profile and server == "chatd":
+                    profile_to = args.out / f"{stamp}-{name}-{attempt}.pyspy.txt"
+                print(
+                    f"bench: {name} on {server} ({attempt + 1}/{args.repeat}) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                try:
+                    result = run_one(scenario, kwargs, server, profile_to)
+                except Exception as exc:  # a failed run is reported, and the others still run
+                    where = traceback.extract_tb(exc.__traceback__)[-1]
+                    result = {
+                        "correct": False,
+                        "error": f"{type(exc).__name__}: {exc} (at {where.name}:{where.lineno})",
+                    }
+                result["params"] = kwargs
+                runs.setdefault(server, []).append(result)
+                print(
+                    f"bench: {name} on {server}: correct={result.get('correct')} "
+                    f"{result.get('error', '')}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        report["scenarios"][name] = runs
+
+    out = args.out / f"{stamp}-{report['mode']}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    for name, runs in report["scenarios"].items():
+        for result in runs.get("chatd", []):
+            profile = result.get("profile")
+            if profile and profile.get("own"):
+                print(f"\nprofile of {name} ({profile['samples']} samples), own time:")
+                for row in profile["own"][:12]:
+                    print(f"  {row['percent']:5.1f}%  {row['function']}")
+    print(f"\nwrote {out}")
+    everything_correct = all(
+        r.get("correct")
+        for runs in report["scenarios"].values()
+        for rs in runs.values()
+        for r in rs
+    )
+    return 0 if everything_correct else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

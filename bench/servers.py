@@ -1,0 +1,263 @@
+"""Start and stop the servers under test: chatd, and ngIRCd for the side-by-side mode.
+
+Each server gets a fresh temporary directory (database, config, log), is
+pinned to core 0 with `taskset`, listens on 127.0.0.1 only, and is stopped
+with SIGTERM (then SIGKILL after a deadline), so a run never leaves one behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVER_CORE = "0"  # why: the issue measures a server pinned to one core, generator on the other
+START_TIMEOUT = 60.0  # why: cost-12 start-up (a dummy hash) plus migrations, with headroom
+STOP_TIMEOUT = 20.0
+_LISTENING = re.compile(r"listening on (\S+):(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A started server: what the load generator needs to reach and measure it."""
+
+    kind: str  # "chatd" or "irc"
+    port: int
+    pid: int
+    workdir: Path
+    version: str
+
+
+def _pinned(command: list[str]) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", SERVER_CORE, *command]
+    return command
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(STOP_TIMEOUT)
+
+
+def chatd_executable() -> str:
+    """The `chatd` next to this Python (the project venv), else the one on PATH."""
+    beside = Path(sys.executable).parent / "chatd"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("chatd")
+    if found is None:
+        raise RuntimeError("chatd is not installed in this environment")
+    return found
+
+
+def chatd_fairness_flags() -> list[str]:
+    """Flags that make a load run fair and that this chatd build knows about.
+
+    `--send-rate 0` (flood control off) is passed only once chatd has the flag.
+    """
+    help_text = subprocess.run(
+        [chatd_executable(), "serve", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    flags = {
+        "--send-rate": "0",
+        "--login-failures": "0",
+        "--registrations-per-hour": "0",
+        "--max-connections-per-ip": "0",
+        "--max-connections": "100000",
+    }
+    return [item for flag, value in flags.items() if flag in help_text for item in (flag, value)]
+
+
+def seed_accounts(url: str, names: list[str], password: str, cost: int) -> bool:
+    """Create accounts directly through chatd's Store before the server starts.
+
+    Why: registering 10,000 clients, or 200 at bcrypt cost 12 (0.3 s each on
+    one core), over the wire would make set-up dominate the run. All accounts
+    share one hash. Returns False (and the generator registers over the wire
+    instead) when the Store's interface has changed.
+    """
+    try:
+        import bcrypt
+
+        from chatd.store import Store
+
+        subprocess.run(
+            [chatd_executable(), "init-db", "--db", url],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode("ascii")
+        store = Store(url)
+        try:
+            for name in names:
+                store.create_user(name, hashed)
+        finally:
+            store.close()
+    except Exception as exc:  # any change in chatd's internals: fall back, say so
+        print(f"bench: seeding accounts failed ({exc}); registering over the wire", file=sys.stderr)
+        return False
+    return True
+
+
+def _wait_listening(process: subprocess.Popen[bytes], log: Path) -> tuple[str, int]:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = _LISTENING.search(log.read_text(errors="replace"))
+        if match:
+            return match.group(1), int(match.group(2))
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"server exited with {process.returncode}: {tail}")
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not report listening within {START_TIMEOUT}s")
+
+
+@contextlib.contextmanager
+def chatd_server(
+    extra_flags: list[str] | tuple[str, ...] = (),
+    seed: list[str] | None = None,
+    password: str = "",
+    seed_cost: int = 4,
+) -> Iterator[Running]:
+    """A fresh chatd on a new SQLite file, pinned to core 0; stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="chatd-bench-") as tmp:
+        workdir = Path(tmp)
+        url = f"sqlite:///{workdir / 'chatd.db'}"
+        seeded = bool(seed) and seed_accounts(url, seed or [], password, seed_cost)
+        log = workdir / "chatd.log"
+        command = [
+            chatd_executable(),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--db",
+            url,
+            "--bcrypt-rounds",
+            "4",
+            "--log-level",
+            "info",
+            *chatd_fairness_flags(),
+            *extra_flags,
+        ]
+        env = {**os.environ, "XDG_DATA_HOME": str(workdir / "data")}
+        version = subprocess.run(
+            [chatd_executable(), "--version"], capture_output=True, text=True, timeout=60
+        ).stdout.strip()
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                _pinned(command),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+            try:
+                _host, port = _wait_listening(process, log)
+                yield Running(
+                    "chatd",
+                    port,
+                    process.pid,
+                    workdir,
+                    version + (" (accounts seeded)" if seeded else ""),
+                )
+            finally:
+                _stop(process)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+NGIRCD_CONF = """\
+# Written by chatd's bench/servers.py for one benchmark run; deleted afterwards.
+[Global]
+	Name = bench.invalid
+	Info = chatd benchmark peer
+	AdminInfo1 = chatd bench
+	AdminInfo2 = localhost
+	AdminEMail = nobody@bench.invalid
+	Listen = 127.0.0.1
+	Ports = {port}
+	PidFile = {workdir}/ngircd.pid
+	MotdPhrase = "bench"
+[Limits]
+	# all load comes from one address, so no per-IP or total connection cap
+	MaxConnections = 0
+	MaxConnectionsIP = 0
+	MaxJoins = 0
+	MaxNickLength = 16
+	# 0 turns penalties (ngIRCd's flood throttling) off altogether
+	MaxPenaltyTime = 0
+	PingTimeout = 600
+	PongTimeout = 600
+[Options]
+	DNS = no
+	Ident = no
+	PAM = no
+"""
+
+
+@contextlib.contextmanager
+def ngircd_server() -> Iterator[Running]:
+    """ngIRCd (if installed) on 127.0.0.1 with flood penalties off, pinned to core 0."""
+    binary = shutil.which("ngircd") or (
+        "/usr/sbin/ngircd" if Path("/usr/sbin/ngircd").exists() else None
+    )
+    if binary is None:
+        raise RuntimeError("ngircd is not installed (Debian: apt-get install ngircd)")
+    with tempfile.TemporaryDirectory(prefix="ngircd-bench-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        conf = workdir / "ngircd.conf"
+        conf.write_text(NGIRCD_CONF.format(port=port, workdir=workdir))
+        version = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout.splitlines()[0]
+        log = workdir / "ngircd.log"
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                _pinned([binary, "--nodaemon", "--config", str(conf)]),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            try:
+                _wait_port(process, port, log)
+                yield Running("irc", port, process.pid, workdir, version)
+            finally:
+                _stop(process)
+
+
+def _wait_port(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"ngircd exited with {process.returncode}: {tail}")
+        with socket.socket() as probe:
+            probe.settimeout(1.0)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"ngircd did not listen on {port} within {START_TIMEOUT}s")

@@ -1,0 +1,214 @@
+"""The building blocks of the scenarios: connecting crowds, senders with a window or a
+schedule, quiescence, and measurement around the measured part.
+
+Shared by every scenario in loadgen.py; each helper bounds its waits by the
+scenario's deadline (`Run.left()`), which is what makes every run end by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.clients import ChatClient, IrcClient
+from bench.procstat import CpuMeter
+from bench.tracker import Receiver, Stream, Tracker, payload
+
+PASSWORD = "bench-password"  # why: accounts exist only in a throwaway benchmark database.
+SETUP_CONCURRENCY = 100  # why: connect/login bursts larger than this only queue in the server.
+SETTLE = 0.3  # seconds to keep listening after the last delivery, to catch duplicates
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The server under test: its protocol ("chatd" or "irc"), port and process id."""
+
+    kind: str
+    port: int
+    pid: int
+
+
+@dataclass(slots=True)
+class Hooks:
+    """Called around the measured part only (the runner attaches a profiler here)."""
+
+    start: Callable[[], None] = lambda: None
+    stop: Callable[[], None] = lambda: None
+
+
+@dataclass(slots=True)
+class Run:
+    """A scenario's shared state: the measured clock and the first failure, if any."""
+
+    deadline: float
+    failures: list[str] = field(default_factory=list)
+
+    def left(self) -> float:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("scenario deadline passed")
+        return remaining
+
+
+def raise_nofile(needed: int) -> int:
+    """Raise RLIMIT_NOFILE towards `needed` (+ margin); returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = needed + 256
+    if soft < want:
+        soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
+
+
+async def bounded(concurrency: int, jobs: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    """Run the jobs with at most `concurrency` at a time; results in order."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(job: Callable[[], Awaitable[Any]]) -> Any:
+        async with gate:
+            return await job()
+
+    return await asyncio.gather(*(one(job) for job in jobs))
+
+
+async def chat_member(port: int, name: str, rooms: list[str]) -> ChatClient:
+    client = await ChatClient.connect(port, name)
+    await client.login(name, PASSWORD)
+    for room in rooms:
+        await client.call("join", room=room)
+    return client
+
+
+async def irc_member(port: int, nick: str, channels: list[str]) -> IrcClient:
+    client = await IrcClient.connect(port, nick)
+    for channel in channels:
+        await client.join(channel)
+    return client
+
+
+async def quiesce(clients: list[ChatClient] | list[IrcClient], run: Run) -> None:
+    """A ping round trip on every connection: all earlier events have arrived."""
+    # why: with thousands of connections a round trip can take longer than one setup step.
+    pings = [
+        c.request("ping", run.left()) if isinstance(c, ChatClient) else c.ping(run.left())
+        for c in clients
+    ]
+    await asyncio.wait_for(asyncio.gather(*pings), run.left())
+
+
+async def wait_delivered(streams: list[Stream], acks: bool, run: Run) -> None:
+    """Until every message sent so far is everywhere (and acknowledged)."""
+    for stream in streams:
+        while stream.completed < stream.sent or (acks and stream.acked < stream.sent):
+            if run.failures:
+                return
+            stream.progress.clear()
+            await asyncio.wait_for(stream.progress.wait(), run.left())
+
+
+def close_all(clients: list[ChatClient] | list[IrcClient]) -> list[str]:
+    """Close every connection; returns the protocol violations they saw."""
+    violations: list[str] = []
+    for client in clients:
+        violations.extend(client.violations)
+        client.close()
+    return violations
+
+
+def ack_handler(
+    tracker: Tracker, stream: Stream, run: Run
+) -> Callable[[dict[str, Any], float], None]:
+    def on_reply(reply: dict[str, Any], now: float) -> None:
+        if reply.get("ok"):
+            tracker.ack(stream, reply["message"]["id"], now)
+        else:
+            run.failures.append(f"send failed: {reply}")
+            stream.progress.set()
+
+    return on_reply
+
+
+async def windowed_sender(
+    client: ChatClient | IrcClient,
+    room: str,
+    stream: Stream,
+    tracker: Tracker,
+    window: int,
+    run: Run,
+) -> None:
+    """Send the stream's messages, never more than `window` ahead of the slowest receiver."""
+    acks = isinstance(client, ChatClient)
+    on_reply = ack_handler(tracker, stream, run) if isinstance(client, ChatClient) else None
+    for seq in range(stream.total):
+        while stream.ahead(acks) >= window:
+            if run.failures:
+                return
+            stream.progress.clear()
+            await asyncio.wait_for(stream.progress.wait(), run.left())
+        text = payload(stream.index, seq)
+        if isinstance(client, ChatClient):
+            assert on_reply is not None
+            stream.sent_at[seq] = client.send("send", on_reply, room=room, text=text)
+        else:
+            stream.sent_at[seq] = client.privmsg(room, text)
+        stream.sent += 1
+
+
+async def paced_sender(
+    client: ChatClient,
+    room: str,
+    stream: Stream,
+    tracker: Tracker,
+    rate: float,
+    run: Run,
+    stop: asyncio.Event | None = None,
+) -> float:
+    """Send at `rate` msgs/s on a fixed schedule; returns the worst lag behind it (s)."""
+    on_reply = ack_handler(tracker, stream, run)
+    start = time.perf_counter()
+    worst_lag = 0.0
+    for seq in range(stream.total):
+        if run.failures or (stop is not None and stop.is_set()):
+            break
+        due = start + seq / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            worst_lag = max(worst_lag, -delay)
+        run.left()
+        stream.sent_at[seq] = client.send("send", on_reply, room=room, text=payload(0, seq))
+        stream.sent += 1
+    return worst_lag
+
+
+def attach_receiver(client: ChatClient | IrcClient, tracker: Tracker) -> None:
+    receiver: Receiver = tracker.receiver(
+        client.name if isinstance(client, ChatClient) else client.nick
+    )
+    deliver = tracker.deliver
+    if isinstance(client, ChatClient):
+        client.on_message = lambda frame, now: deliver(
+            receiver, frame["text"], now, frame["room"], frame["id"]
+        )
+    else:
+        client.on_privmsg = lambda _target, text, now: deliver(receiver, text, now)
+
+
+def measured(meter: CpuMeter, wall: float, tracker: Tracker) -> dict[str, Any]:
+    return {
+        "wall_s": round(wall, 4),
+        "server_cpu_s": round(meter.server, 3),
+        "server_cpu_util": round(meter.server / wall, 3) if wall else None,
+        "generator_cpu_util": round(meter.generator / wall, 3) if wall else None,
+        **tracker.report(),
+    }
+
+
+def array_where(tracker: Tracker, keep: Callable[[float], bool]) -> list[float]:
+    """The delivery latencies of messages whose send time passes `keep`."""
+    return [lat for lat, at in zip(tracker.latency, tracker.latency_at, strict=True) if keep(at)]
