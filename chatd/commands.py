@@ -112,8 +112,8 @@ def _call(
     return ok_reply(rid, result)
 
 
-def dispatch(session: Session, frame: dict[str, Any]) -> None:
-    """Answer one request frame with exactly one reply, queued on the session."""
+def dispatch(session: Session, frame: dict[str, Any]) -> dict[str, Any]:
+    """Answer one request frame with exactly one reply, queued on the session and returned."""
     rid: RequestId = None
     with ExitStack() as held:
         try:
@@ -125,3 +125,4 @@ def dispatch(session: Session, frame: dict[str, Any]) -> None:
             log.exception("%s: internal error in op %r", session.peer, frame.get("op"))
             reply = error_reply(rid, ChatError(ErrorCode.INTERNAL, "internal server error"))
         session.reply(reply)
+    return reply

@@ -18,7 +18,9 @@ from chatd.names import (
     clean_topic,
     is_valid_username,
     normalize_room,
+    username_key,
 )
+from chatd.session import rate_limited
 from chatd.store import MessageRecord, RoomRecord, UserRecord, dm_pair
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,13 @@ def register(req: Request, username: str, password: str) -> dict[str, Any]:
     services = req.session.services
     check_username(username)
     check_password(password)
+    if services.config.registration == "closed":
+        raise ChatError(ErrorCode.REGISTRATION_CLOSED, "ask the operator for an account")
     if services.store.user_by_name(username) is not None:
         raise ChatError(ErrorCode.USERNAME_TAKEN, "that username is taken")
+    wait = services.limits.registrations.take(req.session.address)
+    if wait:
+        raise rate_limited(wait)
     user = services.store.create_user(username, services.hasher.hash(password))
     log.info("%s: registered %s", req.session.peer, user.username)
     return {"username": user.username}
@@ -81,11 +88,20 @@ def login(req: Request, username: str, password: str) -> dict[str, Any]:
     services = session.services
     if session.user is not None:
         raise ChatError(ErrorCode.ALREADY_LOGGED_IN, "this connection is already logged in")
+    by_address = services.limits.failed_logins_by_address
+    by_user = services.limits.failed_logins_by_user
+    key = username_key(username)
+    wait = max(by_address.retry_after(session.address), by_user.retry_after(key))
+    if wait:
+        raise rate_limited(wait)
     user = services.store.user_by_name(username) if is_valid_username(username) else None
     if not services.hasher.verify(password, None if user is None else user.password_hash):
         log.info("%s: failed login", session.peer)
+        by_address.failed(session.address)
+        by_user.failed(key)
         raise ChatError(ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
     assert user is not None
+    by_user.succeeded(key)
     if user.disabled:
         raise ChatError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
     session.user = user
@@ -146,6 +162,7 @@ def send(req: Request, room: str, text: str) -> dict[str, Any]:
     name = normalize_room(room)
     text = clean_text(text)
     record = _lock_room_as_member(req, name)
+    req.session.spend_send_token()
     message = services.store.append_message(_me(req), text, room=record).wire()
     services.hub.to_room(name, {"event": "message", **message}, exclude=req.session)
     return {"message": message}
@@ -194,6 +211,7 @@ def dm(req: Request, to: str, text: str) -> dict[str, Any]:
     me = _me(req)
     text = clean_text(text)
     recipient = _existing_user(to, req)
+    req.session.spend_send_token()
     req.hold(services.hub.order_lock(f"dm:{dm_pair(me.id, recipient.id)}"))
     message = services.store.append_message(me, text, recipient=recipient).wire()
     services.hub.to_users(

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chatd.errors import ErrorCode
 from chatd.names import username_key
 from chatd.protocol import encode
 from chatd.store import RoomRecord
@@ -27,6 +28,8 @@ class Peer(Protocol):
     """What the hub needs of a connection."""
 
     def deliver(self, data: bytes) -> None: ...
+
+    def kick(self, code: ErrorCode, message: str) -> None: ...
 
 
 @dataclass(slots=True)

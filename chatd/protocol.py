@@ -41,13 +41,17 @@ class FrameDecoder:
     def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
         self.max_frame = max_frame
         self._buffer = bytearray()
+        # why: a frame dribbled in byte by byte is searched once, not once per byte.
+        self._searched = 0
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         """Yield every complete frame that `data` finishes; raise FrameTooLarge on overflow."""
         self._buffer += data
         start = 0
+        search_from = self._searched
         try:
-            while (end := self._buffer.find(b"\n", start)) >= 0:
+            while (end := self._buffer.find(b"\n", search_from)) >= 0:
+                search_from = end + 1
                 if end + 1 - start > self.max_frame:
                     raise FrameTooLarge
                 line = bytes(self._buffer[start:end])
@@ -56,10 +60,12 @@ class FrameDecoder:
                     line = line[:-1]
                 if line.strip(_BLANK):
                     yield line
-            if len(self._buffer) - start >= self.max_frame:
+            search_from = len(self._buffer)
+            if search_from - start >= self.max_frame:
                 raise FrameTooLarge
         finally:
             del self._buffer[:start]
+            self._searched = search_from - start
 
     @property
     def buffered(self) -> int:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import threading
 from collections.abc import Callable
+
+from chatd.transport import Transport
 
 # why: how long a closing writer waits for a peer that takes no bytes before dropping it.
 STALL_TIMEOUT = 2.0
@@ -20,14 +23,15 @@ STALL_TIMEOUT = 2.0
 class SendQueue:
     def __init__(
         self,
-        sock: socket.socket,
+        transport: Transport,
         limit_bytes: int,
         overflow_frame: bytes,
         *,
         on_stop: Callable[[], None],
         stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
-        self._sock = sock
+        self._transport = transport
+        self._sock = transport.sock
         self._limit = limit_bytes
         self._overflow_frame = overflow_frame
         self._on_stop = on_stop
@@ -87,7 +91,11 @@ class SendQueue:
                         return
                     data = b"".join(self._chunks)
                     self._chunks.clear()
-                written = self._write(data)
+                try:
+                    wire = self._transport.seal(data)
+                except (ssl.SSLError, OSError):
+                    return
+                written = self._write(wire)
                 with self._cond:
                     self._queued -= len(data)
                 if not written:

@@ -169,6 +169,28 @@ class Store:
             ).first()
         return None if row is None else _user(row)
 
+    def users(self) -> list[UserRecord]:
+        """Every account, sorted by name ignoring case."""
+        with self._read() as connection:
+            rows = connection.execute(select(users).order_by(users.c.username_key)).all()
+        return [_user(row) for row in rows]
+
+    def disabled_usernames(self) -> list[str]:
+        with self._read() as connection:
+            return list(
+                connection.execute(select(users.c.username).where(users.c.disabled)).scalars()
+            )
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        with self._write() as connection:
+            connection.execute(
+                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+            )
+
+    def set_disabled(self, user_id: int, disabled: bool) -> None:
+        with self._write() as connection:
+            connection.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+
     # rooms and membership
 
     def room_by_name(self, name: str) -> RoomRecord | None:

@@ -152,3 +152,11 @@ def test_error_codes_mirror_the_protocol_list():
 
     listed = set(re.findall(r"`([a-z_]+)`", section + more))
     assert listed == {code.value for code in ErrorCode}
+
+
+def test_a_consumer_that_stops_early_loses_no_frame():
+    decoder = FrameDecoder()
+    frames = decoder.feed(b"{}\n[]\n")
+    assert next(frames) == b"{}"
+    frames.close()
+    assert list(decoder.feed(b"1\n")) == [b"[]", b"1"]
