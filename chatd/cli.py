@@ -1,4 +1,4 @@
-"""The `chatd` command: `init-db` and `serve`.
+"""The `chatd` command: `init-db`, `serve`, and `export` / `import` of room transcripts.
 
 `main(argv, environ)` returns the exit status, so tests call it directly.
 A user's mistake is one line on stderr and a non-zero status, never a
@@ -12,12 +12,26 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chatd import __version__
 from chatd.config import SETTINGS, ServerConfig, env_name
 from chatd.db import SchemaError, check_schema, default_db_url, upgrade
+from chatd.errors import ChatError
+from chatd.names import normalize_room, parse_ts
+from chatd.transcript import (
+    DEFAULT_MAX_BYTES,
+    Limits,
+    Transcript,
+    TranscriptError,
+    TranscriptMessage,
+    dumps_transcript,
+    loads_transcript,
+    read_capped,
+    write_atomic,
+)
 
 log = logging.getLogger("chatd")
 
@@ -54,6 +68,27 @@ def _build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the chat server")
     _add_setting_flags(serve)
+
+    export = commands.add_parser("export", help="write a room's transcript to a file")
+    export.add_argument("--room", required=True, help="the room to export")
+    export.add_argument("file", metavar="FILE", help="the transcript to write; - for stdout")
+    export.add_argument("--db", help="database URL (env CHATD_DB; default: SQLite in data dir)")
+    export.add_argument(
+        "--since", metavar="TS", help="only messages at or after this RFC 3339 time"
+    )
+    export.add_argument("--until", metavar="TS", help="only messages before this RFC 3339 time")
+
+    import_ = commands.add_parser("import", help="add a transcript's messages to a room")
+    import_.add_argument("file", metavar="FILE", help="the transcript to read; - for stdin")
+    import_.add_argument("--room", metavar="NAME", help="import into this room instead")
+    import_.add_argument("--db", help="database URL (env CHATD_DB; default: SQLite in data dir)")
+    import_.add_argument(
+        "--max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        metavar="N",
+        help=f"refuse a larger file (default {DEFAULT_MAX_BYTES})",
+    )
     return parser
 
 
@@ -110,7 +145,91 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"init-db": _init_db, "serve": _serve}
+def _room_flag(value: str) -> str:
+    try:
+        return normalize_room(value)
+    except ChatError as exc:
+        raise UsageError(f"--room {value!r}: {exc.message}") from None
+
+
+def _ts_flag(flag: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_ts(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r} is not an RFC 3339 timestamp") from None
+
+
+def _current_db(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """The database URL, refused unless its schema is current: we never migrate implicitly."""
+    url: str = args.db or environ.get("CHATD_DB") or default_db_url()
+    check_schema(url, create_if_empty=False)
+    return url
+
+
+def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """export --room NAME FILE [--since TS] [--until TS]: a snapshot, written atomically."""
+    from chatd.store import Store
+
+    room = _room_flag(args.room)
+    since, until = _ts_flag("--since", args.since), _ts_flag("--until", args.until)
+    store = Store(_current_db(args, environ))
+    try:
+        found = store.room_export(room, since, until)
+    finally:
+        store.close()
+    if found is None:
+        print(f"chatd: there is no room #{room}", file=sys.stderr)
+        return EXIT_FAILURE
+    record, stored = found
+    transcript = Transcript(
+        record.name,
+        record.topic,
+        time.time_ns() // 1_000_000,
+        tuple(TranscriptMessage(m.id, m.user, m.text, m.ts_ms) for m in stored),
+    )
+    data = dumps_transcript(transcript)
+    if args.file == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(args.file, data)
+    # why: with `-` stdout is the transcript, so the summary goes to stderr.
+    summary = sys.stderr if args.file == "-" else sys.stdout
+    print(f"exported {len(stored)} messages of #{record.name} to {args.file}", file=summary)
+    return EXIT_OK
+
+
+def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """import FILE [--room NAME] [--max-bytes N]: all or nothing, idempotent."""
+    from chatd.store import Store
+
+    if args.max_bytes < 1:
+        raise UsageError("--max-bytes must be at least 1")
+    room = None if args.room is None else _room_flag(args.room)
+    # why: the file is checked in full before the database is even opened.
+    try:
+        transcript = loads_transcript(
+            read_capped(args.file, args.max_bytes, sys.stdin.buffer),
+            Limits.for_size(args.max_bytes),
+        )
+    except TranscriptError as exc:
+        print(f"chatd: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    room = room or transcript.room
+    store = Store(_current_db(args, environ))
+    try:
+        imported, skipped = store.import_messages(
+            room, transcript.topic, [(m.user, m.ts_ms, m.text) for m in transcript.messages]
+        )
+    finally:
+        store.close()
+    print(f"imported {imported} messages into #{room}, {skipped} already there")
+    return EXIT_OK
+
+
+COMMANDS = {"init-db": _init_db, "serve": _serve, "export": _export, "import": _import}
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -129,5 +248,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"chatd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:  # an unreachable or broken database, say
-        print(f"chatd: {type(exc).__name__}: {exc}", file=sys.stderr)
+        # why: driver errors append the SQL on further lines; the user gets one line.
+        first = next(iter(str(exc).splitlines()), "")
+        print(f"chatd: {type(exc).__name__}: {first}", file=sys.stderr)
         return EXIT_FAILURE
