@@ -98,5 +98,9 @@ class ServerConfig:
 SETTINGS = tuple(fields(ServerConfig))
 
 
+class UsageError(Exception):
+    """A bad flag or environment value: the command exits with status 2."""
+
+
 def env_name(setting: str) -> str:
     return f"CHATD_{setting.upper()}"

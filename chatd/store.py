@@ -40,6 +40,7 @@ class UserRecord:
     username: str
     password_hash: str
     disabled: bool
+    created_ms: int = 0
 
     @property
     def key(self) -> str:
@@ -112,7 +113,7 @@ def _message(row: Any) -> MessageRecord:
 
 
 def _user(row: Any) -> UserRecord:
-    return UserRecord(row.id, row.username, row.password_hash, bool(row.disabled))
+    return UserRecord(row.id, row.username, row.password_hash, bool(row.disabled), row.created_ms)
 
 
 class Store:

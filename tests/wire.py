@@ -14,7 +14,7 @@ from chatd.protocol import MAX_SERVER_FRAME_BYTES, FrameDecoder, encode
 READ_TIMEOUT = 10.0
 
 
-class ConnectionClosed(Exception):
+class ConnectionClosed(ConnectionError):
     """The server closed the connection."""
 
 
