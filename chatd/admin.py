@@ -20,7 +20,8 @@ from chatd.db import backup_sqlite, check_schema, resolve_url
 from chatd.errors import ChatError
 from chatd.names import check_password, check_username
 from chatd.passwords import PasswordHasher
-from chatd.store import Store, UserRecord
+from chatd.records import UserRecord
+from chatd.store import Store
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -25,6 +25,7 @@ from chatd.errors import ChatError
 from chatd.names import normalize_room, parse_ts
 from chatd.transcript import (
     DEFAULT_MAX_BYTES,
+    FileMeta,
     Limits,
     Transcript,
     TranscriptError,
@@ -194,7 +195,12 @@ def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         record.name,
         record.topic,
         time.time_ns() // 1_000_000,
-        tuple(TranscriptMessage(m.id, m.user, m.text, m.ts_ms) for m in stored),
+        tuple(
+            TranscriptMessage(
+                m.id, m.user, m.text, m.ts_ms, None if m.file is None else FileMeta(**m.file.wire())
+            )
+            for m in stored
+        ),
     )
     data = dumps_transcript(transcript)
     if args.file == "-":

@@ -31,6 +31,16 @@ class ServerConfig:
     max_file_bytes: int = field(
         default=25 * 1024 * 1024, metadata={"help": "largest file announced in welcome, bytes"}
     )
+    upload_quota_bytes: int = field(
+        default=1024**3, metadata={"help": "bytes of files one user may store; 0 = no quota"}
+    )
+    upload_timeout: float = field(
+        default=600.0,
+        metadata={"help": "seconds an unfinished upload may idle before it is dropped"},
+    )
+    files_dir: str = field(
+        default="", metadata={"help": "where attachments are stored (default: beside the database)"}
+    )
     send_rate: float = field(
         default=5.0,
         metadata={"help": "messages a second per connection (send, dm, upload); 0 = no limit"},
@@ -71,6 +81,10 @@ class ServerConfig:
             problems.append("--bcrypt-rounds must be 4-31")
         if self.max_frame < 1024:
             problems.append("--max-frame must be at least 1024")
+        if self.upload_timeout <= 0:
+            problems.append("--upload-timeout must be positive")
+        if self.max_file_bytes < 0 or self.upload_quota_bytes < 0:
+            problems.append("--max-file-bytes and --upload-quota-bytes must not be negative")
         if self.login_timeout <= 0:
             problems.append("--login-timeout must be positive")
         for name in (

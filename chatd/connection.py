@@ -185,6 +185,7 @@ class Connection:
         user = self.session.user
         if user is not None:
             self.session.services.hub.disconnect(user.username, self.session)
+        self.session.services.uploads.discard_owned_by(self.session)
         self.outbox.close()
         self.outbox.join(STALL_TIMEOUT + 1)
         self.sock.close()

@@ -51,6 +51,14 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(database).expanduser()
 
 
+def default_files_dir(url: str) -> Path:
+    """Attachments live beside an SQLite file, else in the user's data directory."""
+    path = _sqlite_path(url) if is_sqlite(url) else None
+    if path is not None:
+        return path.with_name(f"{path.name}.files")
+    return Path(default_db_url().removeprefix("sqlite:///")).with_name("files")
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 

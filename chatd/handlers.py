@@ -20,8 +20,8 @@ from chatd.names import (
     normalize_room,
     username_key,
 )
+from chatd.records import MessageRecord, NewFile, RoomRecord, UserRecord, dm_pair
 from chatd.session import rate_limited
-from chatd.store import MessageRecord, RoomRecord, UserRecord, dm_pair
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _page_limit(req: Request, limit: int | None) -> int:
     return limit
 
 
-def _lock_room_as_member(req: Request, name: str) -> RoomRecord:
+def lock_room_as_member(req: Request, name: str) -> RoomRecord:
     """Hold the room's order lock for this request; not_in_room unless we are a member."""
     hub = req.session.services.hub
     req.hold(hub.order_lock(f"#{name}"))
@@ -52,7 +52,7 @@ def _lock_room_as_member(req: Request, name: str) -> RoomRecord:
     return room
 
 
-def _existing_user(name: str, req: Request) -> UserRecord:
+def existing_user(name: str, req: Request) -> UserRecord:
     user = req.session.services.store.user_by_name(name) if is_valid_username(name) else None
     if user is None:
         raise ChatError(ErrorCode.NO_SUCH_USER, f"there is no user {name[:32]!r}")
@@ -143,7 +143,7 @@ def part(req: Request, room: str) -> dict[str, Any]:
     """part {room} -> {room}; the room stays, with its history."""
     services = req.session.services
     me = _me(req)
-    record = _lock_room_as_member(req, normalize_room(room))
+    record = lock_room_as_member(req, normalize_room(room))
     services.store.part(me.id, record.id)
     services.hub.remove_member(record.name, me.username)
     services.hub.to_room_and_user(
@@ -158,13 +158,36 @@ def part(req: Request, room: str) -> dict[str, Any]:
 @op("send", required={"room": str, "text": str})
 def send(req: Request, room: str, text: str) -> dict[str, Any]:
     """send {room, text} -> {message}, after the message is durably stored."""
-    services = req.session.services
     name = normalize_room(room)
     text = clean_text(text)
-    record = _lock_room_as_member(req, name)
+    record = lock_room_as_member(req, name)
     req.session.spend_send_token()
-    message = services.store.append_message(_me(req), text, room=record).wire()
-    services.hub.to_room(name, {"event": "message", **message}, exclude=req.session)
+    return post_to_room(req, record, text)
+
+
+def post_to_room(
+    req: Request, room: RoomRecord, text: str, attachment: NewFile | None = None
+) -> dict[str, Any]:
+    """Store a room message and fan it out; the caller holds the room's order lock."""
+    services = req.session.services
+    message = services.store.append_message(_me(req), text, room=room, attachment=attachment).wire()
+    services.hub.to_room(room.name, {"event": "message", **message}, exclude=req.session)
+    return {"message": message}
+
+
+def post_direct(
+    req: Request, recipient: UserRecord, text: str, attachment: NewFile | None = None
+) -> dict[str, Any]:
+    """Store a direct message and deliver it, in order within the conversation."""
+    services = req.session.services
+    me = _me(req)
+    req.hold(services.hub.order_lock(f"dm:{dm_pair(me.id, recipient.id)}"))
+    message = services.store.append_message(
+        me, text, recipient=recipient, attachment=attachment
+    ).wire()
+    services.hub.to_users(
+        (recipient.username, me.username), {"event": "dm", **message}, exclude=req.session
+    )
     return {"message": message}
 
 
@@ -207,17 +230,10 @@ def who(req: Request, room: str) -> dict[str, Any]:
 @op("dm", required={"to": str, "text": str})
 def dm(req: Request, to: str, text: str) -> dict[str, Any]:
     """dm {to, text} -> {message} with room null; stored like any message."""
-    services = req.session.services
-    me = _me(req)
     text = clean_text(text)
-    recipient = _existing_user(to, req)
+    recipient = existing_user(to, req)
     req.session.spend_send_token()
-    req.hold(services.hub.order_lock(f"dm:{dm_pair(me.id, recipient.id)}"))
-    message = services.store.append_message(me, text, recipient=recipient).wire()
-    services.hub.to_users(
-        (recipient.username, me.username), {"event": "dm", **message}, exclude=req.session
-    )
-    return {"message": message}
+    return post_direct(req, recipient, text)
 
 
 @op("dm_history", required={"with": str}, optional={"before": int, "limit": int})
@@ -226,7 +242,7 @@ def dm_history(
 ) -> dict[str, Any]:
     """dm_history {with, before?, limit?} -> {messages} between the two, oldest first."""
     count = _page_limit(req, limit)
-    other = _existing_user(with_, req)
+    other = existing_user(with_, req)
     return _messages(req.session.services.store.dm_history_before(_me(req), other, before, count))
 
 
@@ -237,7 +253,7 @@ def topic(req: Request, room: str, topic: str) -> dict[str, Any]:
     me = _me(req)
     name = normalize_room(room)
     topic = clean_topic(topic)
-    record = _lock_room_as_member(req, name)
+    record = lock_room_as_member(req, name)
     services.store.set_topic(record.id, topic)
     services.hub.set_topic(name, topic)
     services.hub.to_room(

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from chatd.errors import ErrorCode
 from chatd.names import username_key
 from chatd.protocol import encode
-from chatd.store import RoomRecord
+from chatd.records import RoomRecord
 
 
 class Peer(Protocol):

@@ -15,10 +15,14 @@ import ssl
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
+import chatd.attachments
 import chatd.handlers  # noqa: F401  (registers the ops)
+from chatd.blobs import BlobStore
 from chatd.config import ServerConfig
 from chatd.connection import Connection
+from chatd.db import default_files_dir
 from chatd.errors import ErrorCode
 from chatd.hub import Hub
 from chatd.passwords import PasswordHasher
@@ -27,6 +31,7 @@ from chatd.ratelimit import Clock
 from chatd.session import Limits, Services
 from chatd.store import Store
 from chatd.transport import PlainTransport, TlsTransport, Transport, server_context
+from chatd.uploads import Uploads
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ class Server:
             hub,
             PasswordHasher(config.bcrypt_rounds),
             Limits.from_config(config, clock),
+            BlobStore(Path(config.files_dir) if config.files_dir else default_files_dir(config.db)),
+            Uploads(),
             clock,
         )
         self._listener: socket.socket | None = None
@@ -137,11 +144,13 @@ class Server:
             return len(self._connections)
 
     def _housekeeping(self) -> None:
-        """Close the sessions of accounts disabled from the command line."""
-        hub = self.services.hub
+        """Expire idle uploads; close the sessions of accounts disabled from the command line."""
+        services = self.services
+        hub = services.hub
         while not self._stopped.wait(HOUSEKEEPING_INTERVAL):
+            services.uploads.expire(services.clock(), self.config.upload_timeout)
             try:
-                disabled = self.services.store.disabled_usernames()
+                disabled = services.store.disabled_usernames()
             except Exception:
                 log.exception("housekeeping failed")
                 continue

@@ -11,13 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from chatd.blobs import BlobStore
 from chatd.config import ServerConfig
 from chatd.errors import ChatError, ErrorCode
 from chatd.hub import Hub
 from chatd.passwords import PasswordHasher
 from chatd.protocol import encode
 from chatd.ratelimit import Clock, FailureThrottle, KeyedBuckets, TokenBucket
-from chatd.store import Store, UserRecord
+from chatd.records import UserRecord
+from chatd.store import Store
+from chatd.uploads import Uploads
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -49,6 +52,8 @@ class Services:
     hub: Hub
     hasher: PasswordHasher
     limits: Limits
+    blobs: BlobStore
+    uploads: Uploads
     clock: Clock = time.monotonic
 
 

@@ -8,11 +8,9 @@ outside db.py, models.py and this module knows SQLAlchemy exists.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
@@ -20,74 +18,26 @@ from sqlalchemy.exc import IntegrityError
 
 from chatd.db import WRITE_OPTION, create_db_engine, is_sqlite
 from chatd.errors import ChatError, ErrorCode
-from chatd.models import Membership, Message, Room, User
-from chatd.names import format_ts, username_key
+from chatd.models import File, Membership, Message, Room, User
+from chatd.names import username_key
+from chatd.records import (
+    FileAccess,
+    FileRecord,
+    MessageRecord,
+    NewFile,
+    RoomRecord,
+    RoomSummary,
+    UserRecord,
+    dm_pair,
+    now_ms,
+)
 
 users = User.__table__
 rooms = Room.__table__
 memberships = Membership.__table__
 messages = Message.__table__
+files = File.__table__
 recipients = users.alias("recipients")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    id: int
-    username: str
-    password_hash: str
-    disabled: bool
-    created_ms: int = 0
-
-    @property
-    def key(self) -> str:
-        return username_key(self.username)
-
-
-@dataclass(frozen=True, slots=True)
-class RoomRecord:
-    id: int
-    name: str
-    topic: str
-
-
-@dataclass(frozen=True, slots=True)
-class RoomSummary:
-    name: str
-    topic: str
-    members: int
-    messages: int
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRecord:
-    id: int
-    room: str | None
-    user: str
-    text: str
-    ts_ms: int
-    to: str | None = None
-
-    def wire(self) -> dict[str, Any]:
-        """The message object of PROTOCOL.md."""
-        message: dict[str, Any] = {
-            "id": self.id,
-            "room": self.room,
-            "user": self.user,
-            "text": self.text,
-            "ts": format_ts(self.ts_ms),
-        }
-        if self.room is None:
-            message["to"] = self.to
-        return message
-
-
-def dm_pair(a: int, b: int) -> str:
-    low, high = sorted((a, b))
-    return f"{low}:{high}"
 
 
 _MESSAGE_COLUMNS = (
@@ -97,19 +47,25 @@ _MESSAGE_COLUMNS = (
     messages.c.text,
     messages.c.ts_ms,
     recipients.c.username,
+    files.c.id,
+    files.c.name,
+    files.c.size,
+    files.c.mime,
+    files.c.sha256,
 )
 
 
 def _message_query() -> Any:
     return select(*_MESSAGE_COLUMNS).select_from(
-        messages.outerjoin(rooms, rooms.c.id == messages.c.room_id).outerjoin(
-            recipients, recipients.c.id == messages.c.recipient_id
-        )
+        messages.outerjoin(rooms, rooms.c.id == messages.c.room_id)
+        .outerjoin(recipients, recipients.c.id == messages.c.recipient_id)
+        .outerjoin(files, files.c.id == messages.c.file_id)
     )
 
 
 def _message(row: Any) -> MessageRecord:
-    return MessageRecord(row[0], row[1], row[2], row[3], row[4], row[5])
+    attached = None if row[6] is None else FileRecord(row[6], row[7], row[8], row[9], row[10])
+    return MessageRecord(row[0], row[1], row[2], row[3], row[4], row[5], attached)
 
 
 def _user(row: Any) -> UserRecord:
@@ -309,8 +265,9 @@ class Store:
         *,
         room: RoomRecord | None = None,
         recipient: UserRecord | None = None,
+        attachment: NewFile | None = None,
     ) -> MessageRecord:
-        """Store a room message or a direct message; committed when this returns."""
+        """Store a room message or a direct message (with its file); committed on return."""
         ts = now_ms()
         values: dict[str, Any] = {
             "sender_id": author.id,
@@ -323,7 +280,25 @@ class Store:
         if recipient is not None:
             values["recipient_id"] = recipient.id
             values["dm_pair"] = dm_pair(author.id, recipient.id)
+        stored_file = None
         with self._write() as connection:
+            if attachment is not None:
+                file_id = connection.execute(
+                    insert(files)
+                    .values(
+                        sha256=attachment.sha256,
+                        size=attachment.size,
+                        name=attachment.name,
+                        mime=attachment.mime,
+                        uploader_id=author.id,
+                        created_ms=ts,
+                    )
+                    .returning(files.c.id)
+                ).scalar_one()
+                values["file_id"] = file_id
+                stored_file = FileRecord(
+                    file_id, attachment.name, attachment.size, attachment.mime, attachment.sha256
+                )
             message_id = connection.execute(
                 insert(messages).values(**values).returning(messages.c.id)
             ).scalar_one()
@@ -334,7 +309,57 @@ class Store:
             text,
             ts,
             None if recipient is None else recipient.username,
+            stored_file,
         )
+
+    # files
+
+    def file_access(self, file_id: int) -> FileAccess | None:
+        """The file and the message that announced it; None when there is no such file."""
+        query = (
+            select(
+                files.c.id,
+                files.c.name,
+                files.c.size,
+                files.c.mime,
+                files.c.sha256,
+                rooms.c.name,
+                messages.c.sender_id,
+                messages.c.recipient_id,
+            )
+            .select_from(
+                files.join(messages, messages.c.file_id == files.c.id).outerjoin(
+                    rooms, rooms.c.id == messages.c.room_id
+                )
+            )
+            .where(files.c.id == file_id)
+            .order_by(messages.c.id)
+            .limit(1)
+        )
+        with self._read() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        return FileAccess(FileRecord(*row[:5]), row[5], (row[6], row[7]))
+
+    def uploaded_bytes(self, user_id: int) -> int:
+        """What a user's stored uploads add up to, for the upload quota."""
+        with self._read() as connection:
+            total = connection.execute(
+                select(func.coalesce(func.sum(files.c.size), 0)).where(
+                    files.c.uploader_id == user_id
+                )
+            ).scalar_one()
+        return int(total)
+
+    def sha256_in_use(self, sha256: str) -> bool:
+        with self._read() as connection:
+            return (
+                connection.execute(
+                    select(files.c.id).where(files.c.sha256 == sha256).limit(1)
+                ).first()
+                is not None
+            )
 
     def history_before(
         self, room: RoomRecord, before: int | None, limit: int

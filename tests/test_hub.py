@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from chatd.hub import Hub
-from chatd.store import RoomRecord
+from chatd.records import RoomRecord
 
 
 class FakePeer:
