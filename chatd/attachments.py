@@ -176,12 +176,16 @@ def finish(req: Request, upload: str) -> dict[str, Any]:
         services.uploads.remove(current, discard=True)
         raise ChatError(ErrorCode.CHECKSUM_MISMATCH, "the bytes do not match sha256; start over")
     text = current.caption or meta.name
-    room = None if current.room is None else lock_room_as_member(req, current.room)
+    user = req.session.user
+    assert user is not None
+    if current.room is not None and not services.hub.is_member(current.room, user.username):
+        raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{current.room}")
+    # why: the fsync of a large file happens before the room's order lock is taken.
     services.uploads.remove(current, discard=False)
     services.blobs.keep(current.path, meta.sha256)
     log.info("%s: stored %s (%d bytes)", req.session.peer, meta.sha256[:12], meta.size)
-    if room is not None:
-        return post_to_room(req, room, text, meta)
+    if current.room is not None:
+        return post_to_room(req, lock_room_as_member(req, current.room), text, meta)
     assert current.recipient is not None
     return post_direct(req, current.recipient, text, meta)
 
