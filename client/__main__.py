@@ -1,0 +1,7 @@
+"""`python -m client` runs the `chat` command."""
+
+import sys
+
+from client.cli import main
+
+sys.exit(main())

@@ -1,0 +1,317 @@
+"""What the user sees and does in a chat, whatever draws it (terminal or script).
+
+`Chat` holds the conversation state (current room, topics, names for
+completion, how far back each room is shown), turns each event and reply into
+lines through render.py, and is the session's listener. It never touches the
+terminal: it writes lines to a `Display`, which ui.py provides.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, tzinfo
+from typing import Any, Protocol
+
+from client import render
+from client.commands import COMMANDS, Names, run_line
+from client.session import NOT_SENT, Frame, Session, State
+
+
+class Display(Protocol):
+    def show(self, line: str, *, error: bool = False) -> None: ...
+    def refresh(self) -> None: ...
+
+
+class Chat:
+    def __init__(
+        self,
+        session: Session,
+        display: Display,
+        *,
+        style: render.Style,
+        tz: tzinfo | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.session = session
+        self.display = display
+        self.style = style
+        self.tz = tz
+        self._now = now or (lambda: datetime.now(self.tz).astimezone(self.tz))
+        # guards the state below; the reader thread and the input thread both change it
+        self._lock = threading.RLock()
+        self.current: str | None = None
+        self.topics: dict[str, str] = {}
+        self._oldest: dict[str, int] = {}
+        self._backlog: dict[str, list[Frame]] = {}
+        # message ids shown per room (None: direct messages), so that a message
+        # that came live and then again in a join history is shown once
+        self._shown: dict[str | None, set[int]] = {}
+        self._users: set[str] = set()
+        self._rooms: set[str] = set()
+        self._last_day: date = self._now().date()
+        self.failures = 0
+        self.done = False
+
+    @property
+    def me(self) -> str:
+        return self.session.username
+
+    # -- starting ------------------------------------------------------------------
+
+    def enter(self, login_reply: Frame, *, backlog: bool = True) -> None:
+        """Rejoin the rooms the login reply lists; the first becomes current.
+
+        With `backlog`, the current room's history is shown now and the other
+        rooms' when the user first switches to them.
+        """
+        rooms = [room for room in login_reply.get("rooms") or [] if isinstance(room, str)]
+        self._users.add(self.me)
+        for index, room in enumerate(rooms):
+            if index == 0 and backlog:
+                self.request("join", self.entered, room=room)
+            else:
+                self.request("join", lambda reply: self._stash(reply, backlog), room=room)
+        if not rooms and backlog:
+            self.notice("you are in no room yet: /join ROOM (try /rooms); /help lists commands")
+        self.request("rooms", self._learn_rooms)
+
+    def _stash(self, reply: Frame, backlog: bool) -> None:
+        room = str(reply.get("room"))
+        with self._lock:
+            self.topics[room] = render.sanitize(reply.get("topic"))
+            self._learn(reply)
+            if backlog:
+                self._backlog[room] = list(reply.get("history") or [])
+                self.notice(f"also in #{room}: /switch {room}")
+            if self.current is None:
+                self.current = room
+                self.display.refresh()
+
+    def _learn_rooms(self, reply: Frame) -> None:
+        with self._lock:
+            for entry in reply.get("rooms") or []:
+                if isinstance(entry, dict) and isinstance(entry.get("room"), str):
+                    self._rooms.add(render.sanitize(entry["room"]))
+
+    def _learn(self, reply: Frame) -> None:
+        for key in ("members", "online"):
+            for name in reply.get(key) or []:
+                if isinstance(name, str):
+                    self._users.add(render.sanitize(name))
+
+    # -- what commands use (client.commands.ChatApi) --------------------------------
+
+    def joined(self) -> list[str]:
+        return self.session.joined_rooms()
+
+    def names(self) -> Names:
+        with self._lock:
+            joined = self.joined()
+            return Names(rooms=self._rooms | set(joined), joined=joined, users=set(self._users))
+
+    def handle_line(self, line: str) -> None:
+        run_line(self, line, COMMANDS)
+
+    def request(self, op: str, on_ok: Callable[[Frame], None] | None = None, **args: Any) -> None:
+        """Send a request; an error reply becomes an error line, an ok one goes to on_ok."""
+
+        def on_reply(reply: Frame) -> None:
+            if reply.get("ok"):
+                if on_ok is not None:
+                    on_ok(reply)
+                return
+            self.error(self._describe_failure(op, args, reply))
+
+        req = self.session.request(op, on_reply, **args)
+        if req.queued and op in ("send", "dm"):
+            self.notice("not connected: the message will be sent after reconnecting")
+
+    def _describe_failure(self, op: str, args: dict[str, Any], reply: Frame) -> str:
+        why = render.error_text(reply)
+        if op in ("send", "dm") and "text" in args:
+            shown = render.sanitize(args["text"])
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+            where = f"#{args['room']}" if op == "send" else f"*{render.sanitize(args['to'])}*"
+            return f"not sent to {where} ({why}): {shown}"
+        if reply.get("error") == NOT_SENT:
+            return f"/{op} failed: {why}"
+        return why
+
+    def say(self, text: str) -> None:
+        """A plain line: a message to the current room."""
+        if self.current is None:
+            self.error("you are in no room: /join ROOM first, or /msg USER TEXT")
+            return
+        self.request("send", self.show_own, room=self.current, text=text)
+
+    def notice(self, text: str) -> None:
+        self.display.show(render.notice_line(text, self.style))
+
+    def error(self, text: str) -> None:
+        """An error line; a script that saw one exits 1."""
+        self.failures += 1
+        self.display.show(render.notice_line(text, self.style, error=True), error=True)
+
+    def entered(self, reply: Frame) -> None:
+        """A join reply: the room becomes current; header, then history, then live."""
+        room = render.sanitize(reply.get("room"))
+        with self._lock:
+            self.topics[room] = render.sanitize(reply.get("topic"))
+            self._rooms.add(room)
+            self._learn(reply)
+            self.current = room
+            for line in render.room_header(reply, self.style):
+                self.display.show(line)
+            history = reply.get("history") or []
+            self.show_messages(history)
+        self.display.refresh()
+
+    def left(self, room: str) -> None:
+        with self._lock:
+            self._backlog.pop(room, None)
+            self._shown.pop(room, None)
+            self._oldest.pop(room, None)
+            self.notice(f"you left #{room}")
+            if self.current == room:
+                rest = self.joined()
+                self.current = rest[0] if rest else None
+                if self.current is not None:
+                    self.notice(f"now in #{self.current}")
+        self.display.refresh()
+
+    def switch(self, room: str) -> None:
+        with self._lock:
+            self.current = room
+            topic = self.topics.get(room, "")
+            self.notice(f"now in #{room}" + (f": {topic}" if topic else ""))
+            backlog = self._backlog.pop(room, None)
+            if backlog is not None:
+                self.show_messages(backlog)
+        self.display.refresh()
+
+    def show_own(self, reply: Frame) -> None:
+        message = reply.get("message")
+        if isinstance(message, dict):
+            self.show_messages([message])
+
+    def show_rooms(self, reply: Frame) -> None:
+        self._learn_rooms(reply)
+        for line in render.rooms_lines(reply, set(self.joined()), self.style):
+            self.display.show(line)
+
+    def show_who(self, reply: Frame) -> None:
+        with self._lock:
+            self._learn(reply)
+        for line in render.who_lines(reply, self.style):
+            self.display.show(line)
+
+    def show_history(self, room: str, reply: Frame) -> None:
+        messages = reply.get("messages") or []
+        with self._lock:
+            if not messages:
+                self.notice(f"no older messages in #{room}")
+                return
+            self.notice(f"older messages of #{room}:")
+            self.show_messages(messages)
+            self.notice(f"end of older messages of #{room}")
+
+    def oldest(self, room: str) -> int | None:
+        return self._oldest.get(room)
+
+    def _mark_oldest(self, room: str, messages: Iterable[Any]) -> None:
+        ids = [m["id"] for m in messages if isinstance(m, dict) and isinstance(m.get("id"), int)]
+        if ids:
+            self._oldest[room] = min([*ids, self._oldest.get(room, ids[0])])
+
+    def quit(self) -> None:
+        self.done = True
+
+    def prompt_text(self) -> str:
+        where = f"#{self.current}" if self.current else "(no room)"
+        offline = "" if self.session.state is State.CONNECTED else " [offline]"
+        return f"{where}{offline}> "
+
+    # -- showing messages ------------------------------------------------------------
+
+    def show_messages(self, messages: Iterable[Any]) -> None:
+        """Messages as lines, with a day line whenever the date changes."""
+        with self._lock:
+            for message in messages:
+                if not isinstance(message, dict):
+                    continue
+                user = message.get("user")
+                if isinstance(user, str):
+                    self._users.add(render.sanitize(user))
+                room = message.get("room")
+                room = room if isinstance(room, str) else None
+                mid = message.get("id")
+                if isinstance(mid, int):
+                    shown = self._shown.setdefault(room, set())
+                    if mid in shown:
+                        continue
+                    shown.add(mid)
+                if room is not None:
+                    self._mark_oldest(room, [message])
+                when = render.local_time(message.get("ts"), self.tz)
+                self._day(when)
+                for line in render.message_lines(
+                    message, me=self.me, current_room=self.current, style=self.style, tz=self.tz
+                ):
+                    self.display.show(line)
+
+    def _day(self, when: datetime | None) -> None:
+        if when is not None and when.date() != self._last_day:
+            self._last_day = when.date()
+            self.display.show(render.day_line(self._last_day, self.style))
+
+    # -- the session's listener -----------------------------------------------------
+
+    def event(self, frame: Frame) -> None:
+        kind = frame.get("event")
+        if kind in ("message", "dm"):
+            self.show_messages([frame])
+        elif kind in ("join", "part", "topic"):
+            self._membership(frame)
+        elif kind == "error":
+            self.error(f"server: {render.error_text(frame)}")
+        elif kind == "shutdown":
+            self.notice(f"the server is shutting down: {render.sanitize(frame.get('reason'))}")
+
+    def _membership(self, frame: Frame) -> None:
+        kind = frame.get("event")
+        room = render.sanitize(frame.get("room"))
+        user = render.sanitize(frame.get("user"))
+        with self._lock:
+            if kind == "topic":
+                self.topics[room] = render.sanitize(frame.get("topic"))
+            elif user and kind == "join":
+                self._users.add(user)
+            moment = self._now()
+            self._day(moment)
+            line = render.event_line(frame, moment=moment, style=self.style)
+            if line is not None:
+                self.display.show(line)
+            if user.lower() == self.me.lower() and kind == "part" and self.current == room:
+                rest = self.joined()
+                self.current = rest[0] if rest else None
+        self.display.refresh()
+
+    def connection_lost(self, reason: str) -> None:
+        self.error(f"connection lost: {render.sanitize(reason)}")
+        self.display.refresh()
+
+    def reconnecting(self, attempt: int, delay: float) -> None:
+        self.notice(f"reconnecting in {delay:.1f} s (attempt {attempt})")
+
+    def reconnected(self, missed: dict[str, list[Frame]]) -> None:
+        count = sum(len(messages) for messages in missed.values())
+        self.notice(f"reconnected; {count} new message{'s' * (count != 1)} while away")
+        for messages in missed.values():
+            self.show_messages(messages)
+        self.display.refresh()
+
+    def gave_up(self, reason: str) -> None:
+        self.error(f"{render.sanitize(reason)}; /quit to leave")
+        self.display.refresh()

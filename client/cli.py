@@ -1,0 +1,254 @@
+"""The `chat` command: `chat register` and `chat login`.
+
+`main(argv, env) -> int` is a plain function (the httpie way): tests call it
+with their own arguments, environment and `Console`. Exit status: 0 success,
+1 refused (wrong password, name taken, server unreachable, a scripted line
+failed), 2 usage (bad flags, nothing to ask a missing value with).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from chatd.names import PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, is_valid_username
+from client import render
+from client.connection import Backoff, ConnectionLost
+from client.session import LoginFailed, Session
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+DEFAULT_SERVER = "127.0.0.1:7700"
+DEFAULT_PORT = 7700
+PASSWORD_TRIES = 3
+# why: a script should end, not wait forever for a server that is gone.
+SCRIPT_GIVE_UP_AFTER = 30.0
+
+
+class UsageError(Exception):
+    """Exit status 2: the command line or environment cannot work."""
+
+
+class Refused(Exception):
+    """Exit status 1, with the line to print."""
+
+
+def _ask_password(prompt: str) -> str:
+    return getpass.getpass(prompt)
+
+
+def _has_tty() -> bool:
+    try:
+        with open("/dev/tty"):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Console:
+    """The streams and prompts `chat` uses, replaceable in tests."""
+
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    ask: Callable[[str], str] = input
+    ask_password: Callable[[str], str] = _ask_password
+    terminal: bool | None = None  # None: stdin and stdout are both ttys
+    can_prompt: Callable[[], bool] = _has_tty
+
+    @property
+    def interactive(self) -> bool:
+        if self.terminal is not None:
+            return self.terminal
+        return self.stdin.isatty() and self.stdout.isatty()
+
+    def say(self, text: str) -> None:
+        print(text, file=self.stdout, flush=True)
+
+    def complain(self, text: str) -> None:
+        print(f"chat: {text}", file=self.stderr, flush=True)
+
+
+def parse_server(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `HOST`, `[::1]:PORT` -> (host, port); UsageError otherwise."""
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else rest
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    if not host or (port_text and not port_text.isdigit()):
+        raise UsageError(f"not a server address: {text!r} (use HOST:PORT)")
+    port = int(port_text) if port_text else DEFAULT_PORT
+    if not 0 < port < 65536:
+        raise UsageError(f"port out of range in {text!r}")
+    return host, port
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chat", description="chat: the chatd terminal client")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in (
+        ("register", "create an account on the server"),
+        ("login", "log in and chat (reads commands from stdin when it is not a terminal)"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--server", help=f"HOST:PORT (env CHAT_SERVER; default {DEFAULT_SERVER})")
+        sub.add_argument("--user", help="your username (asked for when missing)")
+    return parser
+
+
+def _username(args: argparse.Namespace, console: Console) -> str:
+    if args.user:
+        return str(args.user)
+    if not console.interactive:
+        raise UsageError("no terminal to ask for the username: use --user NAME")
+    while True:
+        name = console.ask("username: ").strip()
+        if is_valid_username(name):
+            return name
+        console.complain(render.ERROR_TEXT["invalid_username"])
+
+
+def _password_source(env: Mapping[str, str], console: Console) -> str | None:
+    """CHAT_PASSWORD when set; None when we may ask; UsageError when we cannot."""
+    if env.get("CHAT_PASSWORD"):
+        return env["CHAT_PASSWORD"]
+    if not console.interactive and not console.can_prompt():
+        raise UsageError("no terminal to ask for the password: set CHAT_PASSWORD")
+    return None
+
+
+def _open(address: tuple[str, int], give_up_after: float | None = None) -> Session:
+    session = Session(address, backoff=Backoff(), give_up_after=give_up_after)
+    try:
+        session.open()
+    except (OSError, ConnectionLost) as exc:
+        raise Refused(f"cannot reach {address[0]}:{address[1]}: {exc}") from None
+    return session
+
+
+def register(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
+    """chat register: username, then the password twice; exit 0, or 1 when refused."""
+    address = _address(args, env)
+    username = _username(args, console)
+    if not is_valid_username(username):
+        raise Refused(render.ERROR_TEXT["invalid_username"])
+    password = _password_source(env, console)
+    tries = 0
+    while password is None:
+        tries += 1
+        first = console.ask_password("password: ")
+        size = len(first.encode("utf-8"))
+        if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
+            console.complain(render.ERROR_TEXT["invalid_password"])
+        elif console.ask_password("password again: ") == first:
+            password = first
+            break
+        else:
+            console.complain("the passwords do not match")
+        if tries >= PASSWORD_TRIES:
+            raise Refused("no password chosen")
+    session = _open(address)
+    try:
+        reply = session.call("register", username=username, password=password)
+    except ConnectionLost as exc:
+        raise Refused(f"the connection was lost: {exc}") from None
+    finally:
+        session.close()
+    if not reply.get("ok"):
+        raise Refused(render.error_text(reply))
+    name = render.sanitize(reply.get("username", username))
+    console.say(f"registered {name}; now: chat login --user {name}")
+    return EXIT_OK
+
+
+def _address(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int]:
+    return parse_server(args.server or env.get("CHAT_SERVER") or DEFAULT_SERVER)
+
+
+def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
+    """chat login: log in, then the interactive chat or the scripted mode."""
+    from client.chat import Chat
+    from client.ui import PlainDisplay, TerminalDisplay, run_script, run_terminal
+
+    address = _address(args, env)
+    username = _username(args, console)
+    fixed = _password_source(env, console)
+    interactive = console.interactive
+    give_up_after = None if interactive else SCRIPT_GIVE_UP_AFTER
+    session: Session | None = None
+    for attempt in range(1, PASSWORD_TRIES + 1):
+        password = fixed if fixed is not None else console.ask_password("password: ")
+        if session is None:
+            session = _open(address, give_up_after)
+        try:
+            reply = session.login(username, password)
+            break
+        except LoginFailed as exc:
+            text = render.error_text(exc.reply)
+            if (
+                fixed is not None
+                or attempt == PASSWORD_TRIES
+                or exc.reply.get("error") != ("invalid_credentials")
+            ):
+                session.close()
+                raise Refused(text) from None
+            console.complain(text)
+        except ConnectionLost:
+            session.close()
+            session = None  # the server hung up (a login timeout, say): connect again
+    else:  # pragma: no cover - the loop always breaks or raises
+        raise Refused("not logged in")
+    assert session is not None
+    if interactive:
+        display = TerminalDisplay()
+        chat = Chat(session, display, style=render.Style(colour=_colour(env)))
+        session.start(chat)
+        chat.enter(reply, backlog=True)
+        return run_terminal(chat, display)
+    plain = PlainDisplay(console.stdout, console.stderr)
+    chat = Chat(session, plain, style=render.PLAIN)
+    session.start(chat)
+    chat.enter(reply, backlog=False)
+    return run_script(chat, console.stdin)
+
+
+def _colour(env: Mapping[str, str]) -> bool:
+    """Colour unless NO_COLOR is set (no-color.org) or the terminal is dumb."""
+    return not env.get("NO_COLOR") and env.get("TERM", "") != "dumb"
+
+
+COMMANDS = {"register": register, "login": login}
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    console: Console | None = None,
+) -> int:
+    env = os.environ if env is None else env
+    console = console or Console()
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    try:
+        return COMMANDS[args.command](args, env, console)
+    except UsageError as exc:
+        console.complain(str(exc))
+        return EXIT_USAGE
+    except Refused as exc:
+        console.complain(str(exc))
+        return EXIT_FAILURE
+    except (EOFError, KeyboardInterrupt):
+        console.complain("cancelled")
+        return EXIT_FAILURE

@@ -1,0 +1,294 @@
+"""Pure formatting of what the `chat` client shows: no sockets, no terminal, no clock.
+
+Everything received from the network passes through `sanitize` before it is
+put into a line, because the terminal would obey any escape sequence a peer
+(or a broken server) managed to slip in: the server's text rules are a
+promise about its own checks, not a guarantee about the bytes we receive.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any
+
+from chatd.names import parse_ts
+
+# Escape sequences are removed whole, so that no "[31m" debris is left behind.
+_ESCAPES = re.compile(
+    r"""
+      \x1b\[[0-?]*[ -/]*[@-~]?              # CSI ... final byte
+    | \x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?   # OSC ... BEL or ST
+    | \x1b[PX^_][^\x1b\x9c]*(?:\x1b\\|\x9c)?        # DCS, SOS, PM, APC ... ST
+    | \x1b[ -/]*[0-~]?                      # any other ESC sequence (nF, Fp, Fe, Fs)
+    | \x9b[0-?]*[ -/]*[@-~]?                # 8-bit CSI
+    | [\x90\x98\x9d\x9e\x9f][^\x1b\x9c\x07]*(?:\x9c|\x07|\x1b\\)?   # 8-bit DCS/SOS/OSC/PM/APC
+    """,
+    re.VERBOSE,
+)
+# why: bidirectional overrides and isolates can make a line display as
+# something other than what was sent ("Trojan Source"); they are Cf, not Cc.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_LINE_BREAKS = frozenset("\u2028\u2029\x85")
+TAB = "    "
+
+# Readable on dark and light backgrounds alike; black and white are left out.
+NAME_COLOURS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+RESET = "\x1b[0m"
+DIM = "2"
+BOLD = "1"
+ERROR = "1;31"
+NOTICE = "36"
+
+# A line of text from chat.py, one per client-side problem, keyed by wire error code.
+ERROR_TEXT: Mapping[str, str] = {
+    "bad_request": "the server did not understand the request",
+    "unknown_op": "the server does not know that request",
+    "auth_required": "log in first",
+    "invalid_username": (
+        "a username is 2-32 characters of A-Z a-z 0-9 _ . -, starting with a letter, digit or _"
+    ),
+    "invalid_password": "a password is 8-72 bytes",
+    "username_taken": "that username is taken",
+    "registration_closed": "registration is closed on this server",
+    "invalid_credentials": "wrong username or password",
+    "already_logged_in": "already logged in",
+    "account_disabled": "this account is disabled",
+    "rate_limited": "slow down: too many requests",
+    "invalid_room": "a room name is 1-32 characters of a-z 0-9 _ -",
+    "no_such_room": "there is no such room",
+    "not_in_room": "you are not in that room",
+    "invalid_text": "a message is 1-4000 characters without control characters",
+    "no_such_user": "there is no such user",
+    "internal": "the server had an internal error",
+    "not_sent": "not sent: the connection was lost",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """Whether lines carry colour (a terminal) or are plain (scripts, pipes)."""
+
+    colour: bool = True
+
+    def paint(self, sgr: str, text: str) -> str:
+        return f"\x1b[{sgr}m{text}{RESET}" if self.colour and text else text
+
+
+PLAIN = Style(colour=False)
+
+
+def sanitize(text: object, *, keep_newlines: bool = False) -> str:
+    """Received text made safe to print: no escape sequence, no control character.
+
+    Tabs become spaces; with keep_newlines, `\n` survives so that a multi-line
+    message can be laid out by the caller, otherwise it becomes a space.
+    """
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    text = _ESCAPES.sub("", text).replace("\t", TAB)
+    kept: list[str] = []
+    for ch in text:
+        if ch == "\n" or ch in _LINE_BREAKS:
+            kept.append("\n" if keep_newlines else " ")
+        elif unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS:
+            continue
+        else:
+            kept.append(ch)
+    return "".join(kept)
+
+
+def name_colour(name: str) -> int:
+    """The SGR colour of a username, the same in every session and on every machine."""
+    # why: crc32, not hash(): str hashes are salted per process.
+    return NAME_COLOURS[zlib.crc32(name.lower().encode("utf-8")) % len(NAME_COLOURS)]
+
+
+def paint_name(name: str, style: Style) -> str:
+    return style.paint(str(name_colour(name)), name)
+
+
+def local_time(ts: object, tz: tzinfo | None = None) -> datetime | None:
+    """A message's RFC 3339 `ts` in local time (or `tz`); None if it is not a timestamp."""
+    if not isinstance(ts, str):
+        return None
+    try:
+        ms = parse_ts(ts)
+        return datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def clock(moment: datetime | None) -> str:
+    return "--:--" if moment is None else f"{moment:%H:%M}"
+
+
+def day_line(day: date, style: Style) -> str:
+    """The separator printed when the date of the shown lines changes."""
+    return style.paint(DIM, f"-- {day:%A %d %B %Y} --")
+
+
+def notice_line(text: str, style: Style, *, error: bool = False) -> str:
+    """A line from the client itself (not from a peer); `text` is already safe."""
+    if error:
+        return style.paint(ERROR, f"-!- {text}")
+    return f"{style.paint(NOTICE, '-!-')} {text}"
+
+
+def _indent(prefix_width: int, lines: list[str]) -> list[str]:
+    pad = " " * prefix_width
+    return [lines[0], *(pad + line for line in lines[1:])]
+
+
+def _file_note(message: Mapping[str, Any]) -> str:
+    file = message.get("file")
+    if not isinstance(file, Mapping):
+        return ""
+    size = file.get("size")
+    size_text = human_size(size) if isinstance(size, int) else "?"
+    return f" [file {sanitize(file.get('id'))}: {sanitize(file.get('name'))}, {size_text}]"
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def message_lines(
+    message: Mapping[str, Any],
+    *,
+    me: str,
+    current_room: str | None,
+    style: Style,
+    tz: tzinfo | None = None,
+) -> list[str]:
+    """One room or direct message as display lines: `HH:MM [#room] <user> text`.
+
+    A room other than the current one gets its `#room`; a direct message shows
+    `*from*` when received and `-> *to*` when sent by us; a text starting with
+    `/me ` is an action, `* user waves`. Continuation lines are indented under
+    the text.
+    """
+    when = clock(local_time(message.get("ts"), tz))
+    user = sanitize(message.get("user")) or "?"
+    text = sanitize(message.get("text"), keep_newlines=True) + _file_note(message)
+    room = message.get("room")
+    plain_head = [when]
+    head = [when]
+    if room is None:
+        to = sanitize(message.get("to")) or "?"
+        if user.lower() == me.lower():
+            plain_head.append(f"-> *{to}*")
+            head.append(f"-> *{paint_name(to, style)}*")
+        else:
+            plain_head.append(f"*{user}*")
+            head.append(style.paint(BOLD, "*") + paint_name(user, style) + style.paint(BOLD, "*"))
+    else:
+        room_name = sanitize(room)
+        if room_name != current_room:
+            plain_head.append(f"#{room_name}")
+            head.append(style.paint(BOLD, f"#{room_name}"))
+        if text.startswith("/me ") and room is not None:
+            text = text[4:]
+            plain_head.append(f"* {user}")
+            head.append(f"* {paint_name(user, style)}")
+        else:
+            plain_head.append(f"<{user}>")
+            head.append(f"<{paint_name(user, style)}>")
+    lines = text.split("\n")
+    width = len(" ".join(plain_head)) + 1
+    body = _indent(width, lines)
+    return [" ".join(head) + " " + body[0], *body[1:]]
+
+
+def event_line(event: Mapping[str, Any], *, moment: datetime, style: Style) -> str | None:
+    """A join, part or topic event as one dim line; None for any other event."""
+    kind = event.get("event")
+    user = sanitize(event.get("user")) or "?"
+    room = sanitize(event.get("room"))
+    if kind == "join":
+        text = f"{user} joined #{room}"
+    elif kind == "part":
+        text = f"{user} left #{room}"
+    elif kind == "topic":
+        topic = sanitize(event.get("topic"))
+        text = (
+            f"{user} set the topic of #{room}: {topic}"
+            if topic
+            else f"{user} cleared the topic of #{room}"
+        )
+    else:
+        return None
+    return style.paint(DIM, f"{clock(moment)} -- {text}")
+
+
+def room_header(reply: Mapping[str, Any], style: Style) -> list[str]:
+    """What `/join` prints before the history: the room, its topic and who is there."""
+    room = sanitize(reply.get("room"))
+    topic = sanitize(reply.get("topic"))
+    members = _names(reply.get("members"))
+    online = _names(reply.get("online"))
+    lines = [notice_line(f"now in #{room}" + (f": {topic}" if topic else ""), style)]
+    lines.append(
+        notice_line(f"{len(members)} members, {len(online)} online: {', '.join(online)}", style)
+    )
+    return lines
+
+
+def _names(value: object) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [sanitize(name) for name in value]
+
+
+def who_lines(reply: Mapping[str, Any], style: Style) -> list[str]:
+    """Members of a room, the online ones first and marked with `+`."""
+    room = sanitize(reply.get("room"))
+    members = _names(reply.get("members"))
+    online = set(_names(reply.get("online")))
+    ordered = sorted(members, key=lambda name: (name not in online, name.lower()))
+    shown = " ".join(("+" if name in online else "") + name for name in ordered)
+    return [
+        notice_line(f"#{room}: {len(members)} members, {len(online)} online", style),
+        notice_line(shown or "(nobody)", style),
+    ]
+
+
+def rooms_lines(reply: Mapping[str, Any], joined: set[str], style: Style) -> list[str]:
+    """The room list; `*` marks the rooms we are in."""
+    rooms = reply.get("rooms")
+    if not isinstance(rooms, list) or not rooms:
+        return [notice_line("there are no rooms yet: /join NAME creates one", style)]
+    lines = []
+    for entry in rooms:
+        if not isinstance(entry, Mapping):
+            continue
+        name = sanitize(entry.get("room"))
+        mark = "*" if name in joined else " "
+        topic = sanitize(entry.get("topic"))
+        counts = f"{sanitize(entry.get('members'))} members, {sanitize(entry.get('messages'))} msgs"
+        lines.append(
+            notice_line(f"{mark} #{name:<20} {counts}" + (f"  {topic}" if topic else ""), style)
+        )
+    return lines
+
+
+def error_text(reply: Mapping[str, Any]) -> str:
+    """One clear line for an error reply: our wording for the code, the server's otherwise."""
+    code = sanitize(reply.get("error"))
+    server_text = sanitize(reply.get("message"))
+    text = ERROR_TEXT.get(code) or server_text or code or "unknown error"
+    if code in ("invalid_room", "invalid_text", "no_such_user", "no_such_room", "not_in_room"):
+        text = server_text or text  # the server's wording names the room or user
+    retry = reply.get("retry_after")
+    if code == "rate_limited" and isinstance(retry, int | float) and not isinstance(retry, bool):
+        text += f"; try again in {max(retry, 0):.0f} s" if retry >= 1 else "; try again shortly"
+    return text

@@ -1,0 +1,196 @@
+"""render.py: pure formatting, and nothing received ever reaching the terminal raw."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, date, datetime
+
+import pytest
+
+from client import render
+from client.render import PLAIN, Style
+
+COLOUR = Style(colour=True)
+TS = "2026-11-24T23:45:56.123Z"
+
+
+def msg(**fields: object) -> dict[str, object]:
+    base: dict[str, object] = {"id": 7, "room": "general", "user": "alice", "text": "hi", "ts": TS}
+    base.update(fields)
+    return base
+
+
+def lines(message: dict[str, object], *, current: str | None = "general", style: Style = PLAIN):
+    return render.message_lines(message, me="bob", current_room=current, style=style, tz=UTC)
+
+
+HOSTILE = [
+    "\x1b[2J\x1b[H",  # clear screen, cursor home
+    "\x1b]0;pwned\x07",  # set window title (OSC, BEL)
+    "\x1b]52;c;ZXZpbA==\x1b\\",  # write the clipboard (OSC 52, ST)
+    "\x1bP+q544e\x1b\\",  # DCS request
+    "\x9b31m",  # 8-bit CSI
+    "\x9d0;title\x9c",  # 8-bit OSC
+    "\x1b[6n",  # cursor position report request
+    "\x1bc",  # full reset
+    "\x1b7\x1b8",  # save/restore cursor
+    "\x07\x08\x7f\x00\r",  # bell, backspace, DEL, NUL, carriage return
+    "\u202eevil\u202c",  # right-to-left override
+    "\x1b[",  # truncated CSI
+    "\x1b",  # lone ESC
+]
+
+
+@pytest.mark.parametrize("payload", HOSTILE)
+def test_sanitize_leaves_no_control_character(payload: str) -> None:
+    # é is not ASCII, so it cannot be mistaken for the end of a truncated sequence
+    cleaned = render.sanitize(f"a{payload}é")
+    assert cleaned.startswith("a") and cleaned.endswith("é")
+    assert not any(unicodedata.category(ch) == "Cc" for ch in cleaned), repr(cleaned)
+    assert "\u202e" not in cleaned
+
+
+def test_sanitize_removes_escape_sequences_whole() -> None:
+    assert render.sanitize("\x1b[31mred\x1b[0m \x1b]0;title\x07done") == "red done"
+
+
+def test_sanitize_keeps_ordinary_unicode() -> None:
+    text = "héllo wörld 你好 🙂 e\u0301"
+    assert render.sanitize(text) == text
+
+
+def test_sanitize_tabs_and_newlines() -> None:
+    assert render.sanitize("a\tb") == "a    b"
+    assert render.sanitize("a\nb") == "a b"
+    assert render.sanitize("a\nb", keep_newlines=True) == "a\nb"
+    assert render.sanitize("a\u2028b") == "a b"
+
+
+def test_sanitize_non_strings() -> None:
+    assert render.sanitize(None) == ""
+    assert render.sanitize(42) == "42"
+
+
+@pytest.mark.parametrize("field", ["user", "room", "text", "ts", "to"])
+def test_hostile_message_fields_never_reach_the_line(field: str) -> None:
+    evil = "x\x1b]0;pwned\x07\x1b[2Jy"
+    message = msg(**{field: evil})
+    if field == "to":
+        message["room"] = None
+    for line in lines(message, style=COLOUR):
+        # our own colour codes are the only escapes: ESC followed by [ digits ; m
+        stripped = line
+        for code in ("\x1b[0m", "\x1b[1m", "\x1b[2m", "\x1b[36m", "\x1b[1;31m"):
+            stripped = stripped.replace(code, "")
+        for colour in render.NAME_COLOURS:
+            stripped = stripped.replace(f"\x1b[{colour}m", "")
+        assert "\x1b" not in stripped and "\x07" not in stripped, repr(line)
+        assert "pwned" not in line
+
+
+def test_room_message_in_current_room() -> None:
+    assert lines(msg()) == ["23:45 <alice> hi"]
+
+
+def test_room_message_elsewhere_carries_the_room() -> None:
+    assert lines(msg(), current="random") == ["23:45 #general <alice> hi"]
+    assert lines(msg(), current=None) == ["23:45 #general <alice> hi"]
+
+
+def test_local_time_uses_the_given_zone() -> None:
+    from datetime import timedelta, timezone
+
+    line = render.message_lines(
+        msg(), me="bob", current_room="general", style=PLAIN, tz=timezone(timedelta(hours=2))
+    )
+    assert line == ["01:45 <alice> hi"]
+
+
+def test_action_and_direct_messages() -> None:
+    assert lines(msg(text="/me waves")) == ["23:45 * alice waves"]
+    assert lines(msg(room=None, to="bob")) == ["23:45 *alice* hi"]
+    assert lines(msg(room=None, user="bob", to="alice")) == ["23:45 -> *alice* hi"]
+    # an action is a room-message convention only
+    assert lines(msg(room=None, to="bob", text="/me x")) == ["23:45 *alice* /me x"]
+
+
+def test_multiline_message_is_indented_under_its_text() -> None:
+    assert lines(msg(text="one\ntwo\n\tthree")) == [
+        "23:45 <alice> one",
+        "              two",
+        "                  three",
+    ]
+
+
+def test_file_message_names_the_file() -> None:
+    message = msg(text="look", file={"id": 3, "name": "cat.png", "size": 2048, "mime": "x"})
+    assert lines(message) == ["23:45 <alice> look [file 3: cat.png, 2.0 KiB]"]
+
+
+def test_bad_timestamp_or_missing_fields_do_not_raise() -> None:
+    assert lines({"room": "general"}) == ["--:-- <?> "]
+    assert lines(msg(ts="yesterday")) == ["--:-- <alice> hi"]
+
+
+def test_name_colour_is_stable_and_case_insensitive() -> None:
+    assert render.name_colour("alice") == render.name_colour("Alice")
+    assert render.name_colour("alice") in render.NAME_COLOURS
+    # crc32 of the folded name, not the salted hash(): same value in every process
+    assert render.name_colour("alice") == render.NAME_COLOURS[663665735 % 12]
+    assert len({render.name_colour(f"user{n}") for n in range(100)}) > 6
+
+
+def test_colour_style_paints_names_and_plain_style_does_not() -> None:
+    coloured = lines(msg(), style=COLOUR)[0]
+    assert f"\x1b[{render.name_colour('alice')}malice\x1b[0m" in coloured
+    assert "\x1b" not in lines(msg())[0]
+
+
+def test_join_part_topic_lines_are_dim() -> None:
+    moment = datetime(2026, 11, 24, 9, 5, tzinfo=UTC)
+    join = render.event_line(
+        {"event": "join", "room": "general", "user": "bob"}, moment=moment, style=COLOUR
+    )
+    assert join == "\x1b[2m09:05 -- bob joined #general\x1b[0m"
+    part = render.event_line(
+        {"event": "part", "room": "a", "user": "b"}, moment=moment, style=PLAIN
+    )
+    assert part == "09:05 -- b left #a"
+    topic = render.event_line(
+        {"event": "topic", "room": "a", "user": "b", "topic": "news"}, moment=moment, style=PLAIN
+    )
+    assert topic == "09:05 -- b set the topic of #a: news"
+    cleared = render.event_line(
+        {"event": "topic", "room": "a", "user": "b", "topic": ""}, moment=moment, style=PLAIN
+    )
+    assert cleared == "09:05 -- b cleared the topic of #a"
+    assert render.event_line({"event": "message"}, moment=moment, style=PLAIN) is None
+
+
+def test_day_line() -> None:
+    assert render.day_line(date(2026, 11, 24), PLAIN) == "-- Tuesday 24 November 2026 --"
+
+
+def test_error_text_has_a_clear_line_for_each_code() -> None:
+    assert render.error_text({"error": "username_taken", "message": "x"}) == (
+        "that username is taken"
+    )
+    assert render.error_text({"error": "invalid_credentials"}) == "wrong username or password"
+    assert render.error_text({"error": "not_in_room", "message": "you are not in #a"}) == (
+        "you are not in #a"
+    )
+    limited = render.error_text({"error": "rate_limited", "retry_after": 2.4})
+    assert limited == "slow down: too many requests; try again in 2 s"
+    assert render.error_text({"error": "brand_new", "message": "m\x1b[2J"}) == "m"
+
+
+def test_who_and_rooms_lines() -> None:
+    who = render.who_lines(
+        {"room": "a", "members": ["zed", "bob", "amy"], "online": ["zed"]}, PLAIN
+    )
+    assert who == ["-!- #a: 3 members, 1 online", "-!- +zed amy bob"]
+    rooms = render.rooms_lines(
+        {"rooms": [{"room": "a", "topic": "t", "members": 2, "messages": 5}]}, {"a"}, PLAIN
+    )
+    assert rooms[0].startswith("-!- * #a") and rooms[0].endswith("2 members, 5 msgs  t")
+    assert "no rooms" in render.rooms_lines({"rooms": []}, set(), PLAIN)[0]
