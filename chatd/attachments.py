@@ -17,11 +17,11 @@ import secrets
 import unicodedata
 from typing import Any
 
-from chatd.commands import Request, op
+from chatd.commands import Deferred, Request, op
 from chatd.errors import ChatError, ErrorCode
-from chatd.handlers import existing_user, lock_room_as_member, post_direct, post_to_room
+from chatd.handlers import existing_user, room_as_member, submit_message
 from chatd.names import clean_text, normalize_room
-from chatd.records import NewFile, UserRecord
+from chatd.records import NewFile, NewMessage, UserRecord
 from chatd.uploads import Upload
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def chunk(req: Request, upload: str, offset: int, data: str) -> dict[str, Any]:
 
 
 @op("finish", required={"upload": str})
-def finish(req: Request, upload: str) -> dict[str, Any]:
+def finish(req: Request, upload: str) -> Deferred:
     """finish {upload} -> {message} once the bytes match and the file is stored durably."""
     services = req.session.services
     current = services.uploads.owned(upload, req.session)
@@ -176,18 +176,14 @@ def finish(req: Request, upload: str) -> dict[str, Any]:
         services.uploads.remove(current, discard=True)
         raise ChatError(ErrorCode.CHECKSUM_MISMATCH, "the bytes do not match sha256; start over")
     text = current.caption or meta.name
-    user = req.session.user
-    assert user is not None
-    if current.room is not None and not services.hub.is_member(current.room, user.username):
-        raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{current.room}")
-    # why: the fsync of a large file happens before the room's order lock is taken.
+    room = None if current.room is None else room_as_member(req, current.room)
+    # why: the fsync of a large file happens here, on the uploader's thread, not in a batch.
     services.uploads.remove(current, discard=False)
     services.blobs.keep(current.path, meta.sha256)
     log.info("%s: stored %s (%d bytes)", req.session.peer, meta.sha256[:12], meta.size)
-    if current.room is not None:
-        return post_to_room(req, lock_room_as_member(req, current.room), text, meta)
-    assert current.recipient is not None
-    return post_direct(req, current.recipient, text, meta)
+    user = req.session.user
+    assert user is not None
+    return submit_message(req, NewMessage(user, text, room, current.recipient, meta))
 
 
 @op("fetch", required={"file": int}, optional={"offset": int})

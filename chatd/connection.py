@@ -80,14 +80,17 @@ class Connection:
 
     def start(self) -> None:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.outbox.start()
         self._thread.start()
 
-    def shutdown(self, reason: str) -> None:
-        """Stop taking requests, let the one under way finish, then say goodbye and close."""
+    def stop_reading(self) -> None:
+        """Take no more requests; wait for the one being handled to be handed on."""
         with self._state:
             self._stopping = True
             self._state.wait_for(lambda: not self._in_request, REQUEST_GRACE)
+
+    def shutdown(self, reason: str) -> None:
+        """Say goodbye after every reply still owed, then close."""
+        self.stop_reading()
         self.outbox.close(encode({"event": "shutdown", "reason": reason}))
 
     def join(self, timeout: float) -> None:
@@ -170,7 +173,7 @@ class Connection:
             with self._state:
                 self._in_request = False
                 self._state.notify_all()
-        if reply.get("error") in PROTOCOL_VIOLATIONS and self._bad_frames.take():
+        if reply and reply.get("error") in PROTOCOL_VIOLATIONS and self._bad_frames.take():
             self.close_with(ErrorCode.TOO_MANY_ERRORS, "too many malformed requests")
             return False
         return not self.session.quitting and not self.outbox.closing

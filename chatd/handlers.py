@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from chatd.commands import Request, op
+from chatd.commands import DEFERRED, Deferred, Request, op
 from chatd.errors import ChatError, ErrorCode
 from chatd.names import (
     check_password,
@@ -20,8 +20,9 @@ from chatd.names import (
     normalize_room,
     username_key,
 )
-from chatd.records import MessageRecord, NewFile, RoomRecord, UserRecord, dm_pair
+from chatd.records import MessageRecord, NewMessage, RoomRecord, UserRecord
 from chatd.session import rate_limited
+from chatd.writer import Post
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,20 @@ def _page_limit(req: Request, limit: int | None) -> int:
     return limit
 
 
-def lock_room_as_member(req: Request, name: str) -> RoomRecord:
-    """Hold the room's order lock for this request; not_in_room unless we are a member."""
+def room_as_member(req: Request, name: str) -> RoomRecord:
+    """The room, or not_in_room unless we are a member."""
     hub = req.session.services.hub
-    req.hold(hub.order_lock(f"#{name}"))
     room = hub.room(name)
     if room is None or not hub.is_member(name, _me(req).username):
         raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{name}")
     return room
+
+
+def submit_message(req: Request, message: NewMessage) -> Deferred:
+    """Hand a message to the group-commit writer; it answers once the batch is on disk."""
+    slot, rid = req.defer()
+    req.session.services.writer.submit(Post(req.session, rid, slot, message))
+    return DEFERRED
 
 
 def existing_user(name: str, req: Request) -> UserRecord:
@@ -116,7 +123,7 @@ def join(req: Request, room: str) -> dict[str, Any]:
     services = req.session.services
     me = _me(req)
     name = normalize_room(room)
-    req.hold(services.hub.order_lock(f"#{name}"))
+    req.hold(services.hub.delivery_lock)
     record, joined = services.store.join(me.id, name)
     if joined:
         services.hub.add_member(record, me.username)
@@ -143,7 +150,9 @@ def part(req: Request, room: str) -> dict[str, Any]:
     """part {room} -> {room}; the room stays, with its history."""
     services = req.session.services
     me = _me(req)
-    record = lock_room_as_member(req, normalize_room(room))
+    name = normalize_room(room)
+    req.hold(services.hub.delivery_lock)
+    record = room_as_member(req, name)
     services.store.part(me.id, record.id)
     services.hub.remove_member(record.name, me.username)
     services.hub.to_room_and_user(
@@ -156,39 +165,13 @@ def part(req: Request, room: str) -> dict[str, Any]:
 
 
 @op("send", required={"room": str, "text": str})
-def send(req: Request, room: str, text: str) -> dict[str, Any]:
+def send(req: Request, room: str, text: str) -> Deferred:
     """send {room, text} -> {message}, after the message is durably stored."""
     name = normalize_room(room)
     text = clean_text(text)
-    record = lock_room_as_member(req, name)
+    record = room_as_member(req, name)
     req.session.spend_send_token()
-    return post_to_room(req, record, text)
-
-
-def post_to_room(
-    req: Request, room: RoomRecord, text: str, attachment: NewFile | None = None
-) -> dict[str, Any]:
-    """Store a room message and fan it out; the caller holds the room's order lock."""
-    services = req.session.services
-    message = services.store.append_message(_me(req), text, room=room, attachment=attachment).wire()
-    services.hub.to_room(room.name, {"event": "message", **message}, exclude=req.session)
-    return {"message": message}
-
-
-def post_direct(
-    req: Request, recipient: UserRecord, text: str, attachment: NewFile | None = None
-) -> dict[str, Any]:
-    """Store a direct message and deliver it, in order within the conversation."""
-    services = req.session.services
-    me = _me(req)
-    req.hold(services.hub.order_lock(f"dm:{dm_pair(me.id, recipient.id)}"))
-    message = services.store.append_message(
-        me, text, recipient=recipient, attachment=attachment
-    ).wire()
-    services.hub.to_users(
-        (recipient.username, me.username), {"event": "dm", **message}, exclude=req.session
-    )
-    return {"message": message}
+    return submit_message(req, NewMessage(_me(req), text, room=record))
 
 
 @op("history", required={"room": str}, optional={"before": int, "limit": int})
@@ -228,12 +211,12 @@ def who(req: Request, room: str) -> dict[str, Any]:
 
 
 @op("dm", required={"to": str, "text": str})
-def dm(req: Request, to: str, text: str) -> dict[str, Any]:
+def dm(req: Request, to: str, text: str) -> Deferred:
     """dm {to, text} -> {message} with room null; stored like any message."""
     text = clean_text(text)
     recipient = existing_user(to, req)
     req.session.spend_send_token()
-    return post_direct(req, recipient, text)
+    return submit_message(req, NewMessage(_me(req), text, recipient=recipient))
 
 
 @op("dm_history", required={"with": str}, optional={"before": int, "limit": int})
@@ -253,7 +236,8 @@ def topic(req: Request, room: str, topic: str) -> dict[str, Any]:
     me = _me(req)
     name = normalize_room(room)
     topic = clean_topic(topic)
-    record = lock_room_as_member(req, name)
+    req.hold(services.hub.delivery_lock)
+    record = room_as_member(req, name)
     services.store.set_topic(record.id, topic)
     services.hub.set_topic(name, topic)
     services.hub.to_room(

@@ -5,9 +5,11 @@ the database. It talks to connections only through `deliver(data)`, which
 never blocks, so tests can use list-backed fakes.
 
 Locks, in the order they may be taken:
-1. an order lock (`order_lock(key)`), one per room or direct conversation:
-   held across "store the message, then enqueue it", so every member sees
-   ids ascending. Handlers may hold it across a database write.
+1. `delivery_lock`: held by the message writer from a batch's commit to the
+   end of its fan-out, and by join, part and topic around their change and
+   reply, so every member sees ids ascending and a join's history meets the
+   events after it. Holders may write to the database but never block on a
+   socket: delivering only queues.
 2. `Hub._lock`: guards the dicts below; held only for dict operations.
 """
 
@@ -44,7 +46,7 @@ class Hub:
         self._lock = threading.Lock()
         self._rooms: dict[str, RoomState] = {}
         self._online: dict[str, set[Peer]] = {}
-        self._order_locks: dict[str, threading.Lock] = {}
+        self.delivery_lock = threading.Lock()
 
     def load(self, rooms: Iterable[tuple[RoomRecord, list[str]]]) -> None:
         with self._lock:
@@ -52,14 +54,6 @@ class Hub:
                 self._rooms[record.name] = RoomState(
                     record, record.topic, {username_key(name): name for name in members}
                 )
-
-    def order_lock(self, key: str) -> threading.Lock:
-        """The lock that orders messages of one room (`#name`) or conversation."""
-        with self._lock:
-            lock = self._order_locks.get(key)
-            if lock is None:
-                lock = self._order_locks[key] = threading.Lock()
-            return lock
 
     # who is online
 
@@ -121,6 +115,18 @@ class Hub:
 
     # fan-out
 
+    def room_peers(self, room: str) -> list[Peer]:
+        """Every connection of every member of `room`."""
+        return self._room_peers(room)
+
+    def peers_of_users(self, usernames: Iterable[str]) -> list[Peer]:
+        """Every connection of the named users, each once."""
+        peers: dict[int, Peer] = {}
+        for name in usernames:
+            for peer in self.peers_of(name):
+                peers[id(peer)] = peer
+        return list(peers.values())
+
     def _room_peers(self, room: str) -> list[Peer]:
         with self._lock:
             state = self._rooms.get(room)
@@ -131,16 +137,6 @@ class Hub:
     def to_room(self, room: str, event: dict[str, Any], *, exclude: Peer | None = None) -> None:
         """Deliver `event` to every connection of every member of `room` but `exclude`."""
         self._fan_out(self._room_peers(room), event, exclude)
-
-    def to_users(
-        self, usernames: Iterable[str], event: dict[str, Any], *, exclude: Peer | None = None
-    ) -> None:
-        """Deliver `event` to every connection of each named user but `exclude`, once each."""
-        peers: dict[int, Peer] = {}
-        for name in usernames:
-            for peer in self.peers_of(name):
-                peers[id(peer)] = peer
-        self._fan_out(peers.values(), event, exclude)
 
     def to_room_and_user(
         self, room: str, username: str, event: dict[str, Any], *, exclude: Peer

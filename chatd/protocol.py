@@ -174,6 +174,18 @@ def encode(frame: dict[str, Any]) -> bytes:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
+def message_frames(message: dict[str, Any], event: str, rid: RequestId) -> tuple[bytes, bytes]:
+    """(the `event` frame, the ok reply) for one message object, encoding it only once.
+
+    Equal to encode({"event": event, **message}) and encode(ok_reply(rid,
+    {"message": message})); this is the hot path of fan-out.
+    """
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    event_frame = b'{"event":"' + event.encode("ascii") + b'",' + body[1:] + b"\n"
+    reply = b'{"id":' + json.dumps(rid).encode("utf-8") + b',"ok":true,"message":' + body + b"}\n"
+    return event_frame, reply
+
+
 def ok_reply(rid: RequestId, result: dict[str, Any]) -> dict[str, Any]:
     return {"id": rid, "ok": True, **result}
 

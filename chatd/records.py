@@ -111,3 +111,14 @@ class FileAccess:
     file: FileRecord
     room: str | None
     parties: tuple[int | None, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to store: to a room, or to a recipient, perhaps announcing a file."""
+
+    author: UserRecord
+    text: str
+    room: RoomRecord | None = None
+    recipient: UserRecord | None = None
+    attachment: NewFile | None = None

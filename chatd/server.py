@@ -32,6 +32,7 @@ from chatd.session import Limits, Services
 from chatd.store import Store
 from chatd.transport import PlainTransport, TlsTransport, Transport, server_context
 from chatd.uploads import Uploads
+from chatd.writer import MessageWriter
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class Server:
             Limits.from_config(config, clock),
             BlobStore(Path(config.files_dir) if config.files_dir else default_files_dir(config.db)),
             Uploads(),
+            MessageWriter(store, hub),
             clock,
         )
         self._listener: socket.socket | None = None
@@ -80,6 +82,7 @@ class Server:
         listener.listen(LISTEN_BACKLOG)
         self._listener = listener
         self.address = listener.getsockname()[:2]
+        self.services.writer.start()
         for target, name in ((self._accept_loop, "accept"), (self._housekeeping, "housekeeping")):
             thread = threading.Thread(target=target, name=f"chatd-{name}", daemon=True)
             thread.start()
@@ -172,6 +175,9 @@ class Server:
             self._listener.close()
         for thread in self._threads:
             thread.join(CLOSE_TIMEOUT)
+        for connection in connections:
+            connection.stop_reading()
+        self.services.writer.stop(CLOSE_TIMEOUT)
         for connection in connections:
             connection.shutdown(reason)
         for connection in connections:

@@ -7,9 +7,9 @@ never blocks, so handlers and the hub can deliver while holding order locks.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.blobs import BlobStore
 from chatd.config import ServerConfig
@@ -19,8 +19,12 @@ from chatd.passwords import PasswordHasher
 from chatd.protocol import encode
 from chatd.ratelimit import Clock, FailureThrottle, KeyedBuckets, TokenBucket
 from chatd.records import UserRecord
+from chatd.sendqueue import ReplySlot
 from chatd.store import Store
 from chatd.uploads import Uploads
+
+if TYPE_CHECKING:
+    from chatd.writer import MessageWriter
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -54,11 +58,16 @@ class Services:
     limits: Limits
     blobs: BlobStore
     uploads: Uploads
+    writer: MessageWriter
     clock: Clock = time.monotonic
 
 
 class Outbox(Protocol):
-    def put(self, data: bytes) -> bool: ...
+    def put(self, data: bytes, *, event: bool = False) -> bool: ...
+
+    def reserve(self) -> ReplySlot: ...
+
+    def fill(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None: ...
 
 
 def rate_limited(retry_after: float) -> ChatError:
@@ -90,10 +99,17 @@ class Session:
         self.send_bucket = TokenBucket(config.send_rate, config.send_burst, services.clock)
 
     def deliver(self, data: bytes) -> None:
-        self._outbox.put(data)
+        """Queue events; they may pass replies that are still waiting for a commit."""
+        self._outbox.put(data, event=True)
 
     def reply(self, frame: dict[str, Any]) -> None:
         self._outbox.put(encode(frame))
+
+    def reserve_reply(self) -> ReplySlot:
+        return self._outbox.reserve()
+
+    def fill_replies(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None:
+        self._outbox.fill(replies)
 
     def spend_send_token(self) -> None:
         """Flood control for send, dm and upload: rate_limited past --send-rate."""

@@ -25,6 +25,7 @@ from chatd.records import (
     FileRecord,
     MessageRecord,
     NewFile,
+    NewMessage,
     RoomRecord,
     RoomSummary,
     UserRecord,
@@ -267,49 +268,73 @@ class Store:
         recipient: UserRecord | None = None,
         attachment: NewFile | None = None,
     ) -> MessageRecord:
-        """Store a room message or a direct message (with its file); committed on return."""
+        """Store one room or direct message (with its file); committed on return."""
+        return self.append_messages([NewMessage(author, text, room, recipient, attachment)])[0]
+
+    def append_messages(self, batch: Sequence[NewMessage]) -> list[MessageRecord]:
+        """Store a batch of messages in one transaction (one fsync); ids follow the batch order."""
         ts = now_ms()
-        values: dict[str, Any] = {
-            "sender_id": author.id,
-            "author": author.username,
-            "text": text,
-            "ts_ms": ts,
-        }
-        if room is not None:
-            values["room_id"] = room.id
-        if recipient is not None:
-            values["recipient_id"] = recipient.id
-            values["dm_pair"] = dm_pair(author.id, recipient.id)
-        stored_file = None
+        stored_files: list[FileRecord | None] = []
         with self._write() as connection:
-            if attachment is not None:
-                file_id = connection.execute(
-                    insert(files)
-                    .values(
-                        sha256=attachment.sha256,
-                        size=attachment.size,
-                        name=attachment.name,
-                        mime=attachment.mime,
-                        uploader_id=author.id,
-                        created_ms=ts,
-                    )
-                    .returning(files.c.id)
-                ).scalar_one()
-                values["file_id"] = file_id
-                stored_file = FileRecord(
-                    file_id, attachment.name, attachment.size, attachment.mime, attachment.sha256
+            for new in batch:
+                stored_files.append(
+                    None
+                    if new.attachment is None
+                    else self._insert_file(connection, new.author, new.attachment, ts)
                 )
-            message_id = connection.execute(
-                insert(messages).values(**values).returning(messages.c.id)
-            ).scalar_one()
-        return MessageRecord(
-            message_id,
-            None if room is None else room.name,
-            author.username,
-            text,
-            ts,
-            None if recipient is None else recipient.username,
-            stored_file,
+            rows = [
+                {
+                    "room_id": None if new.room is None else new.room.id,
+                    "sender_id": new.author.id,
+                    "author": new.author.username,
+                    "recipient_id": None if new.recipient is None else new.recipient.id,
+                    "dm_pair": None
+                    if new.recipient is None
+                    else dm_pair(new.author.id, new.recipient.id),
+                    "text": new.text,
+                    "ts_ms": ts,
+                    "file_id": None if stored is None else stored.id,
+                }
+                for new, stored in zip(batch, stored_files, strict=True)
+            ]
+            ids = (
+                connection.execute(
+                    insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows
+                )
+                .scalars()
+                .all()
+            )
+        return [
+            MessageRecord(
+                message_id,
+                None if new.room is None else new.room.name,
+                new.author.username,
+                new.text,
+                ts,
+                None if new.recipient is None else new.recipient.username,
+                stored,
+            )
+            for message_id, new, stored in zip(ids, batch, stored_files, strict=True)
+        ]
+
+    @staticmethod
+    def _insert_file(
+        connection: Connection, author: UserRecord, attachment: NewFile, ts: int
+    ) -> FileRecord:
+        file_id = connection.execute(
+            insert(files)
+            .values(
+                sha256=attachment.sha256,
+                size=attachment.size,
+                name=attachment.name,
+                mime=attachment.mime,
+                uploader_id=author.id,
+                created_ms=ts,
+            )
+            .returning(files.c.id)
+        ).scalar_one()
+        return FileRecord(
+            file_id, attachment.name, attachment.size, attachment.mime, attachment.sha256
         )
 
     # files
@@ -351,15 +376,6 @@ class Store:
                 )
             ).scalar_one()
         return int(total)
-
-    def sha256_in_use(self, sha256: str) -> bool:
-        with self._read() as connection:
-            return (
-                connection.execute(
-                    select(files.c.id).where(files.c.sha256 == sha256).limit(1)
-                ).first()
-                is not None
-            )
 
     def history_before(
         self, room: RoomRecord, before: int | None, limit: int
