@@ -29,6 +29,10 @@ class Transport(Protocol):
         """The bytes to put on the wire so the peer reads `data` (may be empty)."""
         ...
 
+    def pending(self) -> int:
+        """Plain bytes already received and decoded, waiting to be read."""
+        ...
+
 
 class PlainTransport:
     def __init__(self, sock: socket.socket) -> None:
@@ -40,15 +44,28 @@ class PlainTransport:
     def seal(self, data: bytes) -> bytes:
         return data
 
+    def pending(self) -> int:
+        return 0
+
 
 class TlsTransport:
-    """Server side of TLS over memory BIOs; call `handshake` before anything else."""
+    """TLS over memory BIOs (server side, or client side with `server_hostname`).
 
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+    Call `handshake` before anything else.
+    """
+
+    def __init__(
+        self, sock: socket.socket, context: ssl.SSLContext, *, server_hostname: str | None = None
+    ) -> None:
         self.sock = sock
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._tls = context.wrap_bio(
+            self._incoming,
+            self._outgoing,
+            server_side=server_hostname is None,
+            server_hostname=server_hostname,
+        )
         # guards the SSLObject and both BIOs; never held during socket I/O
         self._lock = threading.Lock()
 
@@ -97,6 +114,11 @@ class TlsTransport:
                 except ssl.SSLEOFError:
                     return b""
             self._feed(None)
+
+    def pending(self) -> int:
+        """Decrypted bytes waiting: readable now, though the socket may not be."""
+        with self._lock:
+            return self._tls.pending()
 
     def seal(self, data: bytes) -> bytes:
         with self._lock:

@@ -158,20 +158,6 @@ def test_disabled_account_is_disconnected(start_server):
     assert closed(alice)
 
 
-@pytest.fixture(scope="module")
-def certificate_authority() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def tls_files(certificate_authority, tmp_path):
-    cert = certificate_authority.issue_cert("localhost", "127.0.0.1")
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    return str(cert_file), str(key_file)
-
-
 def client_context(ca: trustme.CA | None) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca is not None:
