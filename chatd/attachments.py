@@ -14,13 +14,12 @@ import binascii
 import logging
 import re
 import secrets
-import unicodedata
 from typing import Any
 
 from chatd.commands import Deferred, Request, op
 from chatd.errors import ChatError, ErrorCode
 from chatd.handlers import existing_user, room_as_member, submit_message
-from chatd.names import clean_text, normalize_room
+from chatd.names import clean_text, has_control, normalize_room
 from chatd.records import NewFile, NewMessage, UserRecord
 from chatd.uploads import Upload
 
@@ -45,7 +44,7 @@ def check_file_name(name: str) -> str:
         or name in (".", "..")
         or "/" in name
         or "\\" in name
-        or any(unicodedata.category(ch) == "Cc" for ch in name)
+        or has_control(name)
     ):
         raise ChatError(
             ErrorCode.INVALID_NAME,

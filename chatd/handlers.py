@@ -45,9 +45,8 @@ def _page_limit(req: Request, limit: int | None) -> int:
 
 def room_as_member(req: Request, name: str) -> RoomRecord:
     """The room, or not_in_room unless we are a member."""
-    hub = req.session.services.hub
-    room = hub.room(name)
-    if room is None or not hub.is_member(name, _me(req).username):
+    room = req.session.services.hub.room_of_member(name, _me(req).username)
+    if room is None:
         raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{name}")
     return room
 
@@ -180,11 +179,7 @@ def history(
 ) -> dict[str, Any]:
     """history {room, before?, limit?} -> {messages}: older messages, oldest first."""
     count = _page_limit(req, limit)
-    name = normalize_room(room)
-    hub = req.session.services.hub
-    record = hub.room(name)
-    if record is None or not hub.is_member(name, _me(req).username):
-        raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{name}")
+    record = room_as_member(req, normalize_room(room))
     return _messages(req.session.services.store.history_before(record, before, count))
 
 

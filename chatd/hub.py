@@ -40,6 +40,13 @@ class RoomState:
     topic: str
     members: dict[str, str] = field(default_factory=dict)  # username key -> username
 
+    @property
+    def current(self) -> RoomRecord:
+        """The room's record with its topic as it is now."""
+        if self.topic != self.record.topic:
+            self.record = RoomRecord(self.record.id, self.record.name, self.topic)
+        return self.record
+
 
 class Hub:
     def __init__(self) -> None:
@@ -79,7 +86,15 @@ class Hub:
     def room(self, name: str) -> RoomRecord | None:
         with self._lock:
             state = self._rooms.get(name)
-            return None if state is None else RoomRecord(state.record.id, name, state.topic)
+            return None if state is None else state.current
+
+    def room_of_member(self, room: str, username: str) -> RoomRecord | None:
+        """The room if `username` is a member of it, else None; one look under the lock."""
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is None or username_key(username) not in state.members:
+                return None
+            return state.current
 
     def is_member(self, room: str, username: str) -> bool:
         with self._lock:

@@ -136,7 +136,10 @@ def parse_json_line(line: bytes) -> Any:
         raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ValueError(f"frame is not JSON: {exc}") from None
-    _check_tree(value)
+    if b"\\u" in line or line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH:
+        # why: only a \u escape can make a lone surrogate out of valid UTF-8, and
+        # only that many brackets can nest that deep; most frames skip the walk.
+        _check_tree(value)
     return value
 
 

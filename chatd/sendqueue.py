@@ -57,7 +57,7 @@ class SendQueue:
         self._on_stop = on_stop
         self._stall_timeout = stall_timeout
         # guards every field below; held for bookkeeping only, never across a syscall
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._items: deque[bytes | ReplySlot] = deque()
         self._queued = 0  # bytes of filled items, and of sealed bytes not yet sent
         self._unsent = b""  # sealed bytes the socket did not take; the writer thread's to send
@@ -80,17 +80,24 @@ class SendQueue:
         id order (another sender's message committed in the same batch as its
         own arrives before its own reply).
         """
-        with self._cond:
+        with self._lock:
             if self._closing:
                 return False
-            if self._queued and self._queued + len(data) > self._limit:
+            if not self._items and not self._writing and not self._stopped.is_set():
+                self._writing = True  # the common case: nothing waiting, send it now
+                self._queued += len(data)
+            elif self._queued and self._queued + len(data) > self._limit:
                 self._overflow()
+                if not self._claim():
+                    return False
+                data = b""
             else:
                 self._enqueue(data, event)
                 self._queued += len(data)
-            if not self._claim():
-                return not self.overflowed
-        self._drain()
+                if not self._claim():
+                    return True
+                data = b""
+        self._drain(data)
         return not self.overflowed
 
     def _enqueue(self, data: bytes, event: bool) -> None:
@@ -110,7 +117,7 @@ class SendQueue:
     def reserve(self) -> ReplySlot:
         """A slot for a reply to be filled later; bytes put after it wait for it."""
         slot = ReplySlot()
-        with self._cond:
+        with self._lock:
             if self._closing:
                 slot.dropped = True
             else:
@@ -119,7 +126,7 @@ class SendQueue:
 
     def fill(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None:
         """Fill reserved slots and send whatever that lets go."""
-        with self._cond:
+        with self._lock:
             for slot, data in replies:
                 if not slot.dropped:
                     slot.data = data
@@ -130,7 +137,7 @@ class SendQueue:
 
     def close(self, final: bytes | None = None) -> None:
         """Accept nothing more; what is queued (and `final`) is sent, then the writer stops."""
-        with self._cond:
+        with self._lock:
             if self._closing:
                 return
             if final is not None:
@@ -184,28 +191,34 @@ class SendQueue:
     def _finished(self) -> bool:
         return self._closing and not self._items and not self._unsent
 
-    def _drain(self) -> None:
-        """Send what is ready without blocking; hand a remainder to the writer thread."""
+    def _drain(self, first: bytes = b"") -> None:
+        """Send `first` and what is ready without blocking; a remainder goes to a writer thread.
+
+        The caller holds the right to write; `first` is already counted in _queued.
+        """
+        data = first
         while True:
-            with self._cond:
-                data = self._take()
-                if not data:
-                    self._writing = False
-                    if not self._finished():
-                        return
-                    break
+            if not data:
+                with self._lock:
+                    data = self._take()
+                    if not data:
+                        self._writing = False
+                        if not self._finished():
+                            return
+                        break
             wire = self._seal(data)
             if wire is None:
                 break
             sent = self._send_now(wire)
             if sent is None:
                 break
-            with self._cond:
+            with self._lock:
                 self._queued -= len(data) - (len(wire) - sent)
                 if sent < len(wire):
                     self._unsent = wire[sent:]
                     self._start_writer()
                     return
+            data = b""
         self._stop()
 
     def _seal(self, data: bytes) -> bytes | None:
@@ -232,7 +245,7 @@ class SendQueue:
         while True:
             if not self._write_blocking(self._unsent):
                 break
-            with self._cond:
+            with self._lock:
                 self._queued -= len(self._unsent)
                 self._unsent = b""
                 data = self._take()
@@ -245,7 +258,7 @@ class SendQueue:
             wire = self._seal(data)
             if wire is None:
                 break
-            with self._cond:
+            with self._lock:
                 self._queued += len(wire) - len(data)
             self._unsent = wire
         self._stop()
@@ -261,14 +274,14 @@ class SendQueue:
                 return False
             view = view[sent:]
             if view and not poller.poll(self._stall_timeout * 1000):
-                with self._cond:
+                with self._lock:
                     if self._closing:
                         return False
         return True
 
     def _stop(self) -> None:
         """Nothing more will be written: drop the rest and let the connection close."""
-        with self._cond:
+        with self._lock:
             if self._stopped.is_set():
                 return
             self._stopped.set()

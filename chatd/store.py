@@ -69,6 +69,26 @@ def _message(row: Any) -> MessageRecord:
     return MessageRecord(row[0], row[1], row[2], row[3], row[4], row[5], attached)
 
 
+_MESSAGE_INSERT_COLUMNS = (
+    "room_id",
+    "sender_id",
+    "author",
+    "recipient_id",
+    "dm_pair",
+    "text",
+    "ts_ms",
+    "file_id",
+)
+_SQLITE_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({', '.join(_MESSAGE_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _MESSAGE_INSERT_COLUMNS)})"
+)
+
+
+def _message_params(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[column] for column in _MESSAGE_INSERT_COLUMNS)
+
+
 def _user(row: Any) -> UserRecord:
     return UserRecord(row.id, row.username, row.password_hash, bool(row.disabled), row.created_ms)
 
@@ -297,13 +317,7 @@ class Store:
                 }
                 for new, stored in zip(batch, stored_files, strict=True)
             ]
-            ids = (
-                connection.execute(
-                    insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows
-                )
-                .scalars()
-                .all()
-            )
+            ids = self._insert_messages(connection, rows)
         return [
             MessageRecord(
                 message_id,
@@ -316,6 +330,29 @@ class Store:
             )
             for message_id, new, stored in zip(ids, batch, stored_files, strict=True)
         ]
+
+    def _insert_messages(self, connection: Connection, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert rows in order, returning their ids.
+
+        On SQLite, RETURNING through SQLAlchemy's insertmanyvalues costs about
+        a hundred microseconds a row; the driver's own executemany is several
+        times cheaper. Inside our BEGIN IMMEDIATE no other writer can
+        interleave and a new rowid is the largest so far plus one, so the
+        batch's ids are the run ending at last_insert_rowid(); the count
+        check makes sure of it. Elsewhere, RETURNING.
+        """
+        if self._write_lock is None:
+            returning = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
+            return list(connection.execute(returning, rows).scalars())
+        connection.exec_driver_sql(_SQLITE_INSERT_MESSAGE, [_message_params(row) for row in rows])
+        last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+        first = last - len(rows) + 1
+        found = connection.exec_driver_sql(
+            "SELECT count(*) FROM messages WHERE id BETWEEN ? AND ?", (first, last)
+        ).scalar_one()
+        if found != len(rows):
+            raise RuntimeError("message ids of a batch are not contiguous")
+        return list(range(first, last + 1))
 
     @staticmethod
     def _insert_file(

@@ -109,26 +109,39 @@ class MessageWriter:
                 self._fan_out(accepted, [record.wire() for record in stored])
 
     def _fan_out(self, posts: list[Post], messages: list[dict]) -> None:
+        """Deliver a committed batch: per room one buffer for every member's connections.
+
+        A room's events are joined once and the same bytes go to each of its
+        connections, so the cost grows with members plus messages, not their
+        product. A connection that sent some of the batch gets its own copy
+        without those (it has the replies instead).
+        """
         outgoing: dict[int, tuple[Peer, list[bytes]]] = {}
         replies: dict[int, tuple[Session, list[tuple[ReplySlot, bytes]]]] = {}
-        room_peers: dict[str, list[Peer]] = {}
+        by_room: dict[str, list[tuple[Session, bytes]]] = {}
         for post, message in zip(posts, messages, strict=True):
             new = post.message
+            event, reply = message_frames(message, "message" if new.room else "dm", post.rid)
+            replies.setdefault(id(post.session), (post.session, []))[1].append((post.slot, reply))
             if new.room is not None:
-                event, reply = message_frames(message, "message", post.rid)
-                peers = room_peers.get(new.room.name)
-                if peers is None:
-                    peers = room_peers[new.room.name] = self._hub.room_peers(new.room.name)
-            else:
-                assert new.recipient is not None
-                event, reply = message_frames(message, "dm", post.rid)
-                peers = self._hub.peers_of_users((new.recipient.username, new.author.username))
-            for peer in peers:
+                by_room.setdefault(new.room.name, []).append((post.session, event))
+                continue
+            assert new.recipient is not None
+            for peer in self._hub.peers_of_users((new.recipient.username, new.author.username)):
                 if peer is not post.session:
                     outgoing.setdefault(id(peer), (peer, []))[1].append(event)
-            replies.setdefault(id(post.session), (post.session, []))[1].append((post.slot, reply))
-        for peer, events in outgoing.values():
-            peer.deliver(b"".join(events))
+        for room, events in by_room.items():
+            everything = b"".join(event for _sender, event in events)
+            senders = {id(sender) for sender, _event in events}
+            for peer in self._hub.room_peers(room):
+                if id(peer) in senders:
+                    data = b"".join(event for sender, event in events if sender is not peer)
+                else:
+                    data = everything
+                if data:
+                    outgoing.setdefault(id(peer), (peer, []))[1].append(data)
+        for peer, parts in outgoing.values():
+            peer.deliver(parts[0] if len(parts) == 1 else b"".join(parts))
         for session, filled in replies.values():
             session.fill_replies(filled)
 
