@@ -14,6 +14,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,6 +38,8 @@ from chatd.transcript import (
 )
 
 log = logging.getLogger("chatd")
+
+THREAD_STACK_BYTES = 512 * 1024
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -142,6 +145,8 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     )
     check_schema(config.db, create_if_empty=True)
     _raise_file_limit()
+    # why: two threads at most per client; 512 KiB of stack is plenty and 8 MiB each adds up.
+    threading.stack_size(THREAD_STACK_BYTES)
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     # why: blocked before any thread starts, so only sigwait below ever sees them.
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)

@@ -123,16 +123,18 @@ def join(req: Request, room: str) -> dict[str, Any]:
     me = _me(req)
     name = normalize_room(room)
     req.hold(services.hub.delivery_lock)
-    record, joined = services.store.join(me.id, name)
-    if joined:
-        services.hub.add_member(record, me.username)
-        services.hub.to_room_and_user(
-            name,
-            me.username,
-            {"event": "join", "room": name, "user": me.username},
-            exclude=req.session,
-        )
-    current = services.hub.room(name) or record
+    current = services.hub.room_of_member(name, me.username)
+    if current is None:
+        current, joined = services.store.join(me.id, name)
+        if joined:
+            services.hub.add_member(current, me.username)
+            services.hub.to_room_and_user(
+                name,
+                me.username,
+                {"event": "join", "room": name, "user": me.username},
+                exclude=req.session,
+            )
+        current = services.hub.room(name) or current
     history = services.store.history_before(current, None, services.config.history_size)
     members, online = services.hub.members(name)
     return {
