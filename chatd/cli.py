@@ -8,21 +8,25 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import resource
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chatd import __version__
-from chatd.config import SETTINGS, ServerConfig, env_name
-from chatd.db import SchemaError, check_schema, default_db_url, upgrade
+from chatd import __version__, admin
+from chatd.config import SETTINGS, ServerConfig, UsageError, env_name
+from chatd.db import SchemaError, check_schema, default_db_url, resolve_url, upgrade
 from chatd.errors import ChatError
 from chatd.names import normalize_room, parse_ts
 from chatd.transcript import (
     DEFAULT_MAX_BYTES,
+    FileMeta,
     Limits,
     Transcript,
     TranscriptError,
@@ -35,13 +39,11 @@ from chatd.transcript import (
 
 log = logging.getLogger("chatd")
 
+THREAD_STACK_BYTES = 512 * 1024
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A bad flag or environment value: exit status 2."""
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +91,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"refuse a larger file (default {DEFAULT_MAX_BYTES})",
     )
+    admin.add_parsers(commands)
     return parser
 
 
@@ -118,10 +121,17 @@ def server_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Serve
 
 
 def _init_db(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    url = args.db or environ.get("CHATD_DB") or default_db_url()
-    revision = upgrade(url)
+    revision = upgrade(resolve_url(args.db, environ))
     print(f"database is at schema revision {revision}")
     return EXIT_OK
+
+
+def _raise_file_limit() -> None:
+    """Every connection is a file descriptor: take the hard limit, not the soft 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -134,6 +144,9 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         stream=sys.stderr,
     )
     check_schema(config.db, create_if_empty=True)
+    _raise_file_limit()
+    # why: two threads at most per client; 512 KiB of stack is plenty and 8 MiB each adds up.
+    threading.stack_size(THREAD_STACK_BYTES)
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     # why: blocked before any thread starts, so only sigwait below ever sees them.
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
@@ -163,7 +176,7 @@ def _ts_flag(flag: str, value: str | None) -> int | None:
 
 def _current_db(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     """The database URL, refused unless its schema is current: we never migrate implicitly."""
-    url: str = args.db or environ.get("CHATD_DB") or default_db_url()
+    url = resolve_url(args.db, environ)
     check_schema(url, create_if_empty=False)
     return url
 
@@ -187,7 +200,12 @@ def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         record.name,
         record.topic,
         time.time_ns() // 1_000_000,
-        tuple(TranscriptMessage(m.id, m.user, m.text, m.ts_ms) for m in stored),
+        tuple(
+            TranscriptMessage(
+                m.id, m.user, m.text, m.ts_ms, None if m.file is None else FileMeta(**m.file.wire())
+            )
+            for m in stored
+        ),
     )
     data = dumps_transcript(transcript)
     if args.file == "-":
@@ -229,7 +247,13 @@ def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"init-db": _init_db, "serve": _serve, "export": _export, "import": _import}
+COMMANDS = {
+    "init-db": _init_db,
+    "serve": _serve,
+    "export": _export,
+    "import": _import,
+    **admin.COMMANDS,
+}
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -21,6 +21,7 @@ from chatd.errors import ChatError, ErrorCode
 from chatd.protocol import RequestId, error_reply, ok_reply, request_id
 
 if TYPE_CHECKING:
+    from chatd.sendqueue import ReplySlot
     from chatd.session import Session
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Request:
     """What a handler sees: the session that asked, and a way to hold locks past its return."""
 
     session: Session
+    rid: RequestId = None
     _held: ExitStack = field(default_factory=ExitStack)
 
     def hold(self, lock: threading.Lock) -> None:
@@ -70,6 +72,21 @@ class Request:
         holding history up to id N, after which events start at N + 1.
         """
         self._held.enter_context(lock)
+
+    def defer(self) -> tuple[ReplySlot, RequestId]:
+        """Answer later: reserve this request's place among the replies.
+
+        The handler then returns DEFERRED, and whoever completes the work
+        fills the slot with the reply (a message waits for its batch commit).
+        """
+        return self.session.reserve_reply(), self.rid
+
+
+class Deferred(dict[str, Any]):
+    """The result of a handler whose reply comes later, through a ReplySlot."""
+
+
+DEFERRED = Deferred()
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
@@ -108,12 +125,15 @@ def _call(
         raise ChatError(ErrorCode.UNKNOWN_OP, f"unknown op {name[:64]!r}")
     if spec.login_required and session.user is None:
         raise ChatError(ErrorCode.AUTH_REQUIRED, f"log in before {name}")
-    result = spec.handler(Request(session, held), **_arguments(spec, frame))
-    return ok_reply(rid, result)
+    result = spec.handler(Request(session, rid, held), **_arguments(spec, frame))
+    return result if result is DEFERRED else ok_reply(rid, result)
 
 
-def dispatch(session: Session, frame: dict[str, Any]) -> None:
-    """Answer one request frame with exactly one reply, queued on the session."""
+def dispatch(session: Session, frame: dict[str, Any]) -> dict[str, Any] | None:
+    """Answer one request frame with exactly one reply, in order.
+
+    Returns the reply it queued, or None when the handler deferred it.
+    """
     rid: RequestId = None
     with ExitStack() as held:
         try:
@@ -124,4 +144,7 @@ def dispatch(session: Session, frame: dict[str, Any]) -> None:
         except Exception:
             log.exception("%s: internal error in op %r", session.peer, frame.get("op"))
             reply = error_reply(rid, ChatError(ErrorCode.INTERNAL, "internal server error"))
+        if reply is DEFERRED:
+            return None
         session.reply(reply)
+    return reply

@@ -31,6 +31,43 @@ class ServerConfig:
     max_file_bytes: int = field(
         default=25 * 1024 * 1024, metadata={"help": "largest file announced in welcome, bytes"}
     )
+    upload_quota_bytes: int = field(
+        default=1024**3, metadata={"help": "bytes of files one user may store; 0 = no quota"}
+    )
+    upload_timeout: float = field(
+        default=600.0,
+        metadata={"help": "seconds an unfinished upload may idle before it is dropped"},
+    )
+    files_dir: str = field(
+        default="", metadata={"help": "where attachments are stored (default: beside the database)"}
+    )
+    send_rate: float = field(
+        default=5.0,
+        metadata={"help": "messages a second per connection (send, dm, upload); 0 = no limit"},
+    )
+    send_burst: int = field(
+        default=20, metadata={"help": "messages a connection may send at once before --send-rate"}
+    )
+    login_failures: int = field(
+        default=5,
+        metadata={"help": "failed logins a minute per address and per username; 0 = no limit"},
+    )
+    registrations_per_hour: int = field(
+        default=10, metadata={"help": "registrations per address per hour; 0 = no limit"}
+    )
+    registration: str = field(
+        default="open", metadata={"help": "open, or closed (only `chatd user add` makes accounts)"}
+    )
+    max_bad_frames: int = field(
+        default=20,
+        metadata={"help": "malformed requests a connection may send at once before it is closed"},
+    )
+    max_connections: int = field(default=20_000, metadata={"help": "connections in all"})
+    max_connections_per_ip: int = field(
+        default=128, metadata={"help": "connections from one address; 0 = no limit"}
+    )
+    tls_cert: str = field(default="", metadata={"help": "PEM certificate chain: serve TLS"})
+    tls_key: str = field(default="", metadata={"help": "PEM private key for --tls-cert"})
 
     def __post_init__(self) -> None:
         problems = [
@@ -44,8 +81,28 @@ class ServerConfig:
             problems.append("--bcrypt-rounds must be 4-31")
         if self.max_frame < 1024:
             problems.append("--max-frame must be at least 1024")
+        if self.upload_timeout <= 0:
+            problems.append("--upload-timeout must be positive")
+        if self.max_file_bytes < 0 or self.upload_quota_bytes < 0:
+            problems.append("--max-file-bytes and --upload-quota-bytes must not be negative")
         if self.login_timeout <= 0:
             problems.append("--login-timeout must be positive")
+        for name in (
+            "send_rate",
+            "send_burst",
+            "login_failures",
+            "registrations_per_hour",
+            "max_bad_frames",
+            "max_connections_per_ip",
+        ):
+            if getattr(self, name) < 0:
+                problems.append(f"--{name.replace('_', '-')} must not be negative")
+        if self.max_connections <= 0:
+            problems.append("--max-connections must be positive")
+        if self.registration not in ("open", "closed"):
+            problems.append("--registration must be open or closed")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            problems.append("--tls-cert and --tls-key go together")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             problems.append("--log-level must be debug, info, warning or error")
         if problems:
@@ -53,6 +110,10 @@ class ServerConfig:
 
 
 SETTINGS = tuple(fields(ServerConfig))
+
+
+class UsageError(Exception):
+    """A bad flag or environment value: the command exits with status 2."""
 
 
 def env_name(setting: str) -> str:

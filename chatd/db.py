@@ -10,6 +10,8 @@ SQLITE_BUSY halfway through a transaction.
 from __future__ import annotations
 
 import os
+import sqlite3
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,14 +39,34 @@ def default_db_url() -> str:
     return f"sqlite:///{Path(data_home) / 'chatd' / 'chatd.db'}"
 
 
+def resolve_url(flag: str | None, environ: Mapping[str, str]) -> str:
+    """--db, else CHATD_DB, else the default SQLite file."""
+    return flag or environ.get("CHATD_DB") or default_db_url()
+
+
+def _sqlite_path(url: str) -> Path | None:
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def default_files_dir(url: str) -> Path:
+    """Attachments live beside an SQLite file, else in the user's data directory."""
+    path = _sqlite_path(url) if is_sqlite(url) else None
+    if path is not None:
+        return path.with_name(f"{path.name}.files")
+    return Path(default_db_url().removeprefix("sqlite:///")).with_name("files")
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
 def _ensure_sqlite_dir(url: str) -> None:
-    database = make_url(url).database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def create_db_engine(url: str, *, foreign_keys: bool = True) -> Engine:
@@ -115,6 +137,10 @@ def upgrade(url: str) -> str | None:
 
 def check_schema(url: str, *, create_if_empty: bool) -> None:
     """Refuse a database behind (or ahead of) this chatd; create an empty one if asked."""
+    if not create_if_empty and is_sqlite(url):
+        path = _sqlite_path(url)
+        if path is not None and not path.exists():
+            raise SchemaError(f"there is no database at {path}: run `chatd init-db` first")
     engine = create_db_engine(url)
     try:
         empty = is_empty(engine)
@@ -130,3 +156,31 @@ def check_schema(url: str, *, create_if_empty: bool) -> None:
             f"the database is at schema revision {current or 'none'}, this chatd needs {head}: "
             "run `chatd init-db` to upgrade it"
         )
+
+
+def backup_sqlite(url: str, destination: Path) -> None:
+    """A consistent copy of a live SQLite database through SQLite's online backup API.
+
+    Written beside `destination` and renamed into place, so a failed backup
+    never leaves a half-written file under the name asked for.
+    """
+    if not is_sqlite(url):
+        raise SchemaError("chatd backup copies SQLite databases; use pg_dump for PostgreSQL")
+    check_schema(url, create_if_empty=False)
+    temporary = destination.with_name(f".{destination.name}.partial")
+    engine = create_db_engine(url)
+    try:
+        raw = engine.raw_connection()
+        try:
+            temporary.touch(mode=0o600)
+            target = sqlite3.connect(temporary)
+            try:
+                raw.driver_connection.backup(target)
+            finally:
+                target.close()
+        finally:
+            raw.close()
+        os.replace(temporary, destination)
+    finally:
+        temporary.unlink(missing_ok=True)
+        engine.dispose()

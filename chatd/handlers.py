@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from chatd.commands import Request, op
+from chatd.commands import DEFERRED, Deferred, Request, op
 from chatd.errors import ChatError, ErrorCode
 from chatd.names import (
     check_password,
@@ -18,8 +18,11 @@ from chatd.names import (
     clean_topic,
     is_valid_username,
     normalize_room,
+    username_key,
 )
-from chatd.store import MessageRecord, RoomRecord, UserRecord, dm_pair
+from chatd.records import MessageRecord, NewMessage, RoomRecord, UserRecord
+from chatd.session import rate_limited
+from chatd.writer import Post
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +43,22 @@ def _page_limit(req: Request, limit: int | None) -> int:
     return limit
 
 
-def _lock_room_as_member(req: Request, name: str) -> RoomRecord:
-    """Hold the room's order lock for this request; not_in_room unless we are a member."""
-    hub = req.session.services.hub
-    req.hold(hub.order_lock(f"#{name}"))
-    room = hub.room(name)
-    if room is None or not hub.is_member(name, _me(req).username):
+def room_as_member(req: Request, name: str) -> RoomRecord:
+    """The room, or not_in_room unless we are a member."""
+    room = req.session.services.hub.room_of_member(name, _me(req).username)
+    if room is None:
         raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{name}")
     return room
 
 
-def _existing_user(name: str, req: Request) -> UserRecord:
+def submit_message(req: Request, message: NewMessage) -> Deferred:
+    """Hand a message to the group-commit writer; it answers once the batch is on disk."""
+    slot, rid = req.defer()
+    req.session.services.writer.submit(Post(req.session, rid, slot, message))
+    return DEFERRED
+
+
+def existing_user(name: str, req: Request) -> UserRecord:
     user = req.session.services.store.user_by_name(name) if is_valid_username(name) else None
     if user is None:
         raise ChatError(ErrorCode.NO_SUCH_USER, f"there is no user {name[:32]!r}")
@@ -67,8 +75,13 @@ def register(req: Request, username: str, password: str) -> dict[str, Any]:
     services = req.session.services
     check_username(username)
     check_password(password)
+    if services.config.registration == "closed":
+        raise ChatError(ErrorCode.REGISTRATION_CLOSED, "ask the operator for an account")
     if services.store.user_by_name(username) is not None:
         raise ChatError(ErrorCode.USERNAME_TAKEN, "that username is taken")
+    wait = services.limits.registrations.take(req.session.address)
+    if wait:
+        raise rate_limited(wait)
     user = services.store.create_user(username, services.hasher.hash(password))
     log.info("%s: registered %s", req.session.peer, user.username)
     return {"username": user.username}
@@ -81,11 +94,20 @@ def login(req: Request, username: str, password: str) -> dict[str, Any]:
     services = session.services
     if session.user is not None:
         raise ChatError(ErrorCode.ALREADY_LOGGED_IN, "this connection is already logged in")
+    by_address = services.limits.failed_logins_by_address
+    by_user = services.limits.failed_logins_by_user
+    key = username_key(username)
+    wait = max(by_address.retry_after(session.address), by_user.retry_after(key))
+    if wait:
+        raise rate_limited(wait)
     user = services.store.user_by_name(username) if is_valid_username(username) else None
     if not services.hasher.verify(password, None if user is None else user.password_hash):
         log.info("%s: failed login", session.peer)
+        by_address.failed(session.address)
+        by_user.failed(key)
         raise ChatError(ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
     assert user is not None
+    by_user.succeeded(key)
     if user.disabled:
         raise ChatError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
     session.user = user
@@ -100,17 +122,19 @@ def join(req: Request, room: str) -> dict[str, Any]:
     services = req.session.services
     me = _me(req)
     name = normalize_room(room)
-    req.hold(services.hub.order_lock(f"#{name}"))
-    record, joined = services.store.join(me.id, name)
-    if joined:
-        services.hub.add_member(record, me.username)
-        services.hub.to_room_and_user(
-            name,
-            me.username,
-            {"event": "join", "room": name, "user": me.username},
-            exclude=req.session,
-        )
-    current = services.hub.room(name) or record
+    req.hold(services.hub.delivery_lock)
+    current = services.hub.room_of_member(name, me.username)
+    if current is None:
+        current, joined = services.store.join(me.id, name)
+        if joined:
+            services.hub.add_member(current, me.username)
+            services.hub.to_room_and_user(
+                name,
+                me.username,
+                {"event": "join", "room": name, "user": me.username},
+                exclude=req.session,
+            )
+        current = services.hub.room(name) or current
     history = services.store.history_before(current, None, services.config.history_size)
     members, online = services.hub.members(name)
     return {
@@ -127,7 +151,9 @@ def part(req: Request, room: str) -> dict[str, Any]:
     """part {room} -> {room}; the room stays, with its history."""
     services = req.session.services
     me = _me(req)
-    record = _lock_room_as_member(req, normalize_room(room))
+    name = normalize_room(room)
+    req.hold(services.hub.delivery_lock)
+    record = room_as_member(req, name)
     services.store.part(me.id, record.id)
     services.hub.remove_member(record.name, me.username)
     services.hub.to_room_and_user(
@@ -140,15 +166,13 @@ def part(req: Request, room: str) -> dict[str, Any]:
 
 
 @op("send", required={"room": str, "text": str})
-def send(req: Request, room: str, text: str) -> dict[str, Any]:
+def send(req: Request, room: str, text: str) -> Deferred:
     """send {room, text} -> {message}, after the message is durably stored."""
-    services = req.session.services
     name = normalize_room(room)
     text = clean_text(text)
-    record = _lock_room_as_member(req, name)
-    message = services.store.append_message(_me(req), text, room=record).wire()
-    services.hub.to_room(name, {"event": "message", **message}, exclude=req.session)
-    return {"message": message}
+    record = room_as_member(req, name)
+    req.session.spend_send_token()
+    return submit_message(req, NewMessage(_me(req), text, room=record))
 
 
 @op("history", required={"room": str}, optional={"before": int, "limit": int})
@@ -157,11 +181,7 @@ def history(
 ) -> dict[str, Any]:
     """history {room, before?, limit?} -> {messages}: older messages, oldest first."""
     count = _page_limit(req, limit)
-    name = normalize_room(room)
-    hub = req.session.services.hub
-    record = hub.room(name)
-    if record is None or not hub.is_member(name, _me(req).username):
-        raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{name}")
+    record = room_as_member(req, normalize_room(room))
     return _messages(req.session.services.store.history_before(record, before, count))
 
 
@@ -188,18 +208,12 @@ def who(req: Request, room: str) -> dict[str, Any]:
 
 
 @op("dm", required={"to": str, "text": str})
-def dm(req: Request, to: str, text: str) -> dict[str, Any]:
+def dm(req: Request, to: str, text: str) -> Deferred:
     """dm {to, text} -> {message} with room null; stored like any message."""
-    services = req.session.services
-    me = _me(req)
     text = clean_text(text)
-    recipient = _existing_user(to, req)
-    req.hold(services.hub.order_lock(f"dm:{dm_pair(me.id, recipient.id)}"))
-    message = services.store.append_message(me, text, recipient=recipient).wire()
-    services.hub.to_users(
-        (recipient.username, me.username), {"event": "dm", **message}, exclude=req.session
-    )
-    return {"message": message}
+    recipient = existing_user(to, req)
+    req.session.spend_send_token()
+    return submit_message(req, NewMessage(_me(req), text, recipient=recipient))
 
 
 @op("dm_history", required={"with": str}, optional={"before": int, "limit": int})
@@ -208,7 +222,7 @@ def dm_history(
 ) -> dict[str, Any]:
     """dm_history {with, before?, limit?} -> {messages} between the two, oldest first."""
     count = _page_limit(req, limit)
-    other = _existing_user(with_, req)
+    other = existing_user(with_, req)
     return _messages(req.session.services.store.dm_history_before(_me(req), other, before, count))
 
 
@@ -219,7 +233,8 @@ def topic(req: Request, room: str, topic: str) -> dict[str, Any]:
     me = _me(req)
     name = normalize_room(room)
     topic = clean_topic(topic)
-    record = _lock_room_as_member(req, name)
+    req.hold(services.hub.delivery_lock)
+    record = room_as_member(req, name)
     services.store.set_topic(record.id, topic)
     services.hub.set_topic(name, topic)
     services.hub.to_room(

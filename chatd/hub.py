@@ -5,9 +5,11 @@ the database. It talks to connections only through `deliver(data)`, which
 never blocks, so tests can use list-backed fakes.
 
 Locks, in the order they may be taken:
-1. an order lock (`order_lock(key)`), one per room or direct conversation:
-   held across "store the message, then enqueue it", so every member sees
-   ids ascending. Handlers may hold it across a database write.
+1. `delivery_lock`: held by the message writer from a batch's commit to the
+   end of its fan-out, and by join, part and topic around their change and
+   reply, so every member sees ids ascending and a join's history meets the
+   events after it. Holders may write to the database but never block on a
+   socket: delivering only queues.
 2. `Hub._lock`: guards the dicts below; held only for dict operations.
 """
 
@@ -18,15 +20,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chatd.errors import ErrorCode
 from chatd.names import username_key
 from chatd.protocol import encode
-from chatd.store import RoomRecord
+from chatd.records import RoomRecord
 
 
 class Peer(Protocol):
     """What the hub needs of a connection."""
 
     def deliver(self, data: bytes) -> None: ...
+
+    def kick(self, code: ErrorCode, message: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -35,13 +40,20 @@ class RoomState:
     topic: str
     members: dict[str, str] = field(default_factory=dict)  # username key -> username
 
+    @property
+    def current(self) -> RoomRecord:
+        """The room's record with its topic as it is now."""
+        if self.topic != self.record.topic:
+            self.record = RoomRecord(self.record.id, self.record.name, self.topic)
+        return self.record
+
 
 class Hub:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rooms: dict[str, RoomState] = {}
         self._online: dict[str, set[Peer]] = {}
-        self._order_locks: dict[str, threading.Lock] = {}
+        self.delivery_lock = threading.Lock()
 
     def load(self, rooms: Iterable[tuple[RoomRecord, list[str]]]) -> None:
         with self._lock:
@@ -49,14 +61,6 @@ class Hub:
                 self._rooms[record.name] = RoomState(
                     record, record.topic, {username_key(name): name for name in members}
                 )
-
-    def order_lock(self, key: str) -> threading.Lock:
-        """The lock that orders messages of one room (`#name`) or conversation."""
-        with self._lock:
-            lock = self._order_locks.get(key)
-            if lock is None:
-                lock = self._order_locks[key] = threading.Lock()
-            return lock
 
     # who is online
 
@@ -82,7 +86,15 @@ class Hub:
     def room(self, name: str) -> RoomRecord | None:
         with self._lock:
             state = self._rooms.get(name)
-            return None if state is None else RoomRecord(state.record.id, name, state.topic)
+            return None if state is None else state.current
+
+    def room_of_member(self, room: str, username: str) -> RoomRecord | None:
+        """The room if `username` is a member of it, else None; one look under the lock."""
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is None or username_key(username) not in state.members:
+                return None
+            return state.current
 
     def is_member(self, room: str, username: str) -> bool:
         with self._lock:
@@ -118,6 +130,18 @@ class Hub:
 
     # fan-out
 
+    def room_peers(self, room: str) -> list[Peer]:
+        """Every connection of every member of `room`."""
+        return self._room_peers(room)
+
+    def peers_of_users(self, usernames: Iterable[str]) -> list[Peer]:
+        """Every connection of the named users, each once."""
+        peers: dict[int, Peer] = {}
+        for name in usernames:
+            for peer in self.peers_of(name):
+                peers[id(peer)] = peer
+        return list(peers.values())
+
     def _room_peers(self, room: str) -> list[Peer]:
         with self._lock:
             state = self._rooms.get(room)
@@ -128,16 +152,6 @@ class Hub:
     def to_room(self, room: str, event: dict[str, Any], *, exclude: Peer | None = None) -> None:
         """Deliver `event` to every connection of every member of `room` but `exclude`."""
         self._fan_out(self._room_peers(room), event, exclude)
-
-    def to_users(
-        self, usernames: Iterable[str], event: dict[str, Any], *, exclude: Peer | None = None
-    ) -> None:
-        """Deliver `event` to every connection of each named user but `exclude`, once each."""
-        peers: dict[int, Peer] = {}
-        for name in usernames:
-            for peer in self.peers_of(name):
-                peers[id(peer)] = peer
-        self._fan_out(peers.values(), event, exclude)
 
     def to_room_and_user(
         self, room: str, username: str, event: dict[str, Any], *, exclude: Peer

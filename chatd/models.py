@@ -68,6 +68,20 @@ class Membership(Base):
     joined_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class File(Base):
+    """An attachment's metadata; its bytes live in the blob directory under `sha256`."""
+
+    __tablename__ = "files"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(255))
+    mime: Mapped[str] = mapped_column(String(255))
+    uploader_id: Mapped[int | None] = mapped_column(Id, ForeignKey("users.id"), index=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class Message(Base):
     """A room message (room_id set) or a direct message (recipient_id set).
 
@@ -90,3 +104,4 @@ class Message(Base):
     dm_pair: Mapped[str | None] = mapped_column(String(41))
     text: Mapped[str] = mapped_column(Text)
     ts_ms: Mapped[int] = mapped_column(BigInteger)
+    file_id: Mapped[int | None] = mapped_column(Id, ForeignKey("files.id"), index=True)

@@ -18,7 +18,8 @@ from chatd.names import PASSWORD_MAX_BYTES
 class PasswordHasher:
     def __init__(self, rounds: int = 12, concurrency: int | None = None) -> None:
         self.rounds = rounds
-        self._slots = threading.BoundedSemaphore(concurrency or os.cpu_count() or 1)
+        # why: the cores this process may use, which under taskset is fewer than the machine's.
+        self._slots = threading.BoundedSemaphore(concurrency or len(os.sched_getaffinity(0)))
         # why: an unknown user is checked against this, so it costs what a wrong password costs.
         self._dummy_hash = self.hash("not anybody's password")
 

@@ -41,13 +41,17 @@ class FrameDecoder:
     def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
         self.max_frame = max_frame
         self._buffer = bytearray()
+        # why: a frame dribbled in byte by byte is searched once, not once per byte.
+        self._searched = 0
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         """Yield every complete frame that `data` finishes; raise FrameTooLarge on overflow."""
         self._buffer += data
         start = 0
+        search_from = self._searched
         try:
-            while (end := self._buffer.find(b"\n", start)) >= 0:
+            while (end := self._buffer.find(b"\n", search_from)) >= 0:
+                search_from = end + 1
                 if end + 1 - start > self.max_frame:
                     raise FrameTooLarge
                 line = bytes(self._buffer[start:end])
@@ -56,10 +60,12 @@ class FrameDecoder:
                     line = line[:-1]
                 if line.strip(_BLANK):
                     yield line
-            if len(self._buffer) - start >= self.max_frame:
+            search_from = len(self._buffer)
+            if search_from - start >= self.max_frame:
                 raise FrameTooLarge
         finally:
             del self._buffer[:start]
+            self._searched = search_from - start
 
     @property
     def buffered(self) -> int:
@@ -130,7 +136,10 @@ def parse_json_line(line: bytes) -> Any:
         raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ValueError(f"frame is not JSON: {exc}") from None
-    _check_tree(value)
+    if b"\\u" in line or line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH:
+        # why: only a \u escape can make a lone surrogate out of valid UTF-8, and
+        # only that many brackets can nest that deep; most frames skip the walk.
+        _check_tree(value)
     return value
 
 
@@ -166,6 +175,18 @@ def request_id(frame: dict[str, Any]) -> RequestId:
 def encode(frame: dict[str, Any]) -> bytes:
     """One frame as compact UTF-8 JSON ending in a newline."""
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def message_frames(message: dict[str, Any], event: str, rid: RequestId) -> tuple[bytes, bytes]:
+    """(the `event` frame, the ok reply) for one message object, encoding it only once.
+
+    Equal to encode({"event": event, **message}) and encode(ok_reply(rid,
+    {"message": message})); this is the hot path of fan-out.
+    """
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    event_frame = b'{"event":"' + event.encode("ascii") + b'",' + body[1:] + b"\n"
+    reply = b'{"id":' + json.dumps(rid).encode("utf-8") + b',"ok":true,"message":' + body + b"}\n"
+    return event_frame, reply
 
 
 def ok_reply(rid: RequestId, result: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,16 @@
-"""A connection's outgoing bytes: a bounded queue drained by the connection's own writer.
+"""A connection's outgoing bytes: a bounded queue, written without waking a thread when it can.
 
-Putting never blocks, so fan-out to a room never waits for any one peer. A
-peer that reads too slowly fills its queue; the next put overflows it, the
+Putting never blocks. Whoever puts bytes while nobody is writing tries a
+non-blocking send at once, so the common case (a reader keeping up) costs one
+syscall and no thread switch. Only bytes the socket will not take now go to
+the connection's writer thread, started when first needed and gone again
+once the queue is empty, so an idle connection holds no writer thread.
+
+Replies are queued in request order: a request answered later (a message
+waiting for its batch commit) reserves a `ReplySlot`, and nothing queued
+after a slot leaves before the slot is filled.
+
+A peer that reads too slowly fills its queue; the next put overflows it, the
 queue is replaced by the `sendq_exceeded` event, and the connection is closed
 (after that event if the socket still takes it, within `stall_timeout`).
 """
@@ -10,109 +19,277 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from chatd.transport import Transport
 
 # why: how long a closing writer waits for a peer that takes no bytes before dropping it.
 STALL_TIMEOUT = 2.0
 
 
+class ReplySlot:
+    """A place in the queue for a reply that is not known yet."""
+
+    __slots__ = ("data", "dropped")
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.dropped = False
+
+
 class SendQueue:
     def __init__(
         self,
-        sock: socket.socket,
+        transport: Transport,
         limit_bytes: int,
         overflow_frame: bytes,
         *,
         on_stop: Callable[[], None],
         stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
-        self._sock = sock
+        self._transport = transport
+        self._sock = transport.sock
         self._limit = limit_bytes
         self._overflow_frame = overflow_frame
         self._on_stop = on_stop
         self._stall_timeout = stall_timeout
-        # guards every field below; never held while writing to the socket
-        self._cond = threading.Condition(threading.Lock())
-        self._chunks: list[bytes] = []
-        self._queued = 0  # bytes queued or being written
+        # guards every field below; held for bookkeeping only, never across a syscall
+        self._lock = threading.Lock()
+        self._items: deque[bytes | ReplySlot] = deque()
+        self._queued = 0  # bytes of filled items, and of sealed bytes not yet sent
+        self._unsent = b""  # sealed bytes the socket did not take; the writer thread's to send
+        self._writing = False  # one thread at a time seals and writes
+        self._writer: threading.Thread | None = None
         self._closing = False
+        self._stopped = threading.Event()
         self.overflowed = False
-        self._thread = threading.Thread(target=self._run, name="chatd-writer", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def put(self, data: bytes) -> bool:
-        """Queue `data`; False when the queue is closing or this put overflowed it."""
-        with self._cond:
-            if self._closing:
-                return False
-            if self._queued and self._queued + len(data) > self._limit:
-                self._chunks = [self._overflow_frame]
-                self._closing = True
-                self.overflowed = True
-                self._cond.notify()
-                return False
-            self._chunks.append(data)
-            self._queued += len(data)
-            self._cond.notify()
-            return True
-
-    def close(self, final: bytes | None = None) -> None:
-        """Accept nothing more; the writer sends what is queued (and `final`), then stops."""
-        with self._cond:
-            if self._closing:
-                return
-            if final is not None:
-                self._chunks.append(final)
-            self._closing = True
-            self._cond.notify()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     @property
     def closing(self) -> bool:
         return self._closing
 
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not self._chunks and not self._closing:
-                        self._cond.wait()
-                    if not self._chunks:
-                        return
-                    data = b"".join(self._chunks)
-                    self._chunks.clear()
-                written = self._write(data)
-                with self._cond:
-                    self._queued -= len(data)
-                if not written:
-                    return
-        finally:
-            with self._cond:
-                self._closing = True
-                self._chunks.clear()
-            self._on_stop()
+    def put(self, data: bytes, *, event: bool = False) -> bool:
+        """Queue `data`; False when the queue is closing or this put overflowed it.
 
-    def _write(self, data: bytes) -> bool:
-        """Write all of `data`; False when the peer is gone, or stalls while we are closing."""
-        view = memoryview(data)
+        An `event` may go ahead of reply slots still waiting at the end of the
+        queue: events are unsolicited and may come between any two replies,
+        and this way a member that is also sending sees the room's messages in
+        id order (another sender's message committed in the same batch as its
+        own arrives before its own reply).
+        """
+        with self._lock:
+            if self._closing:
+                return False
+            if not self._items and not self._writing and not self._stopped.is_set():
+                self._writing = True  # the common case: nothing waiting, send it now
+                self._queued += len(data)
+            elif self._queued and self._queued + len(data) > self._limit:
+                self._overflow()
+                if not self._claim():
+                    return False
+                data = b""
+            else:
+                self._enqueue(data, event)
+                self._queued += len(data)
+                if not self._claim():
+                    return True
+                data = b""
+        self._drain(data)
+        return not self.overflowed
+
+    def _enqueue(self, data: bytes, event: bool) -> None:
+        items = self._items
+        waiting = 0
+        if event:
+            while waiting < len(items):
+                tail = items[-1 - waiting]
+                if not isinstance(tail, ReplySlot) or tail.data is not None:
+                    break
+                waiting += 1
+        if waiting:
+            items.insert(len(items) - waiting, data)
+        else:
+            items.append(data)
+
+    def reserve(self) -> ReplySlot:
+        """A slot for a reply to be filled later; bytes put after it wait for it."""
+        slot = ReplySlot()
+        with self._lock:
+            if self._closing:
+                slot.dropped = True
+            else:
+                self._items.append(slot)
+        return slot
+
+    def fill(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None:
+        """Fill reserved slots and send whatever that lets go."""
+        with self._lock:
+            for slot, data in replies:
+                if not slot.dropped:
+                    slot.data = data
+                    self._queued += len(data)
+            if not self._claim():
+                return
+        self._drain()
+
+    def close(self, final: bytes | None = None) -> None:
+        """Accept nothing more; what is queued (and `final`) is sent, then the writer stops."""
+        with self._lock:
+            if self._closing:
+                return
+            if final is not None:
+                self._items.append(final)
+            self._closing = True
+            if not self._claim():
+                return
+        self._drain()
+
+    def join(self, timeout: float) -> None:
+        """Wait until everything is sent or given up on."""
+        self._stopped.wait(timeout)
+
+    def _overflow(self) -> None:
+        for item in self._items:
+            if isinstance(item, ReplySlot):
+                item.dropped = True
+        self._items = deque([self._overflow_frame])
+        self._queued = len(self._overflow_frame) + len(self._unsent)
+        self._closing = True
+        self.overflowed = True
+
+    def _claim(self) -> bool:
+        """Take the right to write if nobody has it and something is ready (lock held)."""
+        if self._writing or self._stopped.is_set():
+            return False
+        if not self._ready() and not (self._closing and not self._items):
+            return False
+        self._writing = True
+        return True
+
+    def _ready(self) -> bool:
+        return bool(self._items) and not (
+            isinstance(self._items[0], ReplySlot) and self._items[0].data is None
+        )
+
+    def _take(self) -> bytes:
+        """Pop the ready prefix of the queue as one buffer (lock held)."""
+        parts: list[bytes] = []
+        while self._items:
+            head = self._items[0]
+            if isinstance(head, ReplySlot):
+                if head.data is None:
+                    break
+                parts.append(head.data)
+            else:
+                parts.append(head)
+            self._items.popleft()
+        return b"".join(parts)
+
+    def _finished(self) -> bool:
+        return self._closing and not self._items and not self._unsent
+
+    def _drain(self, first: bytes = b"") -> None:
+        """Send `first` and what is ready without blocking; a remainder goes to a writer thread.
+
+        The caller holds the right to write; `first` is already counted in _queued.
+        """
+        data = first
+        while True:
+            if not data:
+                with self._lock:
+                    data = self._take()
+                    if not data:
+                        self._writing = False
+                        if not self._finished():
+                            return
+                        break
+            wire = self._seal(data)
+            if wire is None:
+                break
+            sent = self._send_now(wire)
+            if sent is None:
+                break
+            with self._lock:
+                self._queued -= len(data) - (len(wire) - sent)
+                if sent < len(wire):
+                    self._unsent = wire[sent:]
+                    self._start_writer()
+                    return
+            data = b""
+        self._stop()
+
+    def _seal(self, data: bytes) -> bytes | None:
+        try:
+            return self._transport.seal(data)
+        except (ssl.SSLError, OSError):
+            return None
+
+    def _send_now(self, wire: bytes | memoryview) -> int | None:
+        try:
+            return self._sock.send(wire, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            return None
+
+    def _start_writer(self) -> None:
+        """Hand the right to write to a new writer thread (lock held, right held)."""
+        self._writer = threading.Thread(target=self._run, name="chatd-writer", daemon=True)
+        self._writer.start()
+
+    def _run(self) -> None:
+        """The writer thread: owns writing until the queue is empty, then exits."""
+        while True:
+            if not self._write_blocking(self._unsent):
+                break
+            with self._lock:
+                self._queued -= len(self._unsent)
+                self._unsent = b""
+                data = self._take()
+                if not data:
+                    self._writer = None
+                    self._writing = False
+                    if not self._finished():
+                        return
+                    break
+            wire = self._seal(data)
+            if wire is None:
+                break
+            with self._lock:
+                self._queued += len(wire) - len(data)
+            self._unsent = wire
+        self._stop()
+
+    def _write_blocking(self, wire: bytes) -> bool:
+        """Write all of `wire`; False when the peer is gone, or stalls while we are closing."""
+        view = memoryview(wire)
         poller = select.poll()
         poller.register(self._sock, select.POLLOUT)
         while view:
-            try:
-                sent = self._sock.send(view, socket.MSG_DONTWAIT)
-            except (BlockingIOError, TimeoutError, InterruptedError):
-                sent = 0
-            except OSError:
+            sent = self._send_now(view)
+            if sent is None:
                 return False
             view = view[sent:]
             if view and not poller.poll(self._stall_timeout * 1000):
-                with self._cond:
+                with self._lock:
                     if self._closing:
                         return False
         return True
+
+    def _stop(self) -> None:
+        """Nothing more will be written: drop the rest and let the connection close."""
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
+            self._closing = True
+            self._writing = False
+            self._writer = None
+            for item in self._items:
+                if isinstance(item, ReplySlot):
+                    item.dropped = True
+            self._items.clear()
+        self._on_stop()

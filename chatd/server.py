@@ -1,8 +1,9 @@
 """The listening socket and the lifetime of the whole server.
 
-`Server` owns the services (store, hub, hasher), accepts connections on its
-own thread and gives each a Connection. `stop()` is the clean shutdown: no new
-requests, every connection told `shutdown`, the database closed.
+`Server` owns the services (store, hub, hasher, limits), accepts connections
+on its own thread and gives each a Connection, within the connection caps.
+`stop()` is the clean shutdown: no new requests, every connection told
+`shutdown`, the database closed.
 """
 
 from __future__ import annotations
@@ -10,35 +11,65 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
+import time
+from collections import Counter
+from pathlib import Path
 
+import chatd.attachments
 import chatd.handlers  # noqa: F401  (registers the ops)
+from chatd.blobs import BlobStore
 from chatd.config import ServerConfig
 from chatd.connection import Connection
+from chatd.db import default_files_dir
+from chatd.errors import ErrorCode
 from chatd.hub import Hub
 from chatd.passwords import PasswordHasher
-from chatd.session import Services
+from chatd.protocol import encode, error_event
+from chatd.ratelimit import Clock
+from chatd.session import Limits, Services
 from chatd.store import Store
+from chatd.transport import PlainTransport, TlsTransport, Transport, server_context
+from chatd.uploads import Uploads
+from chatd.writer import MessageWriter
 
 log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 1024
 # why: a stopping server waits this long for each connection to say goodbye.
 CLOSE_TIMEOUT = 5.0
+# why: how soon `chatd user disable`, run in another process, ends a user's sessions.
+HOUSEKEEPING_INTERVAL = 2.0
 
 
 class Server:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
+        self._tls: ssl.SSLContext | None = (
+            server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
+        )
         store = Store(config.db)
         hub = Hub()
         hub.load(store.rooms_with_members())
-        self.services = Services(config, store, hub, PasswordHasher(config.bcrypt_rounds))
+        self.services = Services(
+            config,
+            store,
+            hub,
+            PasswordHasher(config.bcrypt_rounds),
+            Limits.from_config(config, clock),
+            BlobStore(Path(config.files_dir) if config.files_dir else default_files_dir(config.db)),
+            Uploads(),
+            MessageWriter(store, hub),
+            clock,
+        )
         self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
-        # guards _connections and _stopping
+        self._threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+        # guards _connections, _per_address and _stopping
         self._lock = threading.Lock()
         self._connections: set[Connection] = set()
+        self._per_address: Counter[str] = Counter()
         self._stopping = False
         self.address: tuple[str, int] = (config.host, config.port)
 
@@ -51,11 +82,12 @@ class Server:
         listener.listen(LISTEN_BACKLOG)
         self._listener = listener
         self.address = listener.getsockname()[:2]
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name="chatd-accept", daemon=True
-        )
-        self._accept_thread.start()
-        log.info("listening on %s:%d", *self.address)
+        self.services.writer.start()
+        for target, name in ((self._accept_loop, "accept"), (self._housekeeping, "housekeeping")):
+            thread = threading.Thread(target=target, name=f"chatd-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("listening on %s:%d%s", *self.address, " (TLS)" if self._tls else "")
         return self.address
 
     def _accept_loop(self) -> None:
@@ -68,24 +100,66 @@ class Server:
                     return
                 log.exception("accept failed")
                 continue
-            peer = f"{address[0]}:{address[1]}"
-            connection = Connection(sock, peer, self.services, self._forget)
-            with self._lock:
-                if self._stopping:
-                    sock.close()
-                    return
+            self._admit(sock, address[:2])
+
+    def _admit(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        ip = address[0]
+        cap = self.config.max_connections_per_ip
+        with self._lock:
+            if self._stopping:
+                sock.close()
+                return
+            full = len(self._connections) >= self.config.max_connections or (
+                cap and self._per_address[ip] >= cap
+            )
+            if not full:
+                connection = Connection(self._transport(sock), address, self.services, self._forget)
                 self._connections.add(connection)
-            log.debug("%s: connected", peer)
-            connection.start()
+                self._per_address[ip] += 1
+        if full:
+            self._refuse(sock, ip)
+            return
+        log.debug("%s: connected", connection.peer)
+        connection.start()
+
+    def _transport(self, sock: socket.socket) -> Transport:
+        return PlainTransport(sock) if self._tls is None else TlsTransport(sock, self._tls)
+
+    def _refuse(self, sock: socket.socket, ip: str) -> None:
+        """Over a connection cap: say so if the socket takes it at once, and close."""
+        log.warning("%s: refused: too many connections", ip)
+        if self._tls is None:
+            event = error_event(ErrorCode.TOO_MANY_CONNECTIONS, "too many connections; try later")
+            with contextlib.suppress(OSError):
+                sock.send(encode(event), socket.MSG_DONTWAIT)
+        sock.close()
 
     def _forget(self, connection: Connection) -> None:
         with self._lock:
             self._connections.discard(connection)
+            self._per_address[connection.address] -= 1
+            if self._per_address[connection.address] <= 0:
+                del self._per_address[connection.address]
 
     @property
     def connection_count(self) -> int:
         with self._lock:
             return len(self._connections)
+
+    def _housekeeping(self) -> None:
+        """Expire idle uploads; close the sessions of accounts disabled from the command line."""
+        services = self.services
+        hub = services.hub
+        while not self._stopped.wait(HOUSEKEEPING_INTERVAL):
+            services.uploads.expire(services.clock(), self.config.upload_timeout)
+            try:
+                disabled = services.store.disabled_usernames()
+            except Exception:
+                log.exception("housekeeping failed")
+                continue
+            for name in disabled:
+                for peer in hub.peers_of(name):
+                    peer.kick(ErrorCode.ACCOUNT_DISABLED, "this account has been disabled")
 
     def stop(self, reason: str = "the server is shutting down") -> None:
         """Clean stop: every connection gets `shutdown`; acknowledged messages are on disk."""
@@ -94,12 +168,16 @@ class Server:
                 return
             self._stopping = True
             connections = list(self._connections)
+        self._stopped.set()
         if self._listener is not None:
             with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
-        if self._accept_thread is not None:
-            self._accept_thread.join(CLOSE_TIMEOUT)
+        for thread in self._threads:
+            thread.join(CLOSE_TIMEOUT)
+        for connection in connections:
+            connection.stop_reading()
+        self.services.writer.stop(CLOSE_TIMEOUT)
         for connection in connections:
             connection.shutdown(reason)
         for connection in connections:

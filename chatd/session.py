@@ -6,14 +6,45 @@ never blocks, so handlers and the hub can deliver while holding order locks.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from chatd.blobs import BlobStore
 from chatd.config import ServerConfig
+from chatd.errors import ChatError, ErrorCode
 from chatd.hub import Hub
 from chatd.passwords import PasswordHasher
 from chatd.protocol import encode
-from chatd.store import Store, UserRecord
+from chatd.ratelimit import Clock, FailureThrottle, KeyedBuckets, TokenBucket
+from chatd.records import UserRecord
+from chatd.sendqueue import ReplySlot
+from chatd.store import Store
+from chatd.uploads import Uploads
+
+if TYPE_CHECKING:
+    from chatd.writer import MessageWriter
+
+SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The server-wide abuse limits (per address, per username)."""
+
+    failed_logins_by_address: FailureThrottle
+    failed_logins_by_user: FailureThrottle
+    registrations: KeyedBuckets
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, clock: Clock) -> Limits:
+        per_hour = config.registrations_per_hour
+        return cls(
+            FailureThrottle(config.login_failures, clock=clock),
+            FailureThrottle(config.login_failures, clock=clock),
+            KeyedBuckets(per_hour / SECONDS_PER_HOUR, per_hour, clock=clock),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,25 +55,72 @@ class Services:
     store: Store
     hub: Hub
     hasher: PasswordHasher
+    limits: Limits
+    blobs: BlobStore
+    uploads: Uploads
+    writer: MessageWriter
+    clock: Clock = time.monotonic
 
 
 class Outbox(Protocol):
-    def put(self, data: bytes) -> bool: ...
+    def put(self, data: bytes, *, event: bool = False) -> bool: ...
+
+    def reserve(self) -> ReplySlot: ...
+
+    def fill(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None: ...
+
+
+def rate_limited(retry_after: float) -> ChatError:
+    return ChatError(
+        ErrorCode.RATE_LIMITED,
+        f"too many requests; try again in {max(retry_after, 0.1):.1f} s",
+        retry_after=round(retry_after + 0.0005, 3),
+    )
 
 
 class Session:
-    def __init__(self, peer: str, services: Services, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        peer: str,
+        services: Services,
+        outbox: Outbox,
+        *,
+        address: str = "",
+        kick: Callable[[ErrorCode, str], None] | None = None,
+    ) -> None:
         self.peer = peer
+        self.address = address or peer.rsplit(":", 1)[0]
         self.services = services
         self._outbox = outbox
+        self._kick = kick
         self.user: UserRecord | None = None
         self.quitting = False
+        config = services.config
+        self.send_bucket = TokenBucket(config.send_rate, config.send_burst, services.clock)
 
     def deliver(self, data: bytes) -> None:
-        self._outbox.put(data)
+        """Queue events; they may pass replies that are still waiting for a commit."""
+        self._outbox.put(data, event=True)
 
     def reply(self, frame: dict[str, Any]) -> None:
         self._outbox.put(encode(frame))
+
+    def reserve_reply(self) -> ReplySlot:
+        return self._outbox.reserve()
+
+    def fill_replies(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None:
+        self._outbox.fill(replies)
+
+    def spend_send_token(self) -> None:
+        """Flood control for send, dm and upload: rate_limited past --send-rate."""
+        wait = self.send_bucket.take()
+        if wait:
+            raise rate_limited(wait)
+
+    def kick(self, code: ErrorCode, message: str) -> None:
+        """Close this connection on the server's initiative, after an error event."""
+        if self._kick is not None:
+            self._kick(code, message)
 
     def __repr__(self) -> str:
         return f"<Session {self.peer} {self.user.username if self.user else '-'}>"

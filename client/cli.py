@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import TextIO
 
 from chatd.names import PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, is_valid_username
 from client import render
-from client.connection import Backoff, ConnectionLost
+from client.connection import Backoff, ConnectionLost, UntrustedServer
 from client.session import LoginFailed, Session
 
 EXIT_OK = 0
@@ -102,7 +103,23 @@ def _build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--server", help=f"HOST:PORT (env CHAT_SERVER; default {DEFAULT_SERVER})")
         sub.add_argument("--user", help="your username (asked for when missing)")
+        sub.add_argument(
+            "--tls", action="store_true", help="use TLS, verifying the server (env CHAT_TLS=1)"
+        )
+        sub.add_argument(
+            "--ca", metavar="FILE", help="trust this CA certificate (PEM) instead of the system's"
+        )
     return parser
+
+
+def _tls(args: argparse.Namespace, env: Mapping[str, str]) -> ssl.SSLContext | None:
+    """A verifying TLS context when --tls, --ca or CHAT_TLS=1 asks for one."""
+    if not (args.tls or args.ca or env.get("CHAT_TLS") == "1"):
+        return None
+    try:
+        return ssl.create_default_context(cafile=args.ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot use --ca {args.ca}: {exc}") from None
 
 
 def _username(args: argparse.Namespace, console: Console) -> str:
@@ -126,10 +143,16 @@ def _password_source(env: Mapping[str, str], console: Console) -> str | None:
     return None
 
 
-def _open(address: tuple[str, int], give_up_after: float | None = None) -> Session:
-    session = Session(address, backoff=Backoff(), give_up_after=give_up_after)
+def _open(
+    address: tuple[str, int],
+    give_up_after: float | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Session:
+    session = Session(address, backoff=Backoff(), give_up_after=give_up_after, tls=tls)
     try:
         session.open()
+    except UntrustedServer as exc:
+        raise Refused(str(exc)) from None
     except (OSError, ConnectionLost) as exc:
         raise Refused(f"cannot reach {address[0]}:{address[1]}: {exc}") from None
     return session
@@ -138,6 +161,7 @@ def _open(address: tuple[str, int], give_up_after: float | None = None) -> Sessi
 def register(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
     """chat register: username, then the password twice; exit 0, or 1 when refused."""
     address = _address(args, env)
+    tls = _tls(args, env)
     username = _username(args, console)
     if not is_valid_username(username):
         raise Refused(render.ERROR_TEXT["invalid_username"])
@@ -156,7 +180,7 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
             console.complain("the passwords do not match")
         if tries >= PASSWORD_TRIES:
             raise Refused("no password chosen")
-    session = _open(address)
+    session = _open(address, tls=tls)
     try:
         reply = session.call("register", username=username, password=password)
     except ConnectionLost as exc:
@@ -180,6 +204,7 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
     from client.ui import PlainDisplay, TerminalDisplay, run_script, run_terminal
 
     address = _address(args, env)
+    tls = _tls(args, env)
     username = _username(args, console)
     fixed = _password_source(env, console)
     interactive = console.interactive
@@ -188,7 +213,7 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
     for attempt in range(1, PASSWORD_TRIES + 1):
         password = fixed if fixed is not None else console.ask_password("password: ")
         if session is None:
-            session = _open(address, give_up_after)
+            session = _open(address, give_up_after, tls)
         try:
             reply = session.login(username, password)
             break

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import select
 import socket
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from chatd.protocol import (
     encode,
     parse_json_line,
 )
+from chatd.transport import PlainTransport, TlsTransport, Transport
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,10 @@ IO_TIMEOUT = 10.0
 
 class ConnectionLost(Exception):
     """The connection ended or stopped answering."""
+
+
+class UntrustedServer(ConnectionError):
+    """TLS: the server's certificate did not verify."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +58,38 @@ class Backoff:
 class Connection:
     """One TCP connection: a socket and the shared codec; every read has a deadline."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, transport: Transport | None = None) -> None:
         self.sock = sock
+        self._transport = transport or PlainTransport(sock)
         self._decoder = FrameDecoder(MAX_SERVER_FRAME_BYTES)
         self._frames: deque[Frame] = deque()
 
     @classmethod
-    def open(cls, address: tuple[str, int], timeout: float = IO_TIMEOUT) -> Connection:
+    def open(
+        cls,
+        address: tuple[str, int],
+        timeout: float = IO_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
+    ) -> Connection:
+        """Connect (and verify the server's certificate, with `tls`); OSError on failure."""
         sock = socket.create_connection(address, timeout=timeout)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        return cls(sock)
+        if tls is None:
+            return cls(sock)
+        transport = TlsTransport(sock, tls, server_hostname=address[0])
+        try:
+            transport.handshake(time.monotonic() + timeout)
+        except ssl.SSLCertVerificationError as exc:
+            sock.close()
+            raise UntrustedServer(
+                f"the server's TLS certificate is not trusted ({exc.verify_message}); "
+                "for a private CA use --ca FILE"
+            ) from None
+        except (OSError, ssl.SSLError):
+            sock.close()
+            raise
+        sock.settimeout(timeout)
+        return cls(sock, transport)
 
     def welcome(self) -> Frame:
         """The server's first frame, which must be `welcome`; ConnectionLost otherwise."""
@@ -71,7 +99,7 @@ class Connection:
         return frame
 
     def send(self, frame: Frame) -> None:
-        self.sock.sendall(encode(frame))
+        self.sock.sendall(self._transport.seal(encode(frame)))
 
     def read(self, timeout: float) -> Frame | None:
         """The next frame, None when `timeout` passes first; ConnectionLost at the end."""
@@ -81,10 +109,11 @@ class Connection:
             if remaining <= 0:
                 return None
             try:
-                readable, _, _ = select.select([self.sock], [], [], remaining)
-                if not readable:
-                    continue
-                data = self.sock.recv(65536)
+                if not self._transport.pending():
+                    readable, _, _ = select.select([self.sock], [], [], remaining)
+                    if not readable:
+                        continue
+                data = self._transport.recv(65536)
             except (OSError, ValueError) as exc:  # ValueError: the socket was closed
                 raise ConnectionLost(str(exc) or type(exc).__name__) from None
             if not data:

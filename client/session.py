@@ -18,6 +18,7 @@ import itertools
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -108,8 +109,10 @@ class Session:
         keepalive: float = KEEPALIVE,
         ping_timeout: float = PING_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
+        self.tls = tls
         self.backoff = backoff or Backoff()
         self.give_up_after = give_up_after
         self.keepalive = keepalive
@@ -136,7 +139,7 @@ class Session:
 
     def open(self) -> Frame:
         """Connect and read the welcome; OSError or ConnectionLost when that fails."""
-        wire = Connection.open(self.address)
+        wire = Connection.open(self.address, tls=self.tls)
         try:
             welcome = wire.welcome()
         except ConnectionLost:
@@ -378,7 +381,7 @@ class Session:
     ) -> tuple[Connection, list[Frame], dict[str, list[Frame]], dict[Request, Frame]]:
         """Connect, log in, rejoin; returns what was missed and which lost sends were stored."""
         assert self._credentials is not None
-        wire = Connection.open(self.address)
+        wire = Connection.open(self.address, tls=self.tls)
         events: list[Frame] = []
         try:
             wire.welcome()

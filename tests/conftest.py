@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from wire import WireClient
 
 from chatd.config import ServerConfig
@@ -30,7 +30,17 @@ def db_url(tmp_path: Path) -> str:
 @pytest.fixture
 def make_config(db_url: str) -> Callable[..., ServerConfig]:
     def make(**overrides: Any) -> ServerConfig:
-        base = ServerConfig(host="127.0.0.1", port=0, db=db_url, bcrypt_rounds=TEST_BCRYPT_ROUNDS)
+        base = ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            db=db_url,
+            bcrypt_rounds=TEST_BCRYPT_ROUNDS,
+            # why: limits are off unless a test is about them, so other tests can go fast.
+            send_rate=0,
+            login_failures=0,
+            registrations_per_hour=0,
+            max_connections_per_ip=0,
+        )
         return dataclasses.replace(base, **overrides)
 
     return make
@@ -41,8 +51,9 @@ def start_server(make_config: Callable[..., ServerConfig]) -> Iterator[Callable[
     """Start a server in this process; every one started is stopped at teardown."""
     servers: list[Server] = []
 
-    def start(**overrides: Any) -> Server:
-        server = Server(make_config(**overrides))
+    def start(*, clock: Callable[[], float] | None = None, **overrides: Any) -> Server:
+        config = make_config(**overrides)
+        server = Server(config) if clock is None else Server(config, clock=clock)
         server.start()
         servers.append(server)
         return server
@@ -79,6 +90,33 @@ def connect(server: Server) -> Iterator[Callable[..., WireClient]]:
         client.close()
 
 
+class FakeClock:
+    """A monotonic clock that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def unique_names() -> Iterator[str]:
-    return (f"user{n}" for n in itertools.count(1))
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def certificate_authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_files(certificate_authority, tmp_path):
+    cert = certificate_authority.issue_cert("localhost", "127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    return str(cert_file), str(key_file)

@@ -6,8 +6,10 @@ import os
 import re
 import selectors
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +27,19 @@ class ServeProcess:
 
     def __init__(self, *args: str, env: dict[str, str], deadline: float = 20) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chatd", "serve", "--port", "0", "--bcrypt-rounds", "4", *args],
+            [
+                sys.executable,
+                "-m",
+                "chatd",
+                "serve",
+                "--port",
+                "0",
+                "--bcrypt-rounds",
+                "4",
+                "--send-rate",
+                "0",
+                *args,
+            ],
             env=env,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -130,7 +144,7 @@ def test_init_db_twice_then_serve_refuses_an_outdated_database(env, tmp_path, ca
     url = f"sqlite:///{tmp_path / 'old.db'}"
     assert main(["init-db", "--db", url], env) == 0
     assert main(["init-db", "--db", url], env) == 0
-    assert "revision 0001" in capsys.readouterr().out
+    assert "revision 0002" in capsys.readouterr().out
     from alembic import command
 
     from chatd.db import alembic_config
@@ -164,3 +178,56 @@ def test_environment_settings_apply(env, tmp_path):
     assert (tmp_path / "env.db").exists()
     server.proc.send_signal(signal.SIGTERM)
     assert server.finish()[0] == 0
+
+
+def test_kill_9_during_concurrent_sends_loses_no_acknowledged_message(env, tmp_path):
+    db = tmp_path / "crash.db"
+    env = {**env, "CHATD_DB": f"sqlite:///{db}"}
+    server = ServeProcess(env=env)
+    writers = [login(server.address, f"writer{i}") for i in range(4)]
+    for client in writers:
+        client.ok("join", room="crash")
+    acked: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def write(client: WireClient) -> None:
+        try:
+            for n in range(2000):
+                text = f"{client.welcome['version']} {id(client)} {n}"
+                message = client.ok("send", room="crash", text=text)["message"]
+                with lock:
+                    acked[message["id"]] = message["text"]
+        except (ConnectionError, OSError, AssertionError):
+            return
+
+    threads = [threading.Thread(target=write, args=(client,)) for client in writers]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 300 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+    for thread in threads:
+        thread.join(20)
+    assert len(acked) >= 300
+
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    again = ServeProcess(env=env)
+    reader = login(again.address, "writer0", register=False)
+    stored: list[dict] = []
+    before = None
+    while True:
+        page = reader.ok("history", room="crash", limit=500, before=before)["messages"]
+        if not page:
+            break
+        stored[:0] = page
+        before = page[0]["id"]
+    ids = [m["id"] for m in stored]
+    assert ids == sorted(ids) and len(ids) == len(set(ids))
+    texts = {m["id"]: m["text"] for m in stored}
+    assert all(texts.get(i) == text for i, text in acked.items())
+    assert len({m["text"] for m in stored}) == len(stored)
+    again.proc.send_signal(signal.SIGTERM)
+    assert again.finish()[0] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from chatd.hub import Hub
-from chatd.store import RoomRecord
+from chatd.records import RoomRecord
 
 
 class FakePeer:
@@ -67,16 +67,9 @@ def test_part_event_reaches_the_room_and_the_users_other_connections():
     assert not hub.is_member("general", "alice")
 
 
-def test_direct_message_to_oneself_reaches_each_other_connection_once():
+def test_peers_of_users_lists_each_connection_once():
     hub = Hub()
     me1, me2 = FakePeer("1"), FakePeer("2")
     hub.connect("alice", me1)
     hub.connect("alice", me2)
-    hub.to_users(("alice", "alice"), {"event": "dm"}, exclude=me1)
-    assert me1.frames == [] and me2.frames == [{"event": "dm"}]
-
-
-def test_order_locks_are_one_per_key():
-    hub = Hub()
-    assert hub.order_lock("#a") is hub.order_lock("#a")
-    assert hub.order_lock("#a") is not hub.order_lock("#b")
+    assert sorted(p.name for p in hub.peers_of_users(("alice", "ALICE"))) == ["1", "2"]

@@ -93,7 +93,7 @@ def test_wheel_ships_the_migrations_and_init_db_works_from_anywhere(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "revision 0001" in result.stdout
+    assert "revision 0002" in result.stdout
     assert (tmp_path / "data" / "chatd" / "chatd.db").exists()
     where = subprocess.run(
         [str(fresh / "bin" / "python"), "-c", "import chatd.migrations as m; print(m.__file__)"],
@@ -104,3 +104,43 @@ def test_wheel_ships_the_migrations_and_init_db_works_from_anywhere(tmp_path):
         timeout=60,
     )
     assert where.stdout.startswith(str(fresh_site)), where
+
+
+def test_upgrade_keeps_the_data_of_an_older_schema(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = alembic_config(url)
+    engine = create_db_engine(url, foreign_keys=False)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO users (id, username, username_key, password_hash, disabled,"
+                " created_ms) VALUES (1, 'Alice', 'alice', 'x', 0, 0)"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO rooms (id, name, topic, created_ms) VALUES (1, 'general', 't', 0)"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO messages (id, room_id, sender_id, author, text, ts_ms)"
+                " VALUES (7, 1, 1, 'Alice', 'from before', 5)"
+            )
+    finally:
+        engine.dispose()
+    del config.attributes["connection"]
+    upgrade(url)
+    from chatd.records import RoomRecord
+    from chatd.store import Store
+
+    store = Store(url)
+    try:
+        (message,) = store.history_before(RoomRecord(1, "general", "t"), None, 10)
+    finally:
+        store.close()
+    assert (message.id, message.user, message.text, message.file) == (
+        7,
+        "Alice",
+        "from before",
+        None,
+    )

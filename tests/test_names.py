@@ -97,3 +97,13 @@ def test_timestamps_round_trip_with_milliseconds():
     assert parse_ts("2026-11-25T00:45:56.1234567+01:00") == 1795563956123
     with pytest.raises(ValueError):
         parse_ts("yesterday")
+
+
+def test_control_detection_is_exactly_unicode_category_cc():
+    import unicodedata
+
+    from chatd.names import has_control
+
+    for code in range(0x3000):
+        char = chr(code)
+        assert has_control(f"a{char}b") == (unicodedata.category(char) == "Cc"), hex(code)

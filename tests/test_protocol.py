@@ -152,3 +152,22 @@ def test_error_codes_mirror_the_protocol_list():
 
     listed = set(re.findall(r"`([a-z_]+)`", section + more))
     assert listed == {code.value for code in ErrorCode}
+
+
+def test_a_consumer_that_stops_early_loses_no_frame():
+    decoder = FrameDecoder()
+    frames = decoder.feed(b"{}\n[]\n")
+    assert next(frames) == b"{}"
+    frames.close()
+    assert list(decoder.feed(b"1\n")) == [b"[]", b"1"]
+
+
+def test_message_frames_equal_the_plain_encoding():
+    from chatd.protocol import message_frames
+
+    message = {"id": 3, "room": None, "to": "bob", "user": "alice", "text": "é\n", "ts": "x"}
+    for rid in (None, 7, 'a"b'):
+        event, reply = message_frames(message, "dm", rid)
+        assert json.loads(event) == {"event": "dm", **message}
+        assert json.loads(reply) == ok_reply(rid, {"message": message})
+        assert event.endswith(b"\n") and reply.endswith(b"\n")

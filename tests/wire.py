@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from chatd.protocol import MAX_SERVER_FRAME_BYTES, FrameDecoder, encode
 READ_TIMEOUT = 10.0
 
 
-class ConnectionClosed(Exception):
+class ConnectionClosed(ConnectionError):
     """The server closed the connection."""
 
 
@@ -21,14 +22,20 @@ class WireClient:
     """Speaks PROTOCOL.md; keeps events that arrive while it waits for a reply."""
 
     def __init__(
-        self, address: tuple[str, int], timeout: float = READ_TIMEOUT, *, rcvbuf: int | None = None
+        self,
+        address: tuple[str, int],
+        timeout: float = READ_TIMEOUT,
+        *,
+        rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             # why: before connect, so the small window is what the server sees.
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect(address)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(timeout)
+        sock.connect(address)
+        self.sock = sock if tls is None else tls.wrap_socket(sock, server_hostname="localhost")
         self.timeout = timeout
         self._decoder = FrameDecoder(MAX_SERVER_FRAME_BYTES)
         self._frames: list[dict[str, Any]] = []

@@ -1,0 +1,63 @@
+"""Attachment bytes: a content-addressed directory, one file per distinct sha256.
+
+Why files and not database rows: a 25 MiB attachment in SQLite would pass
+through the WAL and bloat every backup of the chat history, and chunked reads
+of a file are cheap with no transaction held. Naming each file by its sha256
+stores the same content once, however often it is shared. The database keeps
+the metadata and which message announced it.
+
+Uploads arrive in `incoming/` and are renamed into place only once complete
+and verified, after an fsync, so a crash never leaves a partial file under a
+content name; whatever `incoming/` holds at start-up is a crash leftover and
+is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.incoming = root / "incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        for leftover in self.incoming.iterdir():
+            leftover.unlink(missing_ok=True)
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def open_incoming(self) -> tuple[Path, BinaryIO]:
+        """A fresh private file for an upload in progress."""
+        path = self.incoming / secrets.token_hex(16)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return path, os.fdopen(descriptor, "wb")
+
+    def keep(self, incoming: Path, sha256: str) -> None:
+        """Make a complete, verified upload durable under its content name."""
+        target = self.path_for(sha256)
+        if target.exists():
+            incoming.unlink(missing_ok=True)
+            return
+        with open(incoming, "rb") as written:
+            os.fsync(written.fileno())
+        target.parent.mkdir(exist_ok=True)
+        os.replace(incoming, target)
+        _fsync_directory(target.parent)
+
+    def read(self, sha256: str, offset: int, size: int) -> bytes:
+        with open(self.path_for(sha256), "rb") as blob:
+            blob.seek(offset)
+            return blob.read(size)
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

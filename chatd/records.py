@@ -1,0 +1,124 @@
+"""The values the server passes around: frozen records, never ORM objects.
+
+The store returns them, the hub and handlers consume them, and `wire()`
+turns a message into the message object of PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from chatd.names import format_ts, username_key
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    username: str
+    password_hash: str
+    disabled: bool
+    created_ms: int = 0
+
+    @property
+    def key(self) -> str:
+        return username_key(self.username)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    id: int
+    name: str
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSummary:
+    name: str
+    topic: str
+    members: int
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    id: int
+    name: str
+    size: int
+    mime: str
+    sha256: str
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "size": self.size,
+            "mime": self.mime,
+            "sha256": self.sha256,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: int
+    room: str | None
+    user: str
+    text: str
+    ts_ms: int
+    to: str | None = None
+    file: FileRecord | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The message object of PROTOCOL.md."""
+        message: dict[str, Any] = {
+            "id": self.id,
+            "room": self.room,
+            "user": self.user,
+            "text": self.text,
+            "ts": format_ts(self.ts_ms),
+        }
+        if self.room is None:
+            message["to"] = self.to
+        if self.file is not None:
+            message["file"] = self.file.wire()
+        return message
+
+
+def dm_pair(a: int, b: int) -> str:
+    low, high = sorted((a, b))
+    return f"{low}:{high}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    """An upload's metadata, stored with the message that announces it."""
+
+    sha256: str
+    size: int
+    name: str
+    mime: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileAccess:
+    """A stored file and who may fetch it: a room's members, or a conversation's two parties."""
+
+    file: FileRecord
+    room: str | None
+    parties: tuple[int | None, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to store: to a room, or to a recipient, perhaps announcing a file."""
+
+    author: UserRecord
+    text: str
+    room: RoomRecord | None = None
+    recipient: UserRecord | None = None
+    attachment: NewFile | None = None

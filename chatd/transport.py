@@ -1,0 +1,135 @@
+"""Bytes to and from a client's socket, in the clear or under TLS.
+
+A connection reads on one thread and writes on another. An `ssl.SSLSocket`
+may not be used from two threads at once (one OpenSSL object underneath), so
+TLS here runs OpenSSL over memory buffers: both threads go through one small
+lock for the cryptography only, while raw socket reads and writes stay on
+their own threads and never happen under that lock.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from typing import Protocol
+
+RAW_RECV_BYTES = 64 * 1024
+
+
+class Transport(Protocol):
+    sock: socket.socket
+
+    def recv(self, size: int) -> bytes:
+        """Plain bytes from the peer, blocking (the socket's timeout applies); b"" at the end."""
+        ...
+
+    def seal(self, data: bytes) -> bytes:
+        """The bytes to put on the wire so the peer reads `data` (may be empty)."""
+        ...
+
+    def pending(self) -> int:
+        """Plain bytes already received and decoded, waiting to be read."""
+        ...
+
+
+class PlainTransport:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def seal(self, data: bytes) -> bytes:
+        return data
+
+    def pending(self) -> int:
+        return 0
+
+
+class TlsTransport:
+    """TLS over memory BIOs (server side, or client side with `server_hostname`).
+
+    Call `handshake` before anything else.
+    """
+
+    def __init__(
+        self, sock: socket.socket, context: ssl.SSLContext, *, server_hostname: str | None = None
+    ) -> None:
+        self.sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(
+            self._incoming,
+            self._outgoing,
+            server_side=server_hostname is None,
+            server_hostname=server_hostname,
+        )
+        # guards the SSLObject and both BIOs; never held during socket I/O
+        self._lock = threading.Lock()
+
+    def handshake(self, deadline: float) -> None:
+        """Complete the TLS handshake by `deadline` (time.monotonic); OSError otherwise."""
+        while True:
+            with self._lock:
+                try:
+                    self._tls.do_handshake()
+                    done = True
+                except ssl.SSLWantReadError:
+                    done = False
+                wire = self._outgoing.read()
+            self._send_blocking(wire, deadline)
+            if done:
+                return
+            self._feed(deadline)
+
+    def _send_blocking(self, wire: bytes, deadline: float) -> None:
+        if wire:
+            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            self.sock.sendall(wire)
+
+    def _feed(self, deadline: float | None) -> None:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("TLS handshake timed out")
+            self.sock.settimeout(remaining)
+        raw = self.sock.recv(RAW_RECV_BYTES)
+        with self._lock:
+            if raw:
+                self._incoming.write(raw)
+            else:
+                self._incoming.write_eof()
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            with self._lock:
+                try:
+                    return self._tls.read(size)
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLZeroReturnError:
+                    return b""
+                except ssl.SSLEOFError:
+                    return b""
+            self._feed(None)
+
+    def pending(self) -> int:
+        """Decrypted bytes waiting: readable now, though the socket may not be."""
+        with self._lock:
+            return self._tls.pending()
+
+    def seal(self, data: bytes) -> bytes:
+        with self._lock:
+            if data:
+                self._tls.write(data)
+            return self._outgoing.read()
+
+
+def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A TLS 1.2+ server context; ssl.SSLError or OSError names a bad file."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context

@@ -1,0 +1,151 @@
+"""Group commit: one thread stores messages in batches and fans each batch out in id order.
+
+A `send`, `dm` or `finish` is checked on its connection's reader thread, then
+handed here with a reserved reply slot, and the reader goes on to the next
+request. The writer takes everything waiting (up to MAX_BATCH), commits it in
+one transaction (one fsync however many messages), and only then delivers:
+each message is encoded once, each recipient gets the whole batch's events
+in one buffer, and each sender's replies are filled in request order. So an
+`ok` always means on disk, and every member sees a room's messages in id
+order, because there is one writer.
+
+The writer holds the hub's delivery lock from commit to fan-out; `join`,
+`part` and `topic` take the same lock, so a join's history and the events
+that follow it meet exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from chatd.errors import ChatError, ErrorCode
+from chatd.hub import Hub, Peer
+from chatd.protocol import RequestId, encode, error_reply, message_frames
+from chatd.records import NewMessage
+from chatd.sendqueue import ReplySlot
+from chatd.session import Session
+from chatd.store import Store
+
+log = logging.getLogger(__name__)
+
+# why: bounds one transaction and one fan-out pass, so a flood cannot delay a batch for long.
+MAX_BATCH = 512
+
+
+@dataclass(slots=True)
+class Post:
+    """A message waiting for its batch, with where its reply goes."""
+
+    session: Session
+    rid: RequestId
+    slot: ReplySlot
+    message: NewMessage
+
+
+class MessageWriter:
+    def __init__(self, store: Store, hub: Hub) -> None:
+        self._store = store
+        self._hub = hub
+        # guards _queue, _stopping and _busy
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[Post] = deque()
+        self._stopping = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name="chatd-commit", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, post: Post) -> None:
+        with self._cond:
+            self._queue.append(post)
+            self._cond.notify()
+
+    def flush(self, timeout: float) -> None:
+        """Wait until everything submitted so far is committed and answered."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def stop(self, timeout: float) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._stopping)
+                if not self._queue:
+                    return
+                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                self._busy = True
+            try:
+                self._commit(batch)
+            except Exception:
+                log.exception("storing a batch of %d messages failed", len(batch))
+                self._answer_all(batch, ChatError(ErrorCode.INTERNAL, "internal server error"))
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _commit(self, batch: list[Post]) -> None:
+        with self._hub.delivery_lock:
+            accepted: list[Post] = []
+            for post in batch:
+                room = post.message.room
+                if room is None or self._hub.is_member(room.name, post.message.author.username):
+                    accepted.append(post)
+                else:
+                    self._answer_all(
+                        [post], ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{room.name}")
+                    )
+            if accepted:
+                stored = self._store.append_messages([post.message for post in accepted])
+                self._fan_out(accepted, [record.wire() for record in stored])
+
+    def _fan_out(self, posts: list[Post], messages: list[dict]) -> None:
+        """Deliver a committed batch: per room one buffer for every member's connections.
+
+        A room's events are joined once and the same bytes go to each of its
+        connections, so the cost grows with members plus messages, not their
+        product. A connection that sent some of the batch gets its own copy
+        without those (it has the replies instead).
+        """
+        outgoing: dict[int, tuple[Peer, list[bytes]]] = {}
+        replies: dict[int, tuple[Session, list[tuple[ReplySlot, bytes]]]] = {}
+        by_room: dict[str, list[tuple[Session, bytes]]] = {}
+        for post, message in zip(posts, messages, strict=True):
+            new = post.message
+            event, reply = message_frames(message, "message" if new.room else "dm", post.rid)
+            replies.setdefault(id(post.session), (post.session, []))[1].append((post.slot, reply))
+            if new.room is not None:
+                by_room.setdefault(new.room.name, []).append((post.session, event))
+                continue
+            assert new.recipient is not None
+            for peer in self._hub.peers_of_users((new.recipient.username, new.author.username)):
+                if peer is not post.session:
+                    outgoing.setdefault(id(peer), (peer, []))[1].append(event)
+        for room, events in by_room.items():
+            everything = b"".join(event for _sender, event in events)
+            senders = {id(sender) for sender, _event in events}
+            for peer in self._hub.room_peers(room):
+                if id(peer) in senders:
+                    data = b"".join(event for sender, event in events if sender is not peer)
+                else:
+                    data = everything
+                if data:
+                    outgoing.setdefault(id(peer), (peer, []))[1].append(data)
+        for peer, parts in outgoing.values():
+            peer.deliver(parts[0] if len(parts) == 1 else b"".join(parts))
+        for session, filled in replies.values():
+            session.fill_replies(filled)
+
+    @staticmethod
+    def _answer_all(posts: list[Post], error: ChatError) -> None:
+        for post in posts:
+            post.session.fill_replies([(post.slot, encode(error_reply(post.rid, error)))])

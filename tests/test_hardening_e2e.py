@@ -1,0 +1,201 @@
+"""Abuse a live server: floods, guessing, caps, disabled accounts, TLS."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+
+import pytest
+import trustme
+from conftest import PASSWORD
+from sqlalchemy import update
+from wire import ConnectionClosed, WireClient
+
+from chatd.store import users
+
+
+def registered(address, name: str, **kwargs) -> WireClient:
+    client = WireClient(address, **kwargs)
+    client.ok("register", username=name, password=PASSWORD)
+    client.ok("login", username=name, password=PASSWORD)
+    return client
+
+
+def closed(client: WireClient) -> bool:
+    try:
+        while True:
+            client.next_frame()
+    except (ConnectionClosed, ConnectionResetError):
+        return True
+
+
+def test_message_flood_is_rate_limited_and_the_connection_stays(start_server, clock):
+    server = start_server(clock=clock, send_rate=1, send_burst=3)
+    alice = registered(server.address, "alice")
+    alice.ok("join", room="general")
+    for n in range(3):
+        alice.ok("send", room="general", text=f"burst {n}")
+    reply = alice.request("send", room="general", text="one too many")
+    assert reply["error"] == "rate_limited" and 0 < reply["retry_after"] <= 1
+    assert alice.request("dm", to="alice", text="also counted")["error"] == "rate_limited"
+    assert alice.error("send", room="nowhere", text="x") == "not_in_room"
+    assert alice.ok("ping")["ok"]
+    clock.advance(1.0)
+    alice.ok("send", room="general", text="after waiting")
+    history = alice.ok("history", room="general")["messages"]
+    assert [m["text"] for m in history] == ["burst 0", "burst 1", "burst 2", "after waiting"]
+
+
+def test_failed_logins_are_throttled_per_username_and_address(start_server, clock):
+    server = start_server(clock=clock, login_failures=3)
+    registered(server.address, "alice")
+    guesser = WireClient(server.address)
+    for _ in range(3):
+        assert guesser.error("login", username="alice", password="wrong guess") == (
+            "invalid_credentials"
+        )
+    reply = guesser.request("login", username="alice", password=PASSWORD)
+    assert reply["error"] == "rate_limited" and reply["retry_after"] == pytest.approx(60, abs=1)
+    other = WireClient(server.address)
+    assert other.request("login", username="bob", password="whatever1")["error"] == ("rate_limited")
+    clock.advance(61)
+    assert guesser.ok("login", username="alice", password=PASSWORD)["username"] == "alice"
+
+
+def test_unknown_and_known_usernames_are_throttled_alike(start_server, clock):
+    server = start_server(clock=clock, login_failures=2)
+    registered(server.address, "alice")
+    for name in ("alice", "nobody"):
+        client = WireClient(server.address)
+        replies = [client.request("login", username=name, password="bad guess") for _ in range(3)]
+        assert [r["error"] for r in replies] == [
+            "invalid_credentials",
+            "invalid_credentials",
+            "rate_limited",
+        ]
+        clock.advance(3600)
+
+
+def test_registrations_are_limited_per_address(start_server, clock):
+    server = start_server(clock=clock, registrations_per_hour=2)
+    client = WireClient(server.address)
+    client.ok("register", username="one", password=PASSWORD)
+    client.ok("register", username="two", password=PASSWORD)
+    assert client.error("register", username="one", password=PASSWORD) == "username_taken"
+    reply = client.request("register", username="three", password=PASSWORD)
+    assert reply["error"] == "rate_limited" and reply["retry_after"] > 0
+    clock.advance(1800)
+    client.ok("register", username="three", password=PASSWORD)
+
+
+def test_closed_registration(start_server):
+    server = start_server(registration="closed")
+    client = WireClient(server.address)
+    assert client.error("register", username="alice", password=PASSWORD) == ("registration_closed")
+    assert client.error("register", username="x", password=PASSWORD) == "invalid_username"
+
+
+def test_too_many_malformed_frames_close_the_connection(start_server):
+    server = start_server(max_bad_frames=3)
+    bystander = registered(server.address, "bystander")
+    client = WireClient(server.address)
+    client.send_raw(b"nope\n" * 3 + b'{"op":"nosuchop"}\n')
+    errors = [client.next_reply()["error"] for _ in range(4)]
+    assert errors == ["bad_request"] * 3 + ["unknown_op"]
+    assert client.next_event("error")["error"] == "too_many_errors"
+    assert closed(client)
+    assert bystander.ok("ping")["ok"]
+
+
+def test_occasional_mistakes_do_not_close_a_connection(start_server, clock):
+    server = start_server(clock=clock, max_bad_frames=2)
+    client = WireClient(server.address)
+    for _ in range(6):
+        assert client.error("nosuchop") == "unknown_op"
+        clock.advance(10)
+    assert client.ok("ping")["ok"]
+
+
+def refused(address) -> dict:
+    with socket.create_connection(address, timeout=5) as sock:
+        data = sock.recv(4096)
+        assert sock.recv(4096) == b""
+    return json.loads(data)
+
+
+def test_connection_caps(start_server):
+    server = start_server(max_connections_per_ip=2)
+    first, second = WireClient(server.address), WireClient(server.address)
+    assert refused(server.address)["error"] == "too_many_connections"
+    first.ok("quit")
+    assert closed(first)
+    deadline = time.monotonic() + 10
+    while server.connection_count > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert WireClient(server.address).ok("ping")["ok"]
+    assert second.ok("ping")["ok"]
+
+
+def test_global_connection_cap(start_server):
+    server = start_server(max_connections=1)
+    only = WireClient(server.address)
+    assert refused(server.address) == {
+        "event": "error",
+        "error": "too_many_connections",
+        "message": "too many connections; try later",
+    }
+    assert only.ok("ping")["ok"]
+
+
+def test_disabled_account_is_disconnected(start_server):
+    server = start_server()
+    alice = registered(server.address, "alice")
+    with server.services.store.engine.begin() as connection:
+        connection.execute(update(users).where(users.c.username == "alice").values(disabled=True))
+    assert alice.next_event("error", timeout=15)["error"] == "account_disabled"
+    assert closed(alice)
+
+
+def client_context(ca: trustme.CA | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca is not None:
+        ca.configure_trust(context)
+    return context
+
+
+def test_tls_end_to_end(start_server, tls_files, certificate_authority):
+    cert_file, key_file = tls_files
+    server = start_server(tls_cert=cert_file, tls_key=key_file)
+    tls = client_context(certificate_authority)
+    alice = registered(server.address, "alice", tls=tls)
+    bob = registered(server.address, "bob", tls=tls)
+    for client in (alice, bob):
+        client.ok("join", room="secure")
+    alice.drain()
+    big = "z" * 3990
+    for n in range(50):
+        bob.ok("send", room="secure", text=f"{n} {big}")
+    texts = [alice.next_event("message")["text"] for _ in range(50)]
+    assert texts == [f"{n} {big}" for n in range(50)]
+    server.stop()
+    assert alice.next_event("shutdown")["reason"]
+
+
+def test_tls_client_refuses_an_untrusted_server(start_server, tls_files):
+    cert_file, key_file = tls_files
+    server = start_server(tls_cert=cert_file, tls_key=key_file)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        WireClient(server.address, tls=client_context(None))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        WireClient(server.address, tls=client_context(trustme.CA()))
+
+
+def test_tls_server_survives_a_plain_text_client(start_server, tls_files, certificate_authority):
+    cert_file, key_file = tls_files
+    server = start_server(tls_cert=cert_file, tls_key=key_file)
+    with socket.create_connection(server.address, timeout=5) as plain:
+        plain.sendall(b'{"op":"ping"}\n')
+        assert b"welcome" not in plain.recv(1024)
+    assert registered(server.address, "alice", tls=client_context(certificate_authority))
