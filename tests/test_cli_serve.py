@@ -19,6 +19,9 @@ from wire import WireClient
 
 from chatd.cli import main
 
+# why: the installed command, as a user runs it; `python -m chatd` from the checkout
+# would import the source tree instead of the installed package.
+CHATD = str(Path(sys.executable).with_name("chatd"))
 LISTENING = re.compile(rb"listening on ([\d.]+):(\d+)")
 
 
