@@ -30,19 +30,7 @@ class ServeProcess:
 
     def __init__(self, *args: str, env: dict[str, str], deadline: float = 20) -> None:
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "chatd",
-                "serve",
-                "--port",
-                "0",
-                "--bcrypt-rounds",
-                "4",
-                "--send-rate",
-                "0",
-                *args,
-            ],
+            [CHATD, "serve", "--port", "0", "--bcrypt-rounds", "4", "--send-rate", "0", *args],
             env=env,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
