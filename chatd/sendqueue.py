@@ -188,8 +188,18 @@ class SendQueue:
             self._items.popleft()
         return b"".join(parts)
 
-    def _finished(self) -> bool:
-        return self._closing and not self._items and not self._unsent
+    def _next(self) -> tuple[bytes, bool]:
+        """(ready bytes, False), or (b"", finished) after giving up the right to write.
+
+        `finished` means closing with nothing left: the caller then stops the
+        queue. Lock held.
+        """
+        data = self._take()
+        if data:
+            return data, False
+        self._writing = False
+        self._writer = None
+        return b"", self._closing and not self._items and not self._unsent
 
     def _drain(self, first: bytes = b"") -> None:
         """Send `first` and what is ready without blocking; a remainder goes to a writer thread.
@@ -200,12 +210,11 @@ class SendQueue:
         while True:
             if not data:
                 with self._lock:
-                    data = self._take()
-                    if not data:
-                        self._writing = False
-                        if not self._finished():
-                            return
+                    data, finished = self._next()
+                if not data:
+                    if finished:
                         break
+                    return
             wire = self._seal(data)
             if wire is None:
                 break
@@ -248,13 +257,11 @@ class SendQueue:
             with self._lock:
                 self._queued -= len(self._unsent)
                 self._unsent = b""
-                data = self._take()
-                if not data:
-                    self._writer = None
-                    self._writing = False
-                    if not self._finished():
-                        return
+                data, finished = self._next()
+            if not data:
+                if finished:
                     break
+                return
             wire = self._seal(data)
             if wire is None:
                 break

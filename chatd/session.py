@@ -1,7 +1,7 @@
 """One client connection as handlers see it: who is logged in, and where its frames go.
 
 The socket itself lives in connection.py; a Session only queues bytes, which
-never blocks, so handlers and the hub can deliver while holding order locks.
+never blocks, so the writer and handlers can deliver while holding the delivery lock.
 """
 
 from __future__ import annotations

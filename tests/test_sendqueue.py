@@ -1,0 +1,103 @@
+"""The outgoing queue over a real socket pair: order, reply slots, overflow, close."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from chatd.sendqueue import SendQueue
+from chatd.transport import PlainTransport
+
+
+@pytest.fixture
+def pair():
+    ours, theirs = socket.socketpair()
+    theirs.settimeout(10)
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+def make_queue(sock: socket.socket, limit: int = 1 << 20) -> tuple[SendQueue, threading.Event]:
+    stopped = threading.Event()
+    return SendQueue(PlainTransport(sock), limit, b"OVERFLOW\n", on_stop=stopped.set), stopped
+
+
+def read_until(sock: socket.socket, wanted: bytes) -> bytes:
+    data = b""
+    deadline = time.monotonic() + 10
+    while not data.endswith(wanted) and time.monotonic() < deadline:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_puts_arrive_in_order_without_a_writer_thread(pair):
+    ours, theirs = pair
+    queue, _stopped = make_queue(ours)
+    for n in range(100):
+        assert queue.put(f"{n}\n".encode())
+    assert queue._writer is None
+    assert read_until(theirs, b"99\n") == b"".join(f"{n}\n".encode() for n in range(100))
+
+
+def test_replies_wait_for_their_slot_and_events_may_pass_it(pair):
+    ours, theirs = pair
+    queue, _stopped = make_queue(ours)
+    slot = queue.reserve()
+    queue.put(b"event\n", event=True)
+    assert read_until(theirs, b"event\n") == b"event\n"
+    queue.put(b"reply after the slot\n")
+    queue.fill([(slot, b"slot reply\n")])
+    assert read_until(theirs, b"after the slot\n") == b"slot reply\nreply after the slot\n"
+
+
+def test_an_event_never_passes_a_reply_already_due(pair):
+    ours, theirs = pair
+    queue, _stopped = make_queue(ours)
+    first = queue.reserve()
+    queue.put(b"join reply\n")
+    queue.put(b"event\n", event=True)
+    queue.fill([(first, b"first\n")])
+    assert read_until(theirs, b"event\n") == b"first\njoin reply\nevent\n"
+
+
+def test_a_backlog_goes_to_a_writer_thread_and_arrives_whole(pair):
+    ours, theirs = pair
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    queue, _stopped = make_queue(ours, limit=64 << 20)
+    blob = bytes(range(256)) * 4096
+    for _ in range(4):
+        queue.put(blob)
+    queue.put(b"END\n")
+    received = read_until(theirs, b"END\n")
+    assert received == blob * 4 + b"END\n"
+
+
+def test_overflow_replaces_the_queue_and_stops(pair):
+    ours, theirs = pair
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    queue, stopped = make_queue(ours, limit=50_000)
+    results = [queue.put(b"x" * 10_000) for _ in range(40)]
+    assert results[-1] is False and queue.overflowed
+    assert not queue.put(b"late\n")
+    received = read_until(theirs, b"OVERFLOW\n")
+    assert received.endswith(b"OVERFLOW\n")
+    assert stopped.wait(10)
+
+
+def test_close_sends_what_is_queued_then_the_final_frame(pair):
+    ours, theirs = pair
+    queue, stopped = make_queue(ours)
+    slot = queue.reserve()
+    queue.close(b"bye\n")
+    assert not stopped.is_set()
+    queue.fill([(slot, b"owed\n")])
+    assert read_until(theirs, b"bye\n") == b"owed\nbye\n"
+    assert stopped.wait(10)
+    assert not queue.put(b"after close\n")
