@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
+from alembic import command
 from wire import WireClient
 
 from chatd.config import ServerConfig
-from chatd.db import upgrade
+from chatd.db import alembic_config, upgrade
 from chatd.server import Server
 
 PASSWORD = "correct horse"
@@ -21,19 +23,24 @@ TEST_BCRYPT_ROUNDS = 4
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    """A migrated SQLite file under tmp_path."""
-    url = f"sqlite:///{tmp_path / 'chatd.db'}"
+    """A migrated SQLite file under tmp_path, or the emptied CHATD_TEST_DB (PostgreSQL, say)."""
+    url = os.environ.get("CHATD_TEST_DB")
+    if url:
+        command.downgrade(alembic_config(url), "base")
+    else:
+        url = f"sqlite:///{tmp_path / 'chatd.db'}"
     upgrade(url)
     return url
 
 
 @pytest.fixture
-def make_config(db_url: str) -> Callable[..., ServerConfig]:
+def make_config(db_url: str, tmp_path: Path) -> Callable[..., ServerConfig]:
     def make(**overrides: Any) -> ServerConfig:
         base = ServerConfig(
             host="127.0.0.1",
             port=0,
             db=db_url,
+            files_dir=str(tmp_path / "files"),
             bcrypt_rounds=TEST_BCRYPT_ROUNDS,
             # why: limits are off unless a test is about them, so other tests can go fast.
             send_rate=0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 import stat
 
@@ -68,6 +69,10 @@ def test_list_passwd_disable_enable(start_server, env, monkeypatch, capsys):
     assert run(env, monkeypatch, "user", "disable", "nobody") == 1
 
 
+@pytest.mark.skipif(
+    not os.environ.get("CHATD_TEST_DB", "sqlite").startswith("sqlite"),
+    reason="chatd backup is for SQLite databases",
+)
 def test_backup_of_a_live_database(start_server, env, monkeypatch, tmp_path, capsys):
     server = start_server()
     client = WireClient(server.address)
