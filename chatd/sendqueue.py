@@ -125,10 +125,10 @@ class SendQueue:
         return slot
 
     def fill(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None:
-        """Fill reserved slots and send whatever that lets go."""
+        """Fill reserved slots (once each) and send whatever that lets go."""
         with self._lock:
             for slot, data in replies:
-                if not slot.dropped:
+                if not slot.dropped and slot.data is None:
                     slot.data = data
                     self._queued += len(data)
             if not self._claim():

@@ -49,11 +49,10 @@ class MessageWriter:
     def __init__(self, store: Store, hub: Hub) -> None:
         self._store = store
         self._hub = hub
-        # guards _queue, _stopping and _busy
+        # guards _queue and _stopping
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[Post] = deque()
         self._stopping = False
-        self._busy = False
         self._thread = threading.Thread(target=self._run, name="chatd-commit", daemon=True)
 
     def start(self) -> None:
@@ -63,11 +62,6 @@ class MessageWriter:
         with self._cond:
             self._queue.append(post)
             self._cond.notify()
-
-    def flush(self, timeout: float) -> None:
-        """Wait until everything submitted so far is committed and answered."""
-        with self._cond:
-            self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
 
     def stop(self, timeout: float) -> None:
         with self._cond:
@@ -82,16 +76,12 @@ class MessageWriter:
                 if not self._queue:
                     return
                 batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
-                self._busy = True
             try:
                 self._commit(batch)
             except Exception:
+                # why: replies already filled stay as they are; the rest learn of the failure.
                 log.exception("storing a batch of %d messages failed", len(batch))
                 self._answer_all(batch, ChatError(ErrorCode.INTERNAL, "internal server error"))
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
 
     def _commit(self, batch: list[Post]) -> None:
         with self._hub.delivery_lock:

@@ -420,3 +420,22 @@ def test_overflowing_client_gets_sendq_exceeded_when_it_reads_again(start_server
     assert frames[-1]["event"] == "error" and frames[-1]["error"] == "sendq_exceeded"
     ids = [f["id"] for f in frames if f.get("event") == "message"]
     assert ids == sorted(ids)
+
+
+def test_a_failed_commit_is_answered_internal_and_nothing_is_delivered(
+    connect, server, monkeypatch
+):
+    alice, bob = connect("alice"), connect("bob")
+    for client in (alice, bob):
+        client.ok("join", room="general")
+    bob.drain()
+
+    def broken(batch):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(server.services.store, "append_messages", broken)
+    assert alice.error("send", room="general", text="lost") == "internal"
+    assert [e for e in bob.drain() if e["event"] == "message"] == []
+    monkeypatch.undo()
+    assert alice.ok("send", room="general", text="fine again")["message"]["text"] == "fine again"
+    assert bob.next_event("message")["text"] == "fine again"
