@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -412,6 +415,91 @@ async def login_storm(
     return result
 
 
+async def transfer(
+    target: Target,
+    hooks: Hooks,
+    *,
+    megabytes: int,
+    chatters: int = 20,
+    rate: float = 200.0,
+    calm: float = 1.0,
+    tail: float = 0.5,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
+    """One member uploads a file chunk by chunk while the room chats at `rate`: chat latency."""
+    run = Run(time.monotonic() + timeout)
+    jobs = [(lambda n=f"t{i}": chat_member(target.port, n, ["xfer"])) for i in range(chatters)]
+    clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
+    uploader = await chat_member(target.port, "uploader", ["xfer"])
+    stream = Stream(0, int(rate * timeout), chatters - 1)
+    tracker = Tracker([stream], acks=True, keep_latency=True)
+    for client in clients[1:]:
+        attach_receiver(client, tracker)
+    await quiesce([*clients, uploader], run)
+    data = os.urandom(megabytes * 1024 * 1024)
+    stop = asyncio.Event()
+    meter = CpuMeter(target.pid)
+    meter.start()
+    hooks.start()
+    chat = asyncio.ensure_future(paced_sender(clients[0], "xfer", stream, tracker, rate, run, stop))
+    timed_out = False
+    problems: list[str] = []
+    start = end = time.perf_counter()
+    try:
+        await asyncio.sleep(calm)
+        start = time.perf_counter()
+        problems = await upload_file(uploader, "xfer", data, run)
+        end = time.perf_counter()
+        await asyncio.sleep(tail)
+        stop.set()
+        await chat
+        await wait_delivered([stream], True, run)
+    except TimeoutError:
+        timed_out = True
+        stop.set()
+        chat.cancel()
+    meter.stop()
+    hooks.stop()
+    stream.total = stream.sent  # why: the chat ran for as long as the transfer, not a set count
+    tracker.expected_deliveries = stream.sent * stream.receivers
+    result = tracker.report()
+    result.update(
+        megabytes=megabytes,
+        transfer_s=round(end - start, 2),
+        transfer_mb_per_s=round(megabytes / (end - start), 1) if end > start else None,
+        chat_latency_calm=latency_summary(array_where(tracker, lambda at: at < start)),
+        chat_latency_transfer=latency_summary(array_where(tracker, lambda at: start <= at <= end)),
+        server_cpu_s=round(meter.server, 2),
+        timed_out=timed_out,
+        failures=[*run.failures[:5], *problems[:5]],
+        violations=close_all([*clients, uploader])[:5],
+    )
+    result["correct"] = (
+        result["correct"] and not timed_out and not result["violations"] and not problems
+    )
+    return result
+
+
+async def upload_file(client: ChatClient, room: str, data: bytes, run: Run) -> list[str]:
+    """Upload as the `chat` client does: one chunk at a time, each waiting for its reply."""
+    digest = hashlib.sha256(data).hexdigest()
+    started = await client.request(
+        "upload", timeout=run.left(), room=room, name="bench.bin", size=len(data), sha256=digest
+    )
+    if not started.get("ok"):
+        return [f"upload: {started}"]
+    step = started["chunk_bytes"]
+    for offset in range(0, len(data), step):
+        piece = base64.b64encode(data[offset : offset + step]).decode()
+        reply = await client.request(
+            "chunk", timeout=run.left(), upload=started["upload"], offset=offset, data=piece
+        )
+        if not reply.get("ok"):
+            return [f"chunk at {offset}: {reply}"]
+    done = await client.request("finish", timeout=run.left(), upload=started["upload"])
+    return [] if done.get("ok") else [f"finish: {done}"]
+
+
 # --- the scenario table ----------------------------------------------------------------------
 
 
@@ -477,6 +565,13 @@ SCENARIOS: dict[str, Scenario] = {
             ingest,
             dict(senders=50, messages=1000),
             dict(senders=50, messages=100),
+        ),
+        Scenario(
+            "transfer",
+            "a 24 MiB upload while a 20-member room chats at 200 msg/s",
+            transfer,
+            dict(megabytes=24),
+            dict(megabytes=4),
         ),
         Scenario(
             "login-storm",

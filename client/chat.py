@@ -3,7 +3,8 @@
 `Chat` holds the conversation state (current room, topics, names for
 completion, how far back each room is shown), turns each event and reply into
 lines through render.py, and is the session's listener. It never touches the
-terminal: it writes lines to a `Display`, which ui.py provides.
+terminal: it writes lines to a `Display`, which ui.py provides. File transfers
+run in transfers.py and report back here.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any, Protocol
 from client import render
 from client.commands import COMMANDS, Names, run_line
 from client.session import NOT_SENT, Frame, Session, State
+from client.transfers import Transfers
 
 
 class Display(Protocol):
     def show(self, line: str, *, error: bool = False) -> None: ...
     def refresh(self) -> None: ...
+    def status(self, text: str | None) -> None: ...
 
 
 class Chat:
@@ -49,9 +52,11 @@ class Chat:
         self._shown: dict[str | None, set[int]] = {}
         self._users: set[str] = set()
         self._rooms: set[str] = set()
+        self._files: set[str] = set()  # ids of shared files seen, for Tab after /download
         self._last_day: date = self._now().date()
         self.failures = 0
         self.done = False
+        self.transfers = Transfers(session, self)
 
     @property
     def me(self) -> str:
@@ -108,7 +113,12 @@ class Chat:
     def names(self) -> Names:
         with self._lock:
             joined = self.joined()
-            return Names(rooms=self._rooms | set(joined), joined=joined, users=set(self._users))
+            return Names(
+                rooms=self._rooms | set(joined),
+                joined=joined,
+                users=set(self._users),
+                files=set(self._files),
+            )
 
     def handle_line(self, line: str) -> None:
         run_line(self, line, COMMANDS)
@@ -228,6 +238,19 @@ class Chat:
     def quit(self) -> None:
         self.done = True
 
+    def upload(self, path: str, *, room: str | None, to: str | None, caption: str | None) -> None:
+        self.transfers.upload(path, room=room, to=to, caption=caption)
+
+    def download(self, file_id: int, dest: str | None) -> None:
+        self.transfers.download(file_id, dest)
+
+    def open_file(self, file_id: int) -> None:
+        self.transfers.open(file_id)
+
+    def status(self, text: str | None) -> None:
+        """The transfers' progress line (None: no transfer worth a bar is running)."""
+        self.display.status(text)
+
     def prompt_text(self) -> str:
         where = f"#{self.current}" if self.current else "(no room)"
         offline = "" if self.session.state is State.CONNECTED else " [offline]"
@@ -256,6 +279,11 @@ class Chat:
                     self._mark_oldest(room, [message])
                 when = render.local_time(message.get("ts"), self.tz)
                 self._day(when)
+                file = message.get("file")
+                if isinstance(file, dict):
+                    file_id = file.get("id")
+                    if isinstance(file_id, int) and not isinstance(file_id, bool):
+                        self._files.add(str(file_id))
                 for line in render.message_lines(
                     message, me=self.me, current_room=self.current, style=self.style, tz=self.tz
                 ):

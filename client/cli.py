@@ -235,7 +235,8 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
     assert session is not None
     if interactive:
         display = TerminalDisplay()
-        chat = Chat(session, display, style=render.Style(colour=_colour(env)))
+        style = render.Style(colour=_colour(env), links=env.get("TERM", "") != "dumb")
+        chat = Chat(session, display, style=style)
         session.start(chat)
         chat.enter(reply, backlog=True)
         return run_terminal(chat, display)

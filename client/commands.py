@@ -1,25 +1,27 @@
 """Slash commands as a table: each declares its syntax and help, and one place checks them.
 
-`/help` is generated from the registry and Tab completion reads it to know
-what each argument is (a room, a joined room, a user, a command), so a new
-command is one decorated function here and nothing else. Handlers are headed
-by their syntax and talk to the chat only through `ChatApi`.
+`/help` is generated from the registry and Tab completion (completion.py)
+reads it to know what each argument is (a room, a joined room, a user, a
+command, a path, a file id), so a new command is one decorated function here
+and nothing else. Handlers are headed by their syntax and talk to the chat
+only through `ChatApi`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-from prompt_toolkit.completion import CompleteEvent, Completer, Completion
-from prompt_toolkit.document import Document
+from typing import Any, Protocol
 
 from chatd.errors import ChatError
 from chatd.names import normalize_room
+from client.completion import ArgKind
+from client.completion import ChatCompleter as ChatCompleter  # re-exported
+from client.completion import Names as Names  # re-exported
+from client.completion import complete as complete  # re-exported
+from client.files import take_word
 
 Frame = dict[str, Any]
-ArgKind = Literal["room", "joined", "user", "command", "text", "number"]
 HISTORY_DEFAULT = 20
 HISTORY_MAX = 500
 
@@ -46,6 +48,11 @@ class ChatApi(Protocol):
     def show_history(self, room: str, reply: Frame) -> None: ...
     def oldest(self, room: str) -> int | None: ...
     def quit(self) -> None: ...
+    def upload(
+        self, path: str, *, room: str | None, to: str | None, caption: str | None
+    ) -> None: ...
+    def download(self, file_id: int, dest: str | None) -> None: ...
+    def open_file(self, file_id: int) -> None: ...
 
 
 class UsageError(Exception):
@@ -74,9 +81,12 @@ class Command:
     summary: str
     handler: Handler
     aliases: tuple[str, ...] = ()
+    usage: str | None = None  # when the parameters alone cannot say it
 
     @property
     def syntax(self) -> str:
+        if self.usage is not None:
+            return self.usage
         return " ".join([f"/{self.name}", *(str(p) for p in self.params)])
 
     def split(self, raw: str) -> list[str]:
@@ -105,10 +115,15 @@ class Registry:
     _by_alias: dict[str, Command] = field(default_factory=dict)
 
     def command(
-        self, name: str, params: Sequence[Param], summary: str, aliases: Sequence[str] = ()
+        self,
+        name: str,
+        params: Sequence[Param],
+        summary: str,
+        aliases: Sequence[str] = (),
+        usage: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            cmd = Command(name, tuple(params), summary, handler, tuple(aliases))
+            cmd = Command(name, tuple(params), summary, handler, tuple(aliases), usage)
             self.commands[name] = cmd
             for alias in (name, *aliases):
                 self._by_alias[alias] = cmd
@@ -286,6 +301,62 @@ def cmd_me(chat: ChatApi, args: list[str]) -> None:
     chat.say(f"/me {args[0]}")
 
 
+UPLOAD_USAGE = "/upload [@USER] PATH [CAPTION]"
+
+
+@COMMANDS.command(
+    "upload",
+    [Param("PATH", "target", rest=True)],
+    "send a file to the current room, or to @USER",
+    usage=UPLOAD_USAGE,
+)
+def cmd_upload(chat: ChatApi, args: list[str]) -> None:
+    """/upload [@USER] PATH [CAPTION]  (quote a PATH with spaces, or escape them with \\)"""
+    rest, to = args[0], None
+    if rest.startswith("@"):
+        word, _, rest = rest.partition(" ")
+        to = word[1:]
+    try:
+        path, caption = take_word(rest)
+    except ValueError as exc:
+        raise UsageError(f"{exc}: {UPLOAD_USAGE}") from None
+    if not path or to == "":
+        raise UsageError(f"usage: {UPLOAD_USAGE}")
+    room = None if to is not None else _current(chat)
+    chat.upload(path, room=room, to=to, caption=caption or None)
+
+
+def _file_id(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise UsageError(f"not a file id: {text} (the number after /download in a file message)")
+    return int(text)
+
+
+@COMMANDS.command(
+    "download",
+    [Param("ID", "file"), Param("DEST", "path", optional=True, rest=True)],
+    "save a shared file (into ~/Downloads, or the current directory)",
+)
+def cmd_download(chat: ChatApi, args: list[str]) -> None:
+    """/download ID [DEST]  (DEST: a directory, or a file path)"""
+    file_id = _file_id(args[0])
+    dest = None
+    if len(args) > 1:
+        try:
+            dest, extra = take_word(args[1])
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if extra:
+            raise UsageError("usage: /download ID [DEST] (quote a DEST with spaces)")
+    chat.download(file_id, dest or None)
+
+
+@COMMANDS.command("open", [Param("ID", "file")], "download a shared file and open it")
+def cmd_open(chat: ChatApi, args: list[str]) -> None:
+    """/open ID"""
+    chat.open_file(_file_id(args[0]))
+
+
 @COMMANDS.command("quit", [], "leave the chat (Ctrl-D does the same)", aliases=["exit"])
 def cmd_quit(chat: ChatApi, args: list[str]) -> None:
     """/quit"""
@@ -305,80 +376,3 @@ def cmd_help(chat: ChatApi, args: list[str]) -> None:
         return
     for line in COMMANDS.help_lines():
         chat.notice(line)
-
-
-# -- Tab completion -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Names:
-    """What completion can offer: every known room, the joined ones, known users."""
-
-    rooms: Iterable[str] = ()
-    joined: Iterable[str] = ()
-    users: Iterable[str] = ()
-
-
-def _matches(prefix: str, words: Iterable[str]) -> list[str]:
-    folded = prefix.lower()
-    return sorted({w for w in words if w.lower().startswith(folded)}, key=str.lower)
-
-
-def complete(text: str, names: Names, registry: Registry = COMMANDS) -> tuple[int, list[str]]:
-    """Completions for the text before the cursor: (start of the word, replacements).
-
-    `/jo` completes commands; the arguments of a command complete by the
-    parameter's kind; in a message `#ra` completes rooms and any other word
-    usernames, with `: ` added when the name starts the line.
-    """
-    start = max(text.rfind(" "), text.rfind("\t")) + 1
-    word = text[start:]
-    if text.startswith("/") and not text.startswith("//"):
-        if start == 0:
-            return 0, [f"/{name} " for name in _matches(word[1:], registry.names())]
-        cmd = registry.lookup(text[1:].split(" ", 1)[0])
-        if cmd is None:
-            return start, []
-        index = len(text[:start].split()) - 1
-        if index >= len(cmd.params) or (index > 0 and cmd.params[index - 1].rest):
-            return start, []
-        kind = cmd.params[index].kind
-        return start, _complete_kind(kind, word, names, registry)
-    if not word:
-        return start, []
-    if word.startswith("#"):
-        return start, [f"#{room}" for room in _matches(word[1:], names.rooms)]
-    suffix = ": " if start == 0 else " "
-    return start, [user + suffix for user in _matches(word, names.users)]
-
-
-def _complete_kind(kind: ArgKind, word: str, names: Names, registry: Registry) -> list[str]:
-    hash_ = "#" if word.startswith("#") else ""
-    bare = word[len(hash_) :]
-    if kind == "room":
-        return [hash_ + room + " " for room in _matches(bare, names.rooms)]
-    if kind == "joined":
-        return [hash_ + room + " " for room in _matches(bare, names.joined)]
-    if kind == "user":
-        return [user + " " for user in _matches(word, names.users)]
-    if kind == "command":
-        return [name + " " for name in _matches(word.lstrip("/"), registry.commands)]
-    return []
-
-
-class ChatCompleter(Completer):
-    """prompt_toolkit's view of `complete`; `names` is asked afresh on every Tab."""
-
-    def __init__(self, names: Callable[[], Names], registry: Registry = COMMANDS) -> None:
-        self._names = names
-        self._registry = registry
-
-    def get_completions(
-        self, document: Document, complete_event: CompleteEvent
-    ) -> Iterator[Completion]:
-        text = document.text_before_cursor
-        start, candidates = complete(text, self._names(), self._registry)
-        for candidate in candidates:
-            yield Completion(
-                candidate, start_position=start - len(text), display=candidate.rstrip(": ")
-            )

@@ -99,7 +99,7 @@ class Whereabouts:
             self.joined(room, messages_in(reply.get("history")))
         elif op == "part" and isinstance(room, str):
             self.rooms.pop(room, None)
-        elif op in ("send", "dm"):
+        elif op in ("send", "dm", "finish"):  # finish: the message sharing a file
             self.seen([reply.get("message")])
 
     def is_repeat(self, event: Frame) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
+from urllib.parse import quote
 
 from chatd.names import parse_ts
 
@@ -43,6 +44,17 @@ DIM = "2"
 BOLD = "1"
 ERROR = "1;31"
 NOTICE = "36"
+UNDERLINE, UNDERLINE_OFF = "\x1b[4m", "\x1b[24m"
+# why: OSC 8 is how terminals mark a hyperlink; terminals without it ignore it.
+OSC8_OPEN, OSC8_CLOSE = "\x1b]8;;{url}\x1b\\", "\x1b]8;;\x1b\\"
+# Runs of printable non-space characters after http:// or https://; the text
+# they are found in is already sanitized, so it holds no ESC or control character.
+_URL = re.compile(r"\bhttps?://[^\s<>\"'`\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
+_URL_TRAILING = ".,;:!?*"
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+# why: OSC 8 allows only bytes 32-126 in the URI; anything else is percent-encoded.
+_URL_SAFE = "".join(chr(c) for c in range(33, 127))
+PROGRESS_WIDTH = 20
 
 # A line of text from chat.py, one per client-side problem, keyed by wire error code.
 ERROR_TEXT: Mapping[str, str] = {
@@ -65,15 +77,20 @@ ERROR_TEXT: Mapping[str, str] = {
     "invalid_text": "a message is 1-4000 characters without control characters",
     "no_such_user": "there is no such user",
     "internal": "the server had an internal error",
+    "invalid_name": "a file name is 1-255 characters without / \\ or control characters",
+    "no_such_upload": "the upload was discarded by the server; start again",
+    "checksum_mismatch": "the bytes did not arrive intact; start again",
+    "no_such_file": "there is no such file, or you may not see it",
     "not_sent": "not sent: the connection was lost",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Style:
-    """Whether lines carry colour (a terminal) or are plain (scripts, pipes)."""
+    """Whether lines carry colour and hyperlinks (a terminal) or are plain (scripts, pipes)."""
 
     colour: bool = True
+    links: bool = False
 
     def paint(self, sgr: str, text: str) -> str:
         return f"\x1b[{sgr}m{text}{RESET}" if self.colour and text else text
@@ -144,22 +161,103 @@ def _indent(prefix_width: int, lines: list[str]) -> list[str]:
     return [lines[0], *(pad + line for line in lines[1:])]
 
 
-def _file_note(message: Mapping[str, Any]) -> str:
-    file = message.get("file")
-    if not isinstance(file, Mapping):
-        return ""
-    size = file.get("size")
-    size_text = human_size(size) if isinstance(size, int) else "?"
-    return f" [file {sanitize(file.get('id'))}: {sanitize(file.get('name'))}, {size_text}]"
-
-
 def human_size(size: int) -> str:
+    """A byte count for people: `512 B`, `2.0 KiB`, `1.2 MiB` (binary units, one decimal)."""
+    if size < 1024:
+        return f"{size} B"
     value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
         value /= 1024
+        # why: 1048575 bytes is 1023.999 KiB, which would print as "1024.0 KiB"
+        if round(value, 1) < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+def linkify(text: str, style: Style) -> str:
+    """Sanitized text with each http(s) URL made an underlined OSC 8 hyperlink.
+
+    Only for a terminal (`style.links`). The text must already be sanitized:
+    the escape sequences here are the only ones in the result, and the URL
+    inside them is percent-encoded down to printable ASCII.
+    """
+    if not style.links or "://" not in text:
+        return text
+    return _URL.sub(lambda found: _link(found.group(0)), text)
+
+
+def _link(found: str) -> str:
+    url = _trim_url(found)
+    rest = found[len(url) :]
+    target = quote(url, safe=_URL_SAFE)
+    link = OSC8_OPEN.format(url=target) + UNDERLINE + url + UNDERLINE_OFF + OSC8_CLOSE
+    return link + rest
+
+
+def _trim_url(url: str) -> str:
+    """Drop trailing punctuation that ends the sentence, not the URL (and unmatched closers)."""
+    while url:
+        last = url[-1]
+        if last in _URL_TRAILING or (last in _PAIRS and url.count(last) > url.count(_PAIRS[last])):
+            url = url[:-1]
+        else:
+            break
+    return url
+
+
+def progress_bar(done: int, total: int, width: int = PROGRESS_WIDTH) -> str:
+    """`[#########...........]  45%  1.3 MiB / 3.0 MiB`: a transfer's progress as text."""
+    fraction = 1.0 if total <= 0 else min(max(done / total, 0.0), 1.0)
+    filled = int(fraction * width)
+    bar = "#" * filled + "." * (width - filled)
+    return f"[{bar}] {fraction * 100:3.0f}%  {human_size(done)} / {human_size(total)}"
+
+
+def file_lines(
+    message: Mapping[str, Any],
+    *,
+    me: str,
+    current_room: str | None,
+    style: Style,
+    tz: tzinfo | None = None,
+) -> list[str]:
+    """A file message: `HH:MM alice shared cat.png (2.0 KiB, image/png) - /download 3`.
+
+    The caption, when it says more than the file name, follows on indented
+    lines. Direct messages are marked as in `message_lines`.
+    """
+    file = message.get("file")
+    file = file if isinstance(file, Mapping) else {}
+    when = clock(local_time(message.get("ts"), tz))
+    user = sanitize(message.get("user")) or "?"
+    name = sanitize(file.get("name")) or "?"
+    size = file.get("size")
+    size_text = human_size(size) if _is_count(size) else "? B"
+    mime = sanitize(file.get("mime")) or "application/octet-stream"
+    file_id = file.get("id")
+    head = [when]
+    room = message.get("room")
+    if room is None:
+        if user.lower() == me.lower():
+            head.append(f"-> *{paint_name(sanitize(message.get('to')) or '?', style)}* you")
+        else:
+            head.append(style.paint(BOLD, "*") + paint_name(user, style) + style.paint(BOLD, "*"))
+    else:
+        room_name = sanitize(room)
+        if room_name != current_room:
+            head.append(style.paint(BOLD, f"#{room_name}"))
+        head.append(paint_name(user, style))
+    fetch = f"/download {file_id}" if _is_count(file_id) else "(no file id)"
+    lines = [" ".join(head) + f" shared {name} ({size_text}, {mime}) - {style.paint(BOLD, fetch)}"]
+    caption = sanitize(message.get("text"), keep_newlines=True)
+    if caption.strip() and caption != name:
+        pad = " " * (len(when) + 1)
+        lines.extend(pad + linkify(line, style) for line in caption.split("\n"))
+    return lines
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def message_lines(
@@ -175,11 +273,13 @@ def message_lines(
     A room other than the current one gets its `#room`; a direct message shows
     `*from*` when received and `-> *to*` when sent by us; a text starting with
     `/me ` is an action, `* user waves`. Continuation lines are indented under
-    the text.
+    the text. A message announcing a file is shown by `file_lines`.
     """
+    if isinstance(message.get("file"), Mapping):
+        return file_lines(message, me=me, current_room=current_room, style=style, tz=tz)
     when = clock(local_time(message.get("ts"), tz))
     user = sanitize(message.get("user")) or "?"
-    text = sanitize(message.get("text"), keep_newlines=True) + _file_note(message)
+    text = sanitize(message.get("text"), keep_newlines=True)
     room = message.get("room")
     plain_head = [when]
     head = [when]
@@ -203,7 +303,7 @@ def message_lines(
         else:
             plain_head.append(f"<{user}>")
             head.append(f"<{paint_name(user, style)}>")
-    lines = text.split("\n")
+    lines = [linkify(line, style) for line in text.split("\n")]
     width = len(" ".join(plain_head)) + 1
     body = _indent(width, lines)
     return [" ".join(head) + " " + body[0], *body[1:]]
@@ -286,7 +386,14 @@ def error_text(reply: Mapping[str, Any]) -> str:
     code = sanitize(reply.get("error"))
     server_text = sanitize(reply.get("message"))
     text = ERROR_TEXT.get(code) or server_text or code or "unknown error"
-    if code in ("invalid_room", "invalid_text", "no_such_user", "no_such_room", "not_in_room"):
+    if code in (
+        "invalid_room",
+        "invalid_text",
+        "no_such_user",
+        "no_such_room",
+        "not_in_room",
+        "file_too_large",
+    ):
         text = server_text or text  # the server's wording names the room or user
     retry = reply.get("retry_after")
     if code == "rate_limited" and isinstance(retry, int | float) and not isinstance(retry, bool):

@@ -5,8 +5,10 @@ printed above it through `patch_stdout(raw=True)`, so a message arriving
 while the user types never garbles the line being typed. `raw=True` lets our
 colour codes through, which is safe only because render.py has stripped
 every control character from what was received. Without a terminal, each
-stdin line is run in turn, waiting for its reply, and events are printed as
-plain lines.
+stdin line is run in turn, waiting for its reply (and for a transfer it
+started to end), and events are printed as plain lines. A transfer's progress
+bar is the prompt's bottom toolbar, drawn by prompt_toolkit with the input
+line, so it cannot garble it either; scripts get no progress lines.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from client.commands import ChatCompleter
 # why: a script waits for each reply; a reconnect is bounded by the session's
 # give_up_after, and this is the last resort if the server accepts but never answers.
 SCRIPT_REPLY_TIMEOUT = 120.0
+# why: a cancelled transfer removes its partial file at its next step.
+CANCEL_GRACE = 5.0
 
 
 class TerminalDisplay:
@@ -36,6 +40,8 @@ class TerminalDisplay:
         # guards writes, so lines from the reader and the input thread never interleave
         self._lock = threading.Lock()
         self.app: Application[str] | None = None
+        self.prompt: PromptSession[str] | None = None
+        self._status: str | None = None
 
     def show(self, line: str, *, error: bool = False) -> None:
         with self._lock:
@@ -49,6 +55,20 @@ class TerminalDisplay:
         loop = getattr(app, "loop", None) if app is not None else None
         if app is not None and app.is_running and loop is not None:
             loop.call_soon_threadsafe(app.invalidate)
+
+    def status(self, text: str | None) -> None:
+        """Show `text` in the bottom toolbar, or hide the toolbar; from any thread.
+
+        prompt_toolkit reads `bottom_toolbar` (a plain attribute) each time it
+        draws, on its own loop; the redraw itself is asked for thread-safely.
+        """
+        self._status = text
+        if self.prompt is not None:
+            self.prompt.bottom_toolbar = self._toolbar if text else None
+        self.refresh()
+
+    def _toolbar(self) -> str:
+        return self._status or ""
 
 
 class PlainDisplay:
@@ -69,6 +89,9 @@ class PlainDisplay:
     def refresh(self) -> None:
         """Nothing to redraw without a prompt."""
 
+    def status(self, text: str | None) -> None:
+        """No progress lines in scripts: the result line says what happened."""
+
 
 def run_terminal(chat: Chat, display: TerminalDisplay) -> int:
     """The interactive loop: read lines until /quit or Ctrl-D (exit 0)."""
@@ -80,6 +103,7 @@ def run_terminal(chat: Chat, display: TerminalDisplay) -> int:
         erase_when_done=True,
     )
     display.app = prompt.app
+    display.prompt = prompt
     with patch_stdout(raw=True):
         while not chat.done:
             try:
@@ -89,7 +113,11 @@ def run_terminal(chat: Chat, display: TerminalDisplay) -> int:
             except EOFError:
                 break
             chat.handle_line(line)
+        if chat.transfers.active():
+            chat.notice("cancelling the file transfers under way")
+        chat.transfers.cancel()
         chat.session.close()
+        chat.transfers.wait(CANCEL_GRACE)
     return 0
 
 
@@ -99,6 +127,8 @@ def run_script(chat: Chat, lines: Iterable[str]) -> int:
     for raw in lines:
         line = raw.rstrip("\r\n")
         chat.handle_line(line)
+        # why: no overall deadline: every step of a transfer has its own (REPLY_TIMEOUT)
+        chat.transfers.wait()
         if not chat.session.wait_idle(SCRIPT_REPLY_TIMEOUT):
             chat.error("no reply from the server in time")
             chat.failures += 1

@@ -123,8 +123,11 @@ def test_multiline_message_is_indented_under_its_text() -> None:
 
 
 def test_file_message_names_the_file() -> None:
-    message = msg(text="look", file={"id": 3, "name": "cat.png", "size": 2048, "mime": "x"})
-    assert lines(message) == ["23:45 <alice> look [file 3: cat.png, 2.0 KiB]"]
+    message = msg(text="look", file={"id": 3, "name": "cat.png", "size": 2048, "mime": "x/y"})
+    assert lines(message) == [
+        "23:45 alice shared cat.png (2.0 KiB, x/y) - /download 3",
+        "      look",
+    ]
 
 
 def test_bad_timestamp_or_missing_fields_do_not_raise() -> None:
