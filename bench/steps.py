@@ -192,9 +192,13 @@ def attach_receiver(client: ChatClient | IrcClient, tracker: Tracker) -> None:
     )
     deliver = tracker.deliver
     if isinstance(client, ChatClient):
-        client.on_message = lambda frame, now: deliver(
-            receiver, frame["text"], now, frame["room"], frame["id"]
-        )
+
+        def on_message(frame: dict[str, Any], now: float) -> None:
+            # why: a file announcement (the transfer scenario's upload) is no stream's message.
+            if "file" not in frame:
+                deliver(receiver, frame["text"], now, frame["room"], frame["id"])
+
+        client.on_message = on_message
     else:
         client.on_privmsg = lambda _target, text, now: deliver(receiver, text, now)
 

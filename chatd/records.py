@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chatd.names import format_ts, username_key
+from chatd.names import format_ts
 
 
 def now_ms() -> int:
@@ -24,10 +24,6 @@ class UserRecord:
     password_hash: str
     disabled: bool
     created_ms: int = 0
-
-    @property
-    def key(self) -> str:
-        return username_key(self.username)
 
 
 @dataclass(frozen=True, slots=True)

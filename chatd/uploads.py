@@ -37,6 +37,7 @@ class Upload:
     handle: BinaryIO
     last_activity: float
     received: int = 0
+    unsynced: int = 0  # bytes written since the last fdatasync
     digest: Any = field(default_factory=hashlib.sha256)
     # guards handle, received and digest against expiry from another thread
     lock: threading.Lock = field(default_factory=threading.Lock)
