@@ -322,6 +322,63 @@ async def ingest(
     return result
 
 
+async def chat_while(
+    target: Target,
+    hooks: Hooks,
+    run: Run,
+    clients: list[ChatClient],
+    room: str,
+    disturb: Callable[[], Awaitable[object]],
+    *,
+    rate: float,
+    calm: float,
+    tail: float,
+    timeout: float,
+) -> dict[str, Any]:
+    """clients[0] chats in `room` at `rate`, the others receive; after `calm` seconds
+    `disturb()` runs. Reports chat latency before it and while it ran."""
+    stream = Stream(0, int(rate * timeout), len(clients) - 1)
+    tracker = Tracker([stream], acks=True, keep_latency=True)
+    for client in clients[1:]:
+        attach_receiver(client, tracker)
+    await quiesce(clients, run)
+    stop = asyncio.Event()
+    meter = CpuMeter(target.pid)
+    meter.start()
+    hooks.start()
+    chat = asyncio.ensure_future(paced_sender(clients[0], room, stream, tracker, rate, run, stop))
+    timed_out = False
+    start = end = time.perf_counter()
+    try:
+        await asyncio.sleep(calm)
+        start = time.perf_counter()
+        await disturb()
+        end = time.perf_counter()
+        await asyncio.sleep(tail)
+        stop.set()
+        await chat
+        await wait_delivered([stream], True, run)
+    except TimeoutError:
+        timed_out = True
+        stop.set()
+        chat.cancel()
+    meter.stop()
+    hooks.stop()
+    stream.total = stream.sent  # why: the chat ran for as long as the disturbance, not a set count
+    tracker.expected_deliveries = stream.sent * stream.receivers
+    result = tracker.report()
+    result.update(
+        disturbance_s=round(end - start, 2),
+        chat_latency_calm=latency_summary(array_where(tracker, lambda at: at < start)),
+        chat_latency_during=latency_summary(array_where(tracker, lambda at: start <= at <= end)),
+        server_cpu_s=round(meter.server, 2),
+        timed_out=timed_out,
+        failures=run.failures[:5],
+    )
+    result["correct"] = result["correct"] and not timed_out
+    return result
+
+
 async def login_storm(
     target: Target,
     hooks: Hooks,
@@ -344,18 +401,6 @@ async def login_storm(
         reply = await clients[0].request("register", username=f"s{i}", password=PASSWORD)
         if not reply.get("ok") and reply.get("error") != "username_taken":
             raise ProtocolViolation(f"register s{i}: {reply}")
-    stream = Stream(0, int(rate * timeout), chatters - 1)
-    tracker = Tracker([stream], acks=True, keep_latency=True)
-    for client in clients[1:]:
-        attach_receiver(client, tracker)
-    await quiesce(clients, run)
-    stop = asyncio.Event()
-    meter = CpuMeter(target.pid)
-    meter.start()
-    hooks.start()
-    chat = asyncio.ensure_future(
-        paced_sender(clients[0], "storm", stream, tracker, rate, run, stop)
-    )
     login_times: list[float] = []
     login_failures: list[str] = []
     stormers: list[ChatClient] = []
@@ -374,44 +419,26 @@ async def login_storm(
         except (OSError, TimeoutError, ProtocolViolation) as exc:
             login_failures.append(f"{name}: {type(exc).__name__}: {exc}"[:200])
 
-    timed_out = False
-    storm_start = storm_end = time.perf_counter()
-    try:
-        await asyncio.sleep(calm)
-        storm_start = time.perf_counter()
-        await asyncio.gather(*(log_in(f"s{i}") for i in range(logins)))
-        storm_end = time.perf_counter()
-        await asyncio.sleep(tail)
-        stop.set()
-        await chat
-        await wait_delivered([stream], True, run)
-    except TimeoutError:
-        timed_out = True
-        stop.set()
-        chat.cancel()
-    meter.stop()
-    hooks.stop()
-    stream.total = stream.sent  # why: the chat ran for as long as the storm, not a set count
-    tracker.expected_deliveries = stream.sent * stream.receivers
-    calm_lat = array_where(tracker, lambda at: at < storm_start)
-    storm_lat = array_where(tracker, lambda at: storm_start <= at <= storm_end)
-    result = tracker.report()
+    result = await chat_while(
+        target,
+        hooks,
+        run,
+        clients,
+        "storm",
+        lambda: asyncio.gather(*(log_in(f"s{i}") for i in range(logins))),
+        rate=rate,
+        calm=calm,
+        tail=tail,
+        timeout=timeout,
+    )
     result.update(
         logins=logins,
         logged_in=len(login_times),
         login_failures=login_failures[:5],
-        storm_s=round(storm_end - storm_start, 2),
         login_latency=latency_summary(login_times),
-        chat_latency_calm=latency_summary(calm_lat),
-        chat_latency_storm=latency_summary(storm_lat),
-        server_cpu_s=round(meter.server, 2),
-        timed_out=timed_out,
-        failures=run.failures[:5],
         violations=close_all([*clients, *stormers])[:5],
     )
-    result["correct"] = (
-        result["correct"] and not timed_out and not result["violations"] and not login_failures
-    )
+    result["correct"] = result["correct"] and not result["violations"] and not login_failures
     return result
 
 
@@ -431,52 +458,33 @@ async def transfer(
     jobs = [(lambda n=f"t{i}": chat_member(target.port, n, ["xfer"])) for i in range(chatters)]
     clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
     uploader = await chat_member(target.port, "uploader", ["xfer"])
-    stream = Stream(0, int(rate * timeout), chatters - 1)
-    tracker = Tracker([stream], acks=True, keep_latency=True)
-    for client in clients[1:]:
-        attach_receiver(client, tracker)
-    await quiesce([*clients, uploader], run)
+    await quiesce([uploader], run)
     data = os.urandom(megabytes * 1024 * 1024)
-    stop = asyncio.Event()
-    meter = CpuMeter(target.pid)
-    meter.start()
-    hooks.start()
-    chat = asyncio.ensure_future(paced_sender(clients[0], "xfer", stream, tracker, rate, run, stop))
-    timed_out = False
     problems: list[str] = []
-    start = end = time.perf_counter()
-    try:
-        await asyncio.sleep(calm)
-        start = time.perf_counter()
-        problems = await upload_file(uploader, "xfer", data, run)
-        end = time.perf_counter()
-        await asyncio.sleep(tail)
-        stop.set()
-        await chat
-        await wait_delivered([stream], True, run)
-    except TimeoutError:
-        timed_out = True
-        stop.set()
-        chat.cancel()
-    meter.stop()
-    hooks.stop()
-    stream.total = stream.sent  # why: the chat ran for as long as the transfer, not a set count
-    tracker.expected_deliveries = stream.sent * stream.receivers
-    result = tracker.report()
+
+    async def upload() -> None:
+        problems.extend(await upload_file(uploader, "xfer", data, run))
+
+    result = await chat_while(
+        target,
+        hooks,
+        run,
+        clients,
+        "xfer",
+        upload,
+        rate=rate,
+        calm=calm,
+        tail=tail,
+        timeout=timeout,
+    )
+    seconds = result["disturbance_s"]
     result.update(
         megabytes=megabytes,
-        transfer_s=round(end - start, 2),
-        transfer_mb_per_s=round(megabytes / (end - start), 1) if end > start else None,
-        chat_latency_calm=latency_summary(array_where(tracker, lambda at: at < start)),
-        chat_latency_transfer=latency_summary(array_where(tracker, lambda at: start <= at <= end)),
-        server_cpu_s=round(meter.server, 2),
-        timed_out=timed_out,
-        failures=[*run.failures[:5], *problems[:5]],
+        transfer_mb_per_s=round(megabytes / seconds, 1) if seconds else None,
+        failures=[*result["failures"], *problems[:5]],
         violations=close_all([*clients, uploader])[:5],
     )
-    result["correct"] = (
-        result["correct"] and not timed_out and not result["violations"] and not problems
-    )
+    result["correct"] = result["correct"] and not result["violations"] and not problems
     return result
 
 

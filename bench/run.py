@@ -71,14 +71,14 @@ HEADLINES: dict[str, list[Metric]] = {
     ],
     "ingest-50": [("acknowledged msgs / s", _get("acked_per_s"), ">= 50,000")],
     "transfer": [
-        ("chat p99 ms during the upload", _get("chat_latency_transfer", "p99_ms"), "close to calm"),
+        ("chat p99 ms during the upload", _get("chat_latency_during", "p99_ms"), "close to calm"),
         ("chat p99 ms before it", _get("chat_latency_calm", "p99_ms"), ""),
         ("upload MB/s", _get("transfer_mb_per_s"), ""),
     ],
     "login-storm": [
-        ("chat p99 ms during logins", _get("chat_latency_storm", "p99_ms"), "<= 20"),
+        ("chat p99 ms during logins", _get("chat_latency_during", "p99_ms"), "<= 20"),
         ("chat p99 ms before logins", _get("chat_latency_calm", "p99_ms"), ""),
-        ("storm duration s", _get("storm_s"), ""),
+        ("storm duration s", _get("disturbance_s"), ""),
     ],
 }
 
