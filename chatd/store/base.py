@@ -1,0 +1,152 @@
+"""Tables, row helpers and the connection handling shared by every part of `Store`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from chatd.db import WRITE_OPTION, create_db_engine, is_sqlite
+from chatd.models import File, Membership, Message, Room, User
+from chatd.records import (
+    FileRecord,
+    MessageRecord,
+    NewFile,
+    NewMessage,
+    UserRecord,
+    dm_pair,
+)
+
+users = User.__table__
+rooms = Room.__table__
+memberships = Membership.__table__
+messages = Message.__table__
+files = File.__table__
+recipients = users.alias("recipients")
+
+
+_MESSAGE_COLUMNS = (
+    messages.c.id,
+    rooms.c.name,
+    messages.c.author,
+    messages.c.text,
+    messages.c.ts_ms,
+    recipients.c.username,
+    files.c.id,
+    files.c.name,
+    files.c.size,
+    files.c.mime,
+    files.c.sha256,
+)
+
+
+def message_query() -> Any:
+    return select(*_MESSAGE_COLUMNS).select_from(
+        messages.outerjoin(rooms, rooms.c.id == messages.c.room_id)
+        .outerjoin(recipients, recipients.c.id == messages.c.recipient_id)
+        .outerjoin(files, files.c.id == messages.c.file_id)
+    )
+
+
+def message_record(row: Any) -> MessageRecord:
+    attached = None if row[6] is None else FileRecord(row[6], row[7], row[8], row[9], row[10])
+    return MessageRecord(row[0], row[1], row[2], row[3], row[4], row[5], attached)
+
+
+MESSAGE_INSERT_COLUMNS = (
+    "room_id",
+    "sender_id",
+    "author",
+    "recipient_id",
+    "dm_pair",
+    "text",
+    "ts_ms",
+    "file_id",
+)
+SQLITE_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({', '.join(MESSAGE_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in MESSAGE_INSERT_COLUMNS)})"
+)
+
+
+SQLITE_INSERT_FILE = (
+    "INSERT INTO files (sha256, size, name, mime, uploader_id, created_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def message_params(new: NewMessage, ts: int, stored: FileRecord | None) -> tuple[Any, ...]:
+    """A message's values in MESSAGE_INSERT_COLUMNS order."""
+    return (
+        None if new.room is None else new.room.id,
+        new.author.id,
+        new.author.username,
+        None if new.recipient is None else new.recipient.id,
+        None if new.recipient is None else dm_pair(new.author.id, new.recipient.id),
+        new.text,
+        ts,
+        None if stored is None else stored.id,
+    )
+
+
+def file_fields(attachment: NewFile) -> tuple[str, int, str, str]:
+    """FileRecord's fields after the id."""
+    return attachment.name, attachment.size, attachment.mime, attachment.sha256
+
+
+def user_record(row: Any) -> UserRecord:
+    return UserRecord(row.id, row.username, row.password_hash, bool(row.disabled), row.created_ms)
+
+
+class StoreBase:
+    """The connection handling every part of the Store shares."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_db_engine(url)
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        # why: SQLite has one writer at a time; queueing here is cheaper than its busy loop.
+        self._write_lock = threading.Lock() if is_sqlite(url) else None
+        self._raw: Any = None  # the kept connection of _raw_write
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        if self._write_lock is None:
+            with self._writer.begin() as connection:
+                yield connection
+            return
+        with self._write_lock, self._writer.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _raw_write(self) -> Iterator[Any]:
+        """A write transaction on the kept driver connection (SQLite only)."""
+        assert self._write_lock is not None
+        with self._write_lock:
+            if self._raw is None:
+                self._raw = self.engine.raw_connection()
+            cursor = self._raw.driver_connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            else:
+                cursor.execute("COMMIT")
+            finally:
+                cursor.close()

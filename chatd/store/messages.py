@@ -1,0 +1,203 @@
+"""Messages and the files they announce: the group-commit insert and history pages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select
+
+from chatd.records import (
+    FileAccess,
+    FileRecord,
+    MessageRecord,
+    NewFile,
+    NewMessage,
+    RoomRecord,
+    UserRecord,
+    dm_pair,
+    now_ms,
+)
+from chatd.store.base import (
+    MESSAGE_INSERT_COLUMNS,
+    SQLITE_INSERT_FILE,
+    SQLITE_INSERT_MESSAGE,
+    StoreBase,
+    file_fields,
+    files,
+    message_params,
+    message_query,
+    message_record,
+    messages,
+    rooms,
+)
+
+
+class MessageStore(StoreBase):
+    # messages
+
+    def append_message(
+        self,
+        author: UserRecord,
+        text: str,
+        *,
+        room: RoomRecord | None = None,
+        recipient: UserRecord | None = None,
+        attachment: NewFile | None = None,
+    ) -> MessageRecord:
+        """Store one room or direct message (with its file); committed on return."""
+        return self.append_messages([NewMessage(author, text, room, recipient, attachment)])[0]
+
+    def append_messages(self, batch: Sequence[NewMessage]) -> list[MessageRecord]:
+        """Store a batch of messages in one transaction (one fsync); ids follow the batch order."""
+        ts = now_ms()
+        append = self._append_portable if self._write_lock is None else self._append_sqlite
+        stored_files, ids = append(batch, ts)
+        return [
+            MessageRecord(
+                message_id,
+                None if new.room is None else new.room.name,
+                new.author.username,
+                new.text,
+                ts,
+                None if new.recipient is None else new.recipient.username,
+                stored,
+            )
+            for message_id, new, stored in zip(ids, batch, stored_files, strict=True)
+        ]
+
+    def _append_portable(
+        self, batch: Sequence[NewMessage], ts: int
+    ) -> tuple[list[FileRecord | None], list[int]]:
+        with self._write() as connection:
+            stored_files = [
+                None if new.attachment is None else self._insert_file(connection, new, ts)
+                for new in batch
+            ]
+            rows = [
+                dict(zip(MESSAGE_INSERT_COLUMNS, message_params(new, ts, stored), strict=True))
+                for new, stored in zip(batch, stored_files, strict=True)
+            ]
+            returning = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
+            return stored_files, list(connection.execute(returning, rows).scalars())
+
+    def _append_sqlite(
+        self, batch: Sequence[NewMessage], ts: int
+    ) -> tuple[list[FileRecord | None], list[int]]:
+        """The group-commit path on SQLite: the driver directly, on one kept connection.
+
+        Through SQLAlchemy a one-message transaction costs about 0.5 ms of CPU,
+        through the sqlite3 module about 0.13 ms; the writer commits one
+        transaction per batch, so this is most of its cost when traffic is
+        light. Inside BEGIN IMMEDIATE no other writer can interleave and a new
+        rowid is the largest so far plus one, so the batch's ids are the run
+        ending at last_insert_rowid(); the count check makes sure of it.
+        """
+        with self._raw_write() as cursor:
+            stored_files: list[FileRecord | None] = []
+            for new in batch:
+                attachment = new.attachment
+                if attachment is None:
+                    stored_files.append(None)
+                    continue
+                cursor.execute(
+                    SQLITE_INSERT_FILE,
+                    (
+                        attachment.sha256,
+                        attachment.size,
+                        attachment.name,
+                        attachment.mime,
+                        new.author.id,
+                        ts,
+                    ),
+                )
+                stored_files.append(FileRecord(cursor.lastrowid, *file_fields(attachment)))
+            cursor.executemany(
+                SQLITE_INSERT_MESSAGE,
+                [message_params(new, ts, f) for new, f in zip(batch, stored_files, strict=True)],
+            )
+            last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+            first = last - len(batch) + 1
+            found = cursor.execute(
+                "SELECT count(*) FROM messages WHERE id BETWEEN ? AND ?", (first, last)
+            ).fetchone()[0]
+            if found != len(batch):
+                raise RuntimeError("message ids of a batch are not contiguous")
+            return stored_files, list(range(first, last + 1))
+
+    @staticmethod
+    def _insert_file(connection: Connection, new: NewMessage, ts: int) -> FileRecord:
+        attachment = new.attachment
+        assert attachment is not None
+        file_id = connection.execute(
+            insert(files)
+            .values(
+                sha256=attachment.sha256,
+                size=attachment.size,
+                name=attachment.name,
+                mime=attachment.mime,
+                uploader_id=new.author.id,
+                created_ms=ts,
+            )
+            .returning(files.c.id)
+        ).scalar_one()
+        return FileRecord(file_id, *file_fields(attachment))
+
+    # files
+
+    def file_access(self, file_id: int) -> FileAccess | None:
+        """The file and the message that announced it; None when there is no such file."""
+        query = (
+            select(
+                files.c.id,
+                files.c.name,
+                files.c.size,
+                files.c.mime,
+                files.c.sha256,
+                rooms.c.name,
+                messages.c.sender_id,
+                messages.c.recipient_id,
+            )
+            .select_from(
+                files.join(messages, messages.c.file_id == files.c.id).outerjoin(
+                    rooms, rooms.c.id == messages.c.room_id
+                )
+            )
+            .where(files.c.id == file_id)
+            .order_by(messages.c.id)
+            .limit(1)
+        )
+        with self._read() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        return FileAccess(FileRecord(*row[:5]), row[5], (row[6], row[7]))
+
+    def uploaded_bytes(self, user_id: int) -> int:
+        """What a user's stored uploads add up to, for the upload quota."""
+        with self._read() as connection:
+            total = connection.execute(
+                select(func.coalesce(func.sum(files.c.size), 0)).where(
+                    files.c.uploader_id == user_id
+                )
+            ).scalar_one()
+        return int(total)
+
+    def history_before(
+        self, room: RoomRecord, before: int | None, limit: int
+    ) -> list[MessageRecord]:
+        """The `limit` newest messages of the room with id < before, oldest first."""
+        return self._page(messages.c.room_id == room.id, before, limit)
+
+    def dm_history_before(
+        self, a: UserRecord, b: UserRecord, before: int | None, limit: int
+    ) -> list[MessageRecord]:
+        """Direct messages between a and b, as history_before."""
+        return self._page(messages.c.dm_pair == dm_pair(a.id, b.id), before, limit)
+
+    def _page(self, where: Any, before: int | None, limit: int) -> list[MessageRecord]:
+        condition = where if before is None else and_(where, messages.c.id < before)
+        query = message_query().where(condition).order_by(messages.c.id.desc()).limit(limit)
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        return [message_record(row) for row in reversed(rows)]

@@ -1,0 +1,127 @@
+"""Rooms and membership."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, insert, select, update
+
+from chatd.records import (
+    RoomRecord,
+    RoomSummary,
+    now_ms,
+)
+from chatd.store.base import (
+    StoreBase,
+    memberships,
+    messages,
+    rooms,
+    users,
+)
+
+
+class RoomStore(StoreBase):
+    # rooms and membership
+
+    def room_by_name(self, name: str) -> RoomRecord | None:
+        with self._read() as connection:
+            row = connection.execute(
+                select(rooms.c.id, rooms.c.name, rooms.c.topic).where(rooms.c.name == name)
+            ).first()
+        return None if row is None else RoomRecord(row.id, row.name, row.topic)
+
+    def rooms_with_members(self) -> list[tuple[RoomRecord, list[str]]]:
+        """Every room with its members' usernames: what the hub loads at start-up."""
+        with self._read() as connection:
+            room_rows = connection.execute(
+                select(rooms.c.id, rooms.c.name, rooms.c.topic).order_by(rooms.c.name)
+            ).all()
+            member_rows = connection.execute(
+                select(memberships.c.room_id, users.c.username).join(
+                    users, users.c.id == memberships.c.user_id
+                )
+            ).all()
+        members: dict[int, list[str]] = {}
+        for room_id, username in member_rows:
+            members.setdefault(room_id, []).append(username)
+        return [
+            (RoomRecord(row.id, row.name, row.topic), members.get(row.id, [])) for row in room_rows
+        ]
+
+    def memberships_of(self, user_id: int) -> list[str]:
+        with self._read() as connection:
+            return list(
+                connection.execute(
+                    select(rooms.c.name)
+                    .join(memberships, memberships.c.room_id == rooms.c.id)
+                    .where(memberships.c.user_id == user_id)
+                    .order_by(rooms.c.name)
+                ).scalars()
+            )
+
+    def join(self, user_id: int, room: str) -> tuple[RoomRecord, bool]:
+        """Make the user a member, creating the room; True when it was not one yet."""
+        with self._write() as connection:
+            row = connection.execute(
+                select(rooms.c.id, rooms.c.topic).where(rooms.c.name == room)
+            ).first()
+            if row is None:
+                room_id = connection.execute(
+                    insert(rooms)
+                    .values(name=room, topic="", created_ms=now_ms())
+                    .returning(rooms.c.id)
+                ).scalar_one()
+                record = RoomRecord(room_id, room, "")
+            else:
+                record = RoomRecord(row.id, room, row.topic)
+            already = connection.execute(
+                select(memberships.c.user_id).where(
+                    memberships.c.user_id == user_id, memberships.c.room_id == record.id
+                )
+            ).first()
+            if already is None:
+                connection.execute(
+                    insert(memberships).values(
+                        user_id=user_id, room_id=record.id, joined_ms=now_ms()
+                    )
+                )
+        return record, already is None
+
+    def part(self, user_id: int, room_id: int) -> bool:
+        """End a membership; False when there was none."""
+        with self._write() as connection:
+            result = connection.execute(
+                memberships.delete().where(
+                    memberships.c.user_id == user_id, memberships.c.room_id == room_id
+                )
+            )
+        return result.rowcount > 0
+
+    def set_topic(self, room_id: int, topic: str) -> None:
+        with self._write() as connection:
+            connection.execute(update(rooms).where(rooms.c.id == room_id).values(topic=topic))
+
+    def room_summaries(self) -> list[RoomSummary]:
+        """Every room, sorted by name, with its member and message counts."""
+        member_counts = (
+            select(memberships.c.room_id, func.count().label("n"))
+            .group_by(memberships.c.room_id)
+            .subquery()
+        )
+        message_counts = (
+            select(messages.c.room_id, func.count().label("n"))
+            .where(messages.c.room_id.is_not(None))
+            .group_by(messages.c.room_id)
+            .subquery()
+        )
+        query = (
+            select(
+                rooms.c.name,
+                rooms.c.topic,
+                func.coalesce(member_counts.c.n, 0),
+                func.coalesce(message_counts.c.n, 0),
+            )
+            .outerjoin(member_counts, member_counts.c.room_id == rooms.c.id)
+            .outerjoin(message_counts, message_counts.c.room_id == rooms.c.id)
+            .order_by(rooms.c.name)
+        )
+        with self._read() as connection:
+            return [RoomSummary(*row) for row in connection.execute(query)]

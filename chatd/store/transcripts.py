@@ -1,0 +1,122 @@
+"""Whole-room reads and all-or-nothing imports for `chatd export` / `chatd import`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, and_, insert, select
+
+from chatd.names import username_key
+from chatd.records import (
+    MessageRecord,
+    RoomRecord,
+    now_ms,
+)
+from chatd.store.base import (
+    StoreBase,
+    message_query,
+    message_record,
+    messages,
+    rooms,
+    users,
+)
+
+
+class TranscriptStore(StoreBase):
+    # transcripts (chatd export / chatd import)
+
+    # why: well under every backend's limit on bound parameters in one IN (...).
+    _IN_CHUNK = 500
+
+    def room_export(
+        self, name: str, since_ms: int | None = None, until_ms: int | None = None
+    ) -> tuple[RoomRecord, list[MessageRecord]] | None:
+        """The room and its messages with since <= ts < until, in id order; None if no room.
+
+        One read transaction, so the export is a consistent snapshot even
+        while the server writes.
+        """
+        with self._read() as connection:
+            row = connection.execute(
+                select(rooms.c.id, rooms.c.name, rooms.c.topic).where(rooms.c.name == name)
+            ).first()
+            if row is None:
+                return None
+            condition = messages.c.room_id == row.id
+            if since_ms is not None:
+                condition = and_(condition, messages.c.ts_ms >= since_ms)
+            if until_ms is not None:
+                condition = and_(condition, messages.c.ts_ms < until_ms)
+            rows = connection.execute(
+                message_query().where(condition).order_by(messages.c.id)
+            ).all()
+        return RoomRecord(row.id, row.name, row.topic), [message_record(item) for item in rows]
+
+    def import_messages(
+        self, room: str, topic: str, items: Sequence[tuple[str, int, str]]
+    ) -> tuple[int, int]:
+        """Add (author, ts_ms, text) messages to `room`: (imported, already there).
+
+        All or nothing, in one write transaction. The room is created, with
+        `topic`, when it does not exist; an existing room keeps its topic (a
+        running server holds it in memory). New ids follow the order given.
+        A message is already there when the room holds one with the same
+        author (any case), ts and text, counted as a multiset so that
+        repeated messages survive a round trip and a second import adds
+        nothing. No account is created; sender_id is set when the author has one.
+        """
+        with self._write() as connection:
+            room_id = connection.execute(
+                select(rooms.c.id).where(rooms.c.name == room)
+            ).scalar_one_or_none()
+            existing: Counter[tuple[str, int, str]] = Counter()
+            if room_id is None:
+                room_id = connection.execute(
+                    insert(rooms)
+                    .values(name=room, topic=topic, created_ms=now_ms())
+                    .returning(rooms.c.id)
+                ).scalar_one()
+            elif items:
+                stamps = [ts for _author, ts, _text in items]
+                rows = connection.execute(
+                    select(messages.c.author, messages.c.ts_ms, messages.c.text).where(
+                        messages.c.room_id == room_id,
+                        messages.c.ts_ms.between(min(stamps), max(stamps)),
+                    )
+                )
+                existing.update((username_key(a), ts, text) for a, ts, text in rows)
+            accounts = self._account_ids(connection, {author for author, _ts, _text in items})
+            new_rows = []
+            for author, ts, text in items:
+                key = (username_key(author), ts, text)
+                if existing[key] > 0:
+                    existing[key] -= 1
+                    continue
+                new_rows.append(
+                    {
+                        "room_id": room_id,
+                        "sender_id": accounts.get(username_key(author)),
+                        "author": author,
+                        "text": text,
+                        "ts_ms": ts,
+                    }
+                )
+            if new_rows:
+                # why: an executemany inserts row by row, so ids follow the transcript's order.
+                connection.execute(insert(messages), new_rows)
+        return len(new_rows), len(items) - len(new_rows)
+
+    @classmethod
+    def _account_ids(cls, connection: Connection, authors: set[str]) -> dict[str, int]:
+        """Username key -> account id, for the authors that have an account."""
+        keys = sorted({username_key(author) for author in authors})
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), cls._IN_CHUNK):
+            rows = connection.execute(
+                select(users.c.username_key, users.c.id).where(
+                    users.c.username_key.in_(keys[start : start + cls._IN_CHUNK])
+                )
+            )
+            found.update((key, user_id) for key, user_id in rows)
+        return found
