@@ -161,6 +161,11 @@ def _indent(prefix_width: int, lines: list[str]) -> list[str]:
     return [lines[0], *(pad + line for line in lines[1:])]
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 member`, `2 members`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def human_size(size: int) -> str:
     """A byte count for people: `512 B`, `2.0 KiB`, `1.2 MiB` (binary units, one decimal)."""
     if size < 1024:
@@ -338,7 +343,9 @@ def room_header(reply: Mapping[str, Any], style: Style) -> list[str]:
     online = _names(reply.get("online"))
     lines = [notice_line(f"now in #{room}" + (f": {topic}" if topic else ""), style)]
     lines.append(
-        notice_line(f"{len(members)} members, {len(online)} online: {', '.join(online)}", style)
+        notice_line(
+            f"{counted(len(members), 'member')}, {len(online)} online: {', '.join(online)}", style
+        )
     )
     return lines
 
@@ -357,7 +364,7 @@ def who_lines(reply: Mapping[str, Any], style: Style) -> list[str]:
     ordered = sorted(members, key=lambda name: (name not in online, name.lower()))
     shown = " ".join(("+" if name in online else "") + name for name in ordered)
     return [
-        notice_line(f"#{room}: {len(members)} members, {len(online)} online", style),
+        notice_line(f"#{room}: {counted(len(members), 'member')}, {len(online)} online", style),
         notice_line(shown or "(nobody)", style),
     ]
 

@@ -197,3 +197,9 @@ def test_who_and_rooms_lines() -> None:
     )
     assert rooms[0].startswith("-!- * #a") and rooms[0].endswith("2 members, 5 msgs  t")
     assert "no rooms" in render.rooms_lines({"rooms": []}, set(), PLAIN)[0]
+
+
+def test_counts_read_as_english() -> None:
+    assert render.counted(1, "member") == "1 member"
+    assert render.counted(0, "member") == "0 members"
+    assert render.counted(2, "member") == "2 members"
