@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ChatError, ErrorCode
@@ -30,12 +30,21 @@ Handler = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
+class Argument:
+    """One argument of an op: its wire name, the handler's keyword, its JSON type."""
+
+    name: str
+    keyword: str
+    kind: type
+    required: bool
+
+
+@dataclass(frozen=True, slots=True)
 class OpSpec:
     name: str
     handler: Handler
     login_required: bool
-    required: dict[str, type]
-    optional: dict[str, type]
+    arguments: tuple[Argument, ...]
 
 
 OPS: dict[str, OpSpec] = {}
@@ -50,8 +59,15 @@ def op(
 ) -> Callable[[Handler], Handler]:
     """Register a handler for `name`; its keyword arguments are the op's arguments."""
 
+    declared = [(arg, kind, True) for arg, kind in (required or {}).items()]
+    declared += [(arg, kind, False) for arg, kind in (optional or {}).items()]
+    arguments = tuple(
+        Argument(arg, f"{arg}_" if keyword.iskeyword(arg) else arg, kind, needed)
+        for arg, kind, needed in declared
+    )
+
     def register(handler: Handler) -> Handler:
-        OPS[name] = OpSpec(name, handler, login_required, required or {}, optional or {})
+        OPS[name] = OpSpec(name, handler, login_required, arguments)
         return handler
 
     return register
@@ -63,7 +79,7 @@ class Request:
 
     session: Session
     rid: RequestId = None
-    _held: ExitStack = field(default_factory=ExitStack)
+    _held: ExitStack | None = None  # made on first hold: most requests hold nothing
 
     def hold(self, lock: threading.Lock) -> None:
         """Take `lock` and keep it until this request's reply is queued.
@@ -71,7 +87,14 @@ class Request:
         Used where the reply must be ordered with events, e.g. a join reply
         holding history up to id N, after which events start at N + 1.
         """
+        if self._held is None:
+            self._held = ExitStack()
         self._held.enter_context(lock)
+
+    def release(self) -> None:
+        """Let go of what `hold` took; the dispatcher calls it once the reply is queued."""
+        if self._held is not None:
+            self._held.close()
 
     def defer(self) -> tuple[ReplySlot, RequestId]:
         """Answer later: reserve this request's place among the replies.
@@ -92,41 +115,35 @@ DEFERRED = Deferred()
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
 
 
-def _is_type(value: Any, expected: type) -> bool:
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, expected)
-
-
 def _arguments(spec: OpSpec, frame: dict[str, Any]) -> dict[str, Any]:
     arguments: dict[str, Any] = {}
-    for name, expected in (*spec.required.items(), *spec.optional.items()):
-        value = frame.get(name)
+    for arg in spec.arguments:
+        value = frame.get(arg.name)
         if value is None:
-            if name in spec.required:
-                raise ChatError(ErrorCode.BAD_REQUEST, f"{spec.name} needs {name!r}")
+            if arg.required:
+                raise ChatError(ErrorCode.BAD_REQUEST, f"{spec.name} needs {arg.name!r}")
             continue
-        if not _is_type(value, expected):
+        # why: exact types: JSON true/false are Python bools, which isinstance calls ints.
+        if type(value) is not arg.kind:
             raise ChatError(
-                ErrorCode.BAD_REQUEST, f"{name!r} must be {_TYPE_NAMES.get(expected, expected)}"
+                ErrorCode.BAD_REQUEST,
+                f"{arg.name!r} must be {_TYPE_NAMES.get(arg.kind, arg.kind)}",
             )
-        arguments[f"{name}_" if keyword.iskeyword(name) else name] = value
+        arguments[arg.keyword] = value
     return arguments
 
 
-def _call(
-    session: Session, frame: dict[str, Any], rid: RequestId, held: ExitStack
-) -> dict[str, Any]:
+def _call(request: Request, frame: dict[str, Any]) -> dict[str, Any]:
     name = frame.get("op")
     if not isinstance(name, str):
         raise ChatError(ErrorCode.BAD_REQUEST, "op must be a string")
     spec = OPS.get(name)
     if spec is None:
         raise ChatError(ErrorCode.UNKNOWN_OP, f"unknown op {name[:64]!r}")
-    if spec.login_required and session.user is None:
+    if spec.login_required and request.session.user is None:
         raise ChatError(ErrorCode.AUTH_REQUIRED, f"log in before {name}")
-    result = spec.handler(Request(session, rid, held), **_arguments(spec, frame))
-    return result if result is DEFERRED else ok_reply(rid, result)
+    result = spec.handler(request, **_arguments(spec, frame))
+    return result if result is DEFERRED else ok_reply(request.rid, result)
 
 
 def dispatch(session: Session, frame: dict[str, Any]) -> dict[str, Any] | None:
@@ -134,17 +151,19 @@ def dispatch(session: Session, frame: dict[str, Any]) -> dict[str, Any] | None:
 
     Returns the reply it queued, or None when the handler deferred it.
     """
-    rid: RequestId = None
-    with ExitStack() as held:
+    request = Request(session)
+    try:
         try:
-            rid = request_id(frame)
-            reply = _call(session, frame, rid, held)
+            request.rid = request_id(frame)
+            reply = _call(request, frame)
         except ChatError as error:
-            reply = error_reply(rid, error)
+            reply = error_reply(request.rid, error)
         except Exception:
             log.exception("%s: internal error in op %r", session.peer, frame.get("op"))
-            reply = error_reply(rid, ChatError(ErrorCode.INTERNAL, "internal server error"))
+            reply = error_reply(request.rid, ChatError(ErrorCode.INTERNAL, "internal server error"))
         if reply is DEFERRED:
             return None
         session.reply(reply)
-    return reply
+        return reply
+    finally:
+        request.release()

@@ -257,7 +257,7 @@ def test_internal_errors_are_answered_and_the_connection_lives(connect, monkeypa
     def explode(req):
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(OPS, "explode", OpSpec("explode", explode, False, {}, {}))
+    monkeypatch.setitem(OPS, "explode", OpSpec("explode", explode, False, ()))
     client = connect()
     assert client.error("explode") == "internal"
     assert client.ok("ping")["ok"]
