@@ -52,6 +52,7 @@ from bench.steps import (
     windowed_sender,
 )
 from bench.tracker import Stream, Tracker, latency_summary, payload
+from chatd.connection import PARK_AFTER
 
 __all__ = ["PASSWORD", "SCENARIOS", "Hooks", "Scenario", "Target", "raise_nofile"]
 
@@ -206,9 +207,10 @@ async def idle_rss(
     ]
     connected = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
     setup_wall = time.perf_counter() - started
-    # why: every client has its join reply, so its state exists; RSS is read before the
-    # liveness check because at 10,000 threads on one core a ping round can take minutes.
-    await asyncio.sleep(1.0)
+    # why: every client has its join reply, so its state exists; once idle for PARK_AFTER
+    # its connection is parked, which is the state of an idle client. RSS is read before
+    # the liveness check, which wakes every connection.
+    await asyncio.sleep(PARK_AFTER + 1.0)
     after = rss_kib(target.pid)
     threads_after = status_field(target.pid, "Threads")
     liveness = run.deadline - time.monotonic()

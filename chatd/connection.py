@@ -1,13 +1,16 @@
 """One client's socket: a reader thread that decodes and dispatches, and a writer (SendQueue).
 
 Requests of one connection are handled one after another on its reader
-thread, which is what makes replies come back in request order.
+thread, which is what makes replies come back in request order. A logged-in
+connection that goes quiet parks its socket (chatd/parking.py) and lets the
+thread end; the next bytes start a new one, so there is never more than one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import threading
 import time
@@ -17,6 +20,7 @@ from typing import Any
 from chatd import __version__
 from chatd.commands import dispatch
 from chatd.errors import ChatError, ErrorCode
+from chatd.parking import ParkingLot
 from chatd.protocol import (
     PROTOCOL_VERSION,
     FrameDecoder,
@@ -34,6 +38,8 @@ from chatd.transport import TlsTransport, Transport
 log = logging.getLogger(__name__)
 
 RECV_BYTES = 64 * 1024
+# why: a logged-in connection silent this long gives up its reader thread (chatd/parking.py).
+PARK_AFTER = 2.0
 # why: a request under way when the server stops gets this long to finish and be answered.
 REQUEST_GRACE = 10.0
 # why: a client may recover from an occasional malformed frame, one per this many seconds.
@@ -48,6 +54,7 @@ class Connection:
         transport: Transport,
         address: tuple[str, int],
         services: Services,
+        parking: ParkingLot,
         on_close: Callable[[Connection], None],
     ) -> None:
         self.transport = transport
@@ -55,6 +62,7 @@ class Connection:
         self.address = address[0]
         self.peer = f"{address[0]}:{address[1]}"
         self._config = services.config
+        self._parking = parking
         self._on_close = on_close
         self.outbox = SendQueue(
             transport,
@@ -69,24 +77,24 @@ class Connection:
         self._bad_frames = TokenBucket(
             1 / BAD_FRAME_REFILL_SECONDS if limit else 0, limit, services.clock
         )
+        self._decoder = FrameDecoder(self._config.max_frame)
         self._login_deadline = time.monotonic() + self._config.login_timeout
-        # guards _stopping and _in_request, so a stop waits for the request under way
-        self._state = threading.Condition(threading.Lock())
+        # held while a request is handled, so a stop can wait for the one under way
+        self._in_request = threading.Lock()
         self._stopping = False
-        self._in_request = False
-        self._thread = threading.Thread(
-            target=self._run, name=f"chatd-conn {self.peer}", daemon=True
-        )
+        # held from start until closed: join() waits on it, whichever thread closes
+        self._open = threading.Lock()
 
     def start(self) -> None:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._thread.start()
+        self._open.acquire()
+        self._spawn(self._run)
 
     def stop_reading(self) -> None:
         """Take no more requests; wait for the one being handled to be handed on."""
-        with self._state:
-            self._stopping = True
-            self._state.wait_for(lambda: not self._in_request, REQUEST_GRACE)
+        self._stopping = True
+        if self._in_request.acquire(timeout=REQUEST_GRACE):
+            self._in_request.release()
 
     def shutdown(self, reason: str) -> None:
         """Say goodbye after every reply still owed, then close."""
@@ -94,7 +102,8 @@ class Connection:
         self.outbox.close(encode({"event": "shutdown", "reason": reason}))
 
     def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+        if self._open.acquire(timeout=timeout):
+            self._open.release()
 
     def close_with(self, code: ErrorCode, message: str) -> None:
         """Send the error event, then close: the server ends this connection."""
@@ -111,68 +120,89 @@ class Connection:
             "max_file_bytes": self._config.max_file_bytes,
         }
 
+    def _spawn(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"chatd-conn {self.peer}", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            log.error("%s: no thread for this connection; closing it", self.peer)
+            self._close()
+
+    def _resume(self) -> None:
+        """Called by the parking lot when a parked socket is readable again."""
+        self._spawn(self._serve)
+
     def _run(self) -> None:
         try:
             if isinstance(self.transport, TlsTransport):
                 self.transport.handshake(self._login_deadline)
+            self.sock.settimeout(None)
             self.outbox.put(encode(self._welcome()))
-            self._read_loop()
         except OSError as exc:
             log.debug("%s: connection error: %s", self.peer, exc)
-        finally:
             self._close()
+            return
+        self._serve()
 
-    def _read_loop(self) -> None:
-        decoder = FrameDecoder(self._config.max_frame)
-        while not self.outbox.closing:
-            if not self._set_read_timeout():
-                self.close_with(ErrorCode.IDLE_TIMEOUT, "you did not log in in time")
+    def _serve(self) -> None:
+        """Read until the connection ends (then close it) or goes idle (then park it)."""
+        try:
+            if self._read_loop():
+                self._parking.park(self.sock, self._resume)
                 return
-            try:
-                data = self.transport.recv(RECV_BYTES)
-            except TimeoutError:
+        except OSError as exc:
+            log.debug("%s: connection error: %s", self.peer, exc)
+        self._close()
+
+    def _read_loop(self) -> bool:
+        """True when the connection went idle and should be parked; False when it ends."""
+        while not self.outbox.closing:
+            if self.session.user is None and time.monotonic() >= self._login_deadline:
+                self.close_with(ErrorCode.IDLE_TIMEOUT, "you did not log in in time")
+                return False
+            data = self.transport.recv_nowait(RECV_BYTES)
+            if data is None:
+                if not self._wait_readable() and self.session.user is not None:
+                    return True
                 continue
             if not data:
-                return
+                return False
             try:
-                for line in decoder.feed(data):
+                for line in self._decoder.feed(data):
                     if not self._handle(line):
-                        return
+                        return False
             except FrameTooLarge:
                 self.close_with(
                     ErrorCode.FRAME_TOO_LARGE,
                     f"a frame may hold at most {self._config.max_frame} bytes",
                 )
-                return
+                return False
+        return False
 
-    def _set_read_timeout(self) -> bool:
-        """Bound the wait by the login deadline before login; False once it has passed."""
-        if self.session.user is not None:
-            if self.sock.gettimeout() is not None:
-                self.sock.settimeout(None)
-            return True
-        remaining = self._login_deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        self.sock.settimeout(remaining)
-        return True
+    def _wait_readable(self) -> bool:
+        """Wait for bytes: until the login deadline before login, else PARK_AFTER.
+
+        Waiting in poll rather than in recv means an idle connection holds no
+        receive buffer.
+        """
+        if self.session.user is None:
+            wait = max(0.0, self._login_deadline - time.monotonic())
+        else:
+            wait = PARK_AFTER
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(wait * 1000))
 
     def _handle(self, line: bytes) -> bool:
         """Answer one frame; False when the connection should stop reading."""
-        with self._state:
+        with self._in_request:
             if self._stopping:
                 return False
-            self._in_request = True
-        try:
             try:
                 reply = dispatch(self.session, parse_request(line))
             except ChatError as error:
                 reply = error_reply(None, error)
                 self.session.reply(reply)
-        finally:
-            with self._state:
-                self._in_request = False
-                self._state.notify_all()
         if reply and reply.get("error") in PROTOCOL_VIOLATIONS and self._bad_frames.take():
             self.close_with(ErrorCode.TOO_MANY_ERRORS, "too many malformed requests")
             return False
@@ -193,4 +223,5 @@ class Connection:
         self.outbox.join(STALL_TIMEOUT + 1)
         self.sock.close()
         self._on_close(self)
+        self._open.release()
         log.debug("%s: closed", self.peer)

@@ -64,7 +64,10 @@ class SendQueue:
         self._writing = False  # one thread at a time seals and writes
         self._writer: threading.Thread | None = None
         self._closing = False
-        self._stopped = threading.Event()
+        self._stopped = False
+        # held until stopped: join() waits on it (lighter than an Event, per connection)
+        self._running = threading.Lock()
+        self._running.acquire()
         self.overflowed = False
 
     @property
@@ -83,7 +86,7 @@ class SendQueue:
         with self._lock:
             if self._closing:
                 return False
-            if not self._items and not self._writing and not self._stopped.is_set():
+            if not self._items and not self._writing and not self._stopped:
                 self._writing = True  # the common case: nothing waiting, send it now
                 self._queued += len(data)
             elif self._queued and self._queued + len(data) > self._limit:
@@ -149,7 +152,8 @@ class SendQueue:
 
     def join(self, timeout: float) -> None:
         """Wait until everything is sent or given up on."""
-        self._stopped.wait(timeout)
+        if self._running.acquire(timeout=timeout):
+            self._running.release()
 
     def _overflow(self) -> None:
         for item in self._items:
@@ -162,7 +166,7 @@ class SendQueue:
 
     def _claim(self) -> bool:
         """Take the right to write if nobody has it and something is ready (lock held)."""
-        if self._writing or self._stopped.is_set():
+        if self._writing or self._stopped:
             return False
         if not self._ready() and not (self._closing and not self._items):
             return False
@@ -289,9 +293,9 @@ class SendQueue:
     def _stop(self) -> None:
         """Nothing more will be written: drop the rest and let the connection close."""
         with self._lock:
-            if self._stopped.is_set():
+            if self._stopped:
                 return
-            self._stopped.set()
+            self._stopped = True
             self._closing = True
             self._writing = False
             self._writer = None
@@ -299,4 +303,5 @@ class SendQueue:
                 if isinstance(item, ReplySlot):
                     item.dropped = True
             self._items.clear()
+        self._running.release()
         self._on_stop()

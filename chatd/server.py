@@ -25,6 +25,7 @@ from chatd.connection import Connection
 from chatd.db import default_files_dir
 from chatd.errors import ErrorCode
 from chatd.hub import Hub
+from chatd.parking import ParkingLot
 from chatd.passwords import PasswordHasher
 from chatd.protocol import encode, error_event
 from chatd.ratelimit import Clock
@@ -63,6 +64,7 @@ class Server:
             MessageWriter(store, hub),
             clock,
         )
+        self._parking = ParkingLot()
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
@@ -83,6 +85,7 @@ class Server:
         self._listener = listener
         self.address = listener.getsockname()[:2]
         self.services.writer.start()
+        self._parking.start()
         for target, name in ((self._accept_loop, "accept"), (self._housekeeping, "housekeeping")):
             thread = threading.Thread(target=target, name=f"chatd-{name}", daemon=True)
             thread.start()
@@ -113,7 +116,9 @@ class Server:
                 cap and self._per_address[ip] >= cap
             )
             if not full:
-                connection = Connection(self._transport(sock), address, self.services, self._forget)
+                connection = Connection(
+                    self._transport(sock), address, self.services, self._parking, self._forget
+                )
                 self._connections.add(connection)
                 self._per_address[ip] += 1
         if full:
@@ -182,5 +187,6 @@ class Server:
             connection.shutdown(reason)
         for connection in connections:
             connection.join(CLOSE_TIMEOUT)
+        self._parking.stop(CLOSE_TIMEOUT)
         self.services.store.close()
         log.info("stopped")

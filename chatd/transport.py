@@ -25,6 +25,10 @@ class Transport(Protocol):
         """Plain bytes from the peer, blocking (the socket's timeout applies); b"" at the end."""
         ...
 
+    def recv_nowait(self, size: int) -> bytes | None:
+        """As recv, but None instead of waiting when no plain bytes can be had now."""
+        ...
+
     def seal(self, data: bytes) -> bytes:
         """The bytes to put on the wire so the peer reads `data` (may be empty)."""
         ...
@@ -40,6 +44,12 @@ class PlainTransport:
 
     def recv(self, size: int) -> bytes:
         return self.sock.recv(size)
+
+    def recv_nowait(self, size: int) -> bytes | None:
+        try:
+            return self.sock.recv(size, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
 
     def seal(self, data: bytes) -> bytes:
         return data
@@ -95,25 +105,38 @@ class TlsTransport:
             if remaining <= 0:
                 raise TimeoutError("TLS handshake timed out")
             self.sock.settimeout(remaining)
-        raw = self.sock.recv(RAW_RECV_BYTES)
+        self._put_raw(self.sock.recv(RAW_RECV_BYTES))
+
+    def _put_raw(self, raw: bytes) -> None:
         with self._lock:
             if raw:
                 self._incoming.write(raw)
             else:
                 self._incoming.write_eof()
 
+    def _read(self, size: int) -> bytes | None:
+        """Decrypted bytes, b"" at the end, None while more bytes from the wire are needed."""
+        with self._lock:
+            try:
+                return self._tls.read(size)
+            except ssl.SSLWantReadError:
+                return None
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
     def recv(self, size: int) -> bytes:
-        while True:
-            with self._lock:
-                try:
-                    return self._tls.read(size)
-                except ssl.SSLWantReadError:
-                    pass
-                except ssl.SSLZeroReturnError:
-                    return b""
-                except ssl.SSLEOFError:
-                    return b""
+        while (data := self._read(size)) is None:
             self._feed(None)
+        return data
+
+    def recv_nowait(self, size: int) -> bytes | None:
+        while (data := self._read(size)) is None:
+            try:
+                raw = self.sock.recv(RAW_RECV_BYTES, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return None
+            self._put_raw(raw)
+        return data
 
     def pending(self) -> int:
         """Decrypted bytes waiting: readable now, though the socket may not be."""
