@@ -80,6 +80,7 @@ class Request:
     session: Session
     rid: RequestId = None
     _held: ExitStack | None = None  # made on first hold: most requests hold nothing
+    _then: list[Callable[[], None]] | None = None  # made by the first after_reply
 
     def hold(self, lock: threading.Lock) -> None:
         """Take `lock` and keep it until this request's reply is queued.
@@ -91,10 +92,27 @@ class Request:
             self._held = ExitStack()
         self._held.enter_context(lock)
 
-    def release(self) -> None:
-        """Let go of what `hold` took; the dispatcher calls it once the reply is queued."""
-        if self._held is not None:
-            self._held.close()
+    def after_reply(self, action: Callable[[], None]) -> None:
+        """Run `action` once the reply is queued, still holding what `hold` took.
+
+        For events that tell others about a change: the one who asked hears
+        first, and the events keep their order with everything else.
+        """
+        if self._then is None:
+            self._then = []
+        self._then.append(action)
+
+    def finish(self) -> None:
+        """Run the after_reply actions, then let go of what `hold` took.
+
+        The dispatcher calls it once the reply is queued (or deferred).
+        """
+        try:
+            for action in self._then or ():
+                action()
+        finally:
+            if self._held is not None:
+                self._held.close()
 
     def defer(self) -> tuple[ReplySlot, RequestId]:
         """Answer later: reserve this request's place among the replies.
@@ -166,4 +184,4 @@ def dispatch(session: Session, frame: dict[str, Any]) -> dict[str, Any] | None:
         session.reply(reply)
         return reply
     finally:
-        request.release()
+        request.finish()

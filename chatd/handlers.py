@@ -20,6 +20,7 @@ from chatd.names import (
     normalize_room,
     username_key,
 )
+from chatd.protocol import EncodedList, message_body
 from chatd.records import MessageRecord, NewMessage, RoomRecord, UserRecord
 from chatd.session import rate_limited
 from chatd.writer import Post
@@ -128,21 +129,27 @@ def join(req: Request, room: str) -> dict[str, Any]:
         current, joined = services.store.join(me.id, name)
         if joined:
             services.hub.add_member(current, me.username)
-            services.hub.to_room_and_user(
-                name,
-                me.username,
-                {"event": "join", "room": name, "user": me.username},
-                exclude=req.session,
+            req.after_reply(
+                lambda: services.hub.to_room_and_user(
+                    name,
+                    me.username,
+                    {"event": "join", "room": name, "user": me.username},
+                    exclude=req.session,
+                )
             )
         current = services.hub.room(name) or current
-    history = services.store.history_before(current, None, services.config.history_size)
+    history = services.hub.recent(name)
+    if history is None:
+        stored = services.store.history_before(current, None, services.config.history_size)
+        history = EncodedList(message_body(message.wire()) for message in stored)
+        services.hub.keep_recent(name, history)
     members, online = services.hub.members(name)
     return {
         "room": name,
         "topic": current.topic,
         "members": members,
         "online": online,
-        "history": [message.wire() for message in history],
+        "history": history,
     }
 
 
@@ -156,11 +163,13 @@ def part(req: Request, room: str) -> dict[str, Any]:
     record = room_as_member(req, name)
     services.store.part(me.id, record.id)
     services.hub.remove_member(record.name, me.username)
-    services.hub.to_room_and_user(
-        record.name,
-        me.username,
-        {"event": "part", "room": record.name, "user": me.username},
-        exclude=req.session,
+    req.after_reply(
+        lambda: services.hub.to_room_and_user(
+            record.name,
+            me.username,
+            {"event": "part", "room": record.name, "user": me.username},
+            exclude=req.session,
+        )
     )
     return {"room": record.name}
 
@@ -237,10 +246,12 @@ def topic(req: Request, room: str, topic: str) -> dict[str, Any]:
     record = room_as_member(req, name)
     services.store.set_topic(record.id, topic)
     services.hub.set_topic(name, topic)
-    services.hub.to_room(
-        name,
-        {"event": "topic", "room": name, "topic": topic, "user": me.username},
-        exclude=req.session,
+    req.after_reply(
+        lambda: services.hub.to_room(
+            name,
+            {"event": "topic", "room": name, "topic": topic, "user": me.username},
+            exclude=req.session,
+        )
     )
     return {"room": name, "topic": topic}
 

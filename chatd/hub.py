@@ -1,7 +1,8 @@
 """Rooms, membership and who is online, and the fan-out of events to connections.
 
 The hub mirrors the stored membership in memory so that fan-out never reads
-the database. It talks to connections only through `deliver(data)`, which
+the database, and keeps each room's last messages once a join has read them,
+so the next join reads none either. It talks to connections only through `deliver(data)`, which
 never blocks, so tests can use list-backed fakes.
 
 Locks, in the order they may be taken:
@@ -16,14 +17,15 @@ Locks, in the order they may be taken:
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chatd.errors import ErrorCode
 from chatd.names import username_key
-from chatd.protocol import encode
-from chatd.records import RoomRecord
+from chatd.protocol import EncodedList, encode
+from chatd.records import MessageRecord, RoomRecord
 
 
 class Peer(Protocol):
@@ -39,6 +41,7 @@ class RoomState:
     record: RoomRecord
     topic: str
     members: dict[str, str] = field(default_factory=dict)  # username key -> username
+    recent: deque[bytes] | None = None  # the last messages encoded, oldest first, once read
 
     @property
     def current(self) -> RoomRecord:
@@ -49,10 +52,12 @@ class RoomState:
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, history_size: int = 50, last_message_id: int = 0) -> None:
         self._lock = threading.Lock()
         self._rooms: dict[str, RoomState] = {}
         self._online: dict[str, set[Peer]] = {}
+        self._history_size = history_size
+        self._last_message_id = last_message_id  # the newest message id this server knows of
         self.delivery_lock = threading.Lock()
 
     def load(self, rooms: Iterable[tuple[RoomRecord, list[str]]]) -> None:
@@ -127,6 +132,44 @@ class Hub:
             everyone = sorted(state.members.items())
             online = [name for key, name in everyone if key in self._online]
             return [name for _key, name in everyone], online
+
+    # recent history (callers hold delivery_lock, so kept history and stored messages agree)
+
+    def recent(self, room: str) -> EncodedList | None:
+        """The room's last messages (message_body), oldest first, if kept; None: read the store."""
+        with self._lock:
+            state = self._rooms.get(room)
+            return None if state is None or state.recent is None else EncodedList(state.recent)
+
+    def keep_recent(self, room: str, bodies: list[bytes]) -> None:
+        """Keep what the store returned as the room's last messages (at most history_size)."""
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is not None:
+                state.recent = deque(bodies, maxlen=self._history_size)
+
+    def stored(self, messages: Iterable[MessageRecord], bodies: Iterable[bytes]) -> None:
+        """Messages just committed, in id order: each joins its room's kept history."""
+        with self._lock:
+            for message, body in zip(messages, bodies, strict=True):
+                self._last_message_id = max(self._last_message_id, message.id)
+                state = self._rooms.get(message.room) if message.room else None
+                if state is not None and state.recent is not None:
+                    state.recent.append(body)
+
+    def check_newest(self, newest_stored: int) -> bool:
+        """Forget every kept history if the store has messages this server did not write.
+
+        That happens when `chatd import` adds messages while the server runs.
+        True when something was forgotten.
+        """
+        with self._lock:
+            if newest_stored <= self._last_message_id:
+                return False
+            self._last_message_id = newest_stored
+            for state in self._rooms.values():
+                state.recent = None
+            return True
 
     # fan-out
 

@@ -51,7 +51,7 @@ class Server:
             server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
         )
         store = Store(config.db)
-        hub = Hub()
+        hub = Hub(config.history_size, store.newest_message_id())
         hub.load(store.rooms_with_members())
         self.services = Services(
             config,
@@ -152,16 +152,24 @@ class Server:
             return len(self._connections)
 
     def _housekeeping(self) -> None:
-        """Expire idle uploads; close the sessions of accounts disabled from the command line."""
+        """Expire idle uploads; close the sessions of accounts disabled from the command line.
+
+        Also notices messages added by `chatd import` while the server runs, so
+        joins do not answer with kept history that misses them.
+        """
         services = self.services
         hub = services.hub
         while not self._stopped.wait(HOUSEKEEPING_INTERVAL):
             services.uploads.expire(services.clock(), self.config.upload_timeout)
             try:
                 disabled = services.store.disabled_usernames()
+                newest = services.store.newest_message_id()
             except Exception:
                 log.exception("housekeeping failed")
                 continue
+            with hub.delivery_lock:
+                if hub.check_newest(newest):
+                    log.info("messages were added from outside; kept history reloads on join")
             for name in disabled:
                 for peer in hub.peers_of(name):
                     peer.kick(ErrorCode.ACCOUNT_DISABLED, "this account has been disabled")

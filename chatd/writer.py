@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from chatd.errors import ChatError, ErrorCode
 from chatd.hub import Hub, Peer
-from chatd.protocol import RequestId, encode, error_reply, message_frames
+from chatd.protocol import RequestId, encode, error_reply, message_body, message_frames
 from chatd.records import NewMessage
 from chatd.sendqueue import ReplySlot
 from chatd.session import Session
@@ -96,9 +96,11 @@ class MessageWriter:
                     )
             if accepted:
                 stored = self._store.append_messages([post.message for post in accepted])
-                self._fan_out(accepted, [record.wire() for record in stored])
+                bodies = [message_body(record.wire()) for record in stored]
+                self._hub.stored(stored, bodies)
+                self._fan_out(accepted, bodies)
 
-    def _fan_out(self, posts: list[Post], messages: list[dict]) -> None:
+    def _fan_out(self, posts: list[Post], bodies: list[bytes]) -> None:
         """Deliver a committed batch: per room one buffer for every member's connections.
 
         A room's events are joined once and the same bytes go to each of its
@@ -109,9 +111,9 @@ class MessageWriter:
         outgoing: dict[int, tuple[Peer, list[bytes]]] = {}
         replies: dict[int, tuple[Session, list[tuple[ReplySlot, bytes]]]] = {}
         by_room: dict[str, list[tuple[Session, bytes]]] = {}
-        for post, message in zip(posts, messages, strict=True):
+        for post, body in zip(posts, bodies, strict=True):
             new = post.message
-            event, reply = message_frames(message, "message" if new.room else "dm", post.rid)
+            event, reply = message_frames(body, "message" if new.room else "dm", post.rid)
             replies.setdefault(id(post.session), (post.session, []))[1].append((post.slot, reply))
             if new.room is not None:
                 by_room.setdefault(new.room.name, []).append((post.session, event))

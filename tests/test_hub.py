@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from chatd.hub import Hub
-from chatd.records import RoomRecord
+from chatd.protocol import message_body
+from chatd.records import MessageRecord, RoomRecord
 
 
 class FakePeer:
@@ -73,3 +74,41 @@ def test_peers_of_users_lists_each_connection_once():
     hub.connect("alice", me1)
     hub.connect("alice", me2)
     assert sorted(p.name for p in hub.peers_of_users(("alice", "ALICE"))) == ["1", "2"]
+
+
+def message(message_id: int, room: str | None) -> tuple[MessageRecord, bytes]:
+    record = MessageRecord(message_id, room, "alice", f"m{message_id}", 0, None, None)
+    return record, message_body(record.wire())
+
+
+def stored(hub: Hub, *messages: tuple[MessageRecord, bytes]) -> None:
+    hub.stored([record for record, _ in messages], [body for _, body in messages])
+
+
+def ids(history: list[bytes] | None) -> list[int]:
+    assert history is not None
+    return [json.loads(body)["id"] for body in history]
+
+
+def test_kept_history_follows_stored_messages_and_holds_the_last_n():
+    hub = Hub(history_size=3)
+    hub.load([(RoomRecord(1, "general", ""), ["alice"]), (RoomRecord(2, "other", ""), [])])
+    assert hub.recent("general") is None  # nothing kept until a join has read the store
+    hub.keep_recent("general", [message(1, "general")[1], message(2, "general")[1]])
+    stored(hub, message(3, "other"), message(4, "general"), message(5, None))
+    stored(hub, message(6, "general"))
+    assert ids(hub.recent("general")) == [2, 4, 6]
+    assert hub.recent("other") is None
+    assert hub.recent("nowhere") is None
+
+
+def test_messages_stored_by_someone_else_make_the_hub_forget_kept_history():
+    hub = Hub(history_size=3, last_message_id=10)
+    hub.load([(RoomRecord(1, "general", ""), ["alice"])])
+    hub.keep_recent("general", [message(10, "general")[1]])
+    stored(hub, message(11, "general"))
+    assert not hub.check_newest(11)  # our own messages
+    assert ids(hub.recent("general")) == [10, 11]
+    assert hub.check_newest(14)  # e.g. `chatd import` while the server runs
+    assert hub.recent("general") is None
+    assert not hub.check_newest(14)

@@ -163,11 +163,27 @@ def test_a_consumer_that_stops_early_loses_no_frame():
 
 
 def test_message_frames_equal_the_plain_encoding():
-    from chatd.protocol import message_frames
+    from chatd.protocol import message_body, message_frames
 
     message = {"id": 3, "room": None, "to": "bob", "user": "alice", "text": "é\n", "ts": "x"}
     for rid in (None, 7, 'a"b'):
-        event, reply = message_frames(message, "dm", rid)
+        event, reply = message_frames(message_body(message), "dm", rid)
         assert json.loads(event) == {"event": "dm", **message}
         assert json.loads(reply) == ok_reply(rid, {"message": message})
         assert event.endswith(b"\n") and reply.endswith(b"\n")
+
+
+def test_encoded_lists_are_spliced_in_as_they_are():
+    from chatd.protocol import EncodedList, message_body
+
+    messages = [{"id": n, "text": f"é {n}"} for n in range(3)]
+    history = EncodedList(message_body(m) for m in messages)
+    frame = {"id": 1, "ok": True, "history": history, "members": ["a"]}
+    encoded = encode(frame)
+    assert encoded.endswith(b"\n") and encoded.count(b"\n") == 1
+    assert json.loads(encoded) == {"id": 1, "ok": True, "history": messages, "members": ["a"]}
+    assert json.loads(encode({"history": EncodedList()})) == {"history": []}
+    assert json.loads(encode({"a": EncodedList([b"1"]), "b": EncodedList([b"2"])})) == {
+        "a": [1],
+        "b": [2],
+    }

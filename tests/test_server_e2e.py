@@ -67,6 +67,11 @@ def test_join_replays_exactly_the_last_n_messages_oldest_first(start_server):
     assert reply["room"] == "general"
     assert reply["history"] == sent[-5:]
     assert reply["members"] == ["alice", "late"] and reply["online"] == ["alice", "late"]
+    # joins after the first answer from the history the server keeps; it must match the store
+    alice.ok("dm", to="late", text="not room history")
+    sent += [alice.ok("send", room="general", text=f"n{i}")["message"] for i in range(2)]
+    assert late.ok("join", room="general")["history"] == sent[-5:]
+    assert late.ok("history", room="general", limit=5)["messages"] == sent[-5:]
 
 
 def test_history_pages_back_with_before_and_limit(connect):

@@ -6,6 +6,7 @@ import pickle
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -260,7 +261,11 @@ def test_import_while_the_server_runs_is_seen_on_join(
     assert run(capsys, "import", str(path), "--room", "fresh", "--db", db_url)[0] == 0
 
     bob = connect("bob")
-    history = bob.ok("join", room="general")["history"]
+    # the server keeps each room's recent history; it notices the import within seconds
+    deadline = time.monotonic() + 15
+    while len(history := bob.ok("join", room="general")["history"]) < 3:
+        assert time.monotonic() < deadline, history
+        time.sleep(0.1)
     assert [(m["user"], m["text"]) for m in history] == [
         ("alice", "sent live"), ("ghost", "from the archive"), ("alice", "alice, long ago"),
     ]  # fmt: skip

@@ -183,6 +183,13 @@ class MessageStore(StoreBase):
             ).scalar_one()
         return int(total)
 
+    def newest_message_id(self) -> int:
+        """The largest message id stored, 0 when there are none."""
+        with self._read() as connection:
+            return int(
+                connection.execute(select(func.coalesce(func.max(messages.c.id), 0))).scalar_one()
+            )
+
     def history_before(
         self, room: RoomRecord, before: int | None, limit: int
     ) -> list[MessageRecord]:
