@@ -8,7 +8,9 @@ it, so the format lives in exactly one place.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import json.encoder
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from chatd.errors import ChatError, ErrorCode
@@ -76,13 +78,6 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse_int(text: str) -> int:
-    value = int(text)
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError("integer outside signed 64 bits")
-    return value
-
-
 def _parse_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
@@ -90,18 +85,23 @@ def _parse_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(
-    parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
-)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
+# why: an integer outside signed 64 bits needs 19 digits or more; frames without such a
+# run skip the tree walk (a parse_int hook would cost a Python call per integer).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def _check_tree(root: object) -> None:
-    """Refuse nesting deeper than MAX_JSON_DEPTH and lone surrogates, without recursion."""
+    """Refuse deep nesting, lone surrogates and integers past 64 bits, without recursion."""
     stack: list[tuple[object, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, str):
             _check_string(node)
+            continue
+        if type(node) is int:
+            if not INT64_MIN <= node <= INT64_MAX:
+                raise ValueError("integer outside signed 64 bits")
             continue
         if isinstance(node, dict):
             children: list[object] = []
@@ -136,9 +136,13 @@ def parse_json_line(line: bytes) -> Any:
         raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ValueError(f"frame is not JSON: {exc}") from None
-    if b"\\u" in line or line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH:
-        # why: only a \u escape can make a lone surrogate out of valid UTF-8, and
-        # only that many brackets can nest that deep; most frames skip the walk.
+    if (
+        b"\\u" in line
+        or line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH
+        or _LONG_DIGITS.search(line)
+    ):
+        # why: only a \u escape can make a lone surrogate out of valid UTF-8, only
+        # that many brackets can nest that deep; most frames skip the walk.
         _check_tree(value)
     return value
 
@@ -180,8 +184,29 @@ class EncodedList(list[bytes]):
     """
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def _make_dumps() -> Callable[[Any], bytes]:
+    """Compact UTF-8 JSON, with the C encoder built once instead of on every call.
+
+    json.dumps with arguments builds a new encoder each time, which is more
+    than half the cost of encoding one message; fan-out encodes every message
+    and every reply. The C encoder's constructor is not public API, so it is
+    used only if it builds and agrees with json.dumps; otherwise the plain way.
+    """
+    plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    try:
+        make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+        chunks = make(
+            None, plain.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+        )
+        sample = {"a": [1, None, True, "é\n\u2028"], "b": -2.5}
+        if "".join(chunks(sample, 0)) != plain.encode(sample):
+            raise ValueError("the C encoder disagrees")
+    except (AttributeError, TypeError, ValueError):
+        return lambda value: plain.encode(value).encode("utf-8")
+    return lambda value: "".join(chunks(value, 0)).encode("utf-8")
+
+
+_dumps = _make_dumps()
 
 
 def encode(frame: dict[str, Any]) -> bytes:
@@ -207,7 +232,8 @@ def message_frames(body: bytes, event: str, rid: RequestId) -> tuple[bytes, byte
     {"message": message})); this is the hot path of fan-out.
     """
     event_frame = b'{"event":"' + event.encode("ascii") + b'",' + body[1:] + b"\n"
-    reply = b'{"id":' + json.dumps(rid).encode("utf-8") + b',"ok":true,"message":' + body + b"}\n"
+    encoded_id = b"%d" % rid if type(rid) is int else _dumps(rid)
+    reply = b'{"id":' + encoded_id + b',"ok":true,"message":' + body + b"}\n"
     return event_frame, reply
 
 

@@ -49,9 +49,10 @@ class MessageWriter:
     def __init__(self, store: Store, hub: Hub) -> None:
         self._store = store
         self._hub = hub
-        # guards _queue and _stopping
+        # the writer waits on it; submit takes it only to wake an idle writer
         self._cond = threading.Condition(threading.Lock())
-        self._queue: deque[Post] = deque()
+        self._queue: deque[Post] = deque()  # appended by any thread, popped by the writer
+        self._idle = False  # the writer is about to wait or waiting: a submit must notify
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="chatd-commit", daemon=True)
 
@@ -59,9 +60,10 @@ class MessageWriter:
         self._thread.start()
 
     def submit(self, post: Post) -> None:
-        with self._cond:
-            self._queue.append(post)
-            self._cond.notify()
+        self._queue.append(post)
+        if self._idle:
+            with self._cond:
+                self._cond.notify()
 
     def stop(self, timeout: float) -> None:
         with self._cond:
@@ -70,12 +72,17 @@ class MessageWriter:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        queue = self._queue
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._stopping)
-                if not self._queue:
-                    return
-                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                # why: idle is set before the queue is looked at, so a submit that
+                # lands after the look sees it and notifies.
+                self._idle = True
+                self._cond.wait_for(lambda: queue or self._stopping)
+                self._idle = False
+            if not queue:
+                return
+            batch = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
             try:
                 self._commit(batch)
             except Exception:

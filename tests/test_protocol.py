@@ -87,6 +87,8 @@ def test_frames_before_an_oversize_one_are_still_delivered():
         b'{"\\udfff": 1}',
         b'{"n": 9223372036854775808}',
         b'{"n": -9223372036854775809}',
+        b'{"a": [{"n": 99999999999999999999}]}',
+        b'{"n": 1' + b"0" * 5000 + b"}",
         b"[1, 2]",
         b'"string"',
         b"42",
@@ -106,6 +108,7 @@ def test_nesting_of_exactly_32_levels_and_int64_bounds_are_accepted():
     assert parse_request(nested)["a"]
     frame = parse_request(b'{"lo": -9223372036854775808, "hi": 9223372036854775807, "f": 1.5}')
     assert frame == {"lo": -(2**63), "hi": 2**63 - 1, "f": 1.5}
+    assert parse_request(b'{"text": "99999999999999999999"}') == {"text": "9" * 20}
 
 
 @pytest.mark.parametrize("rid", [None, 0, -5, 2**63 - 1, "", "x" * 64])
