@@ -211,14 +211,10 @@ class SendQueue:
         The caller holds the right to write; `first` is already counted in _queued.
         """
         data = first
-        while True:
-            if not data:
-                with self._lock:
-                    data, finished = self._next()
-                if not data:
-                    if finished:
-                        break
-                    return
+        if not data:
+            with self._lock:
+                data, finished = self._next()
+        while data:
             wire = self._seal(data)
             if wire is None:
                 break
@@ -231,8 +227,9 @@ class SendQueue:
                     self._unsent = wire[sent:]
                     self._start_writer()
                     return
-            data = b""
-        self._stop()
+                data, finished = self._next()
+        if data or finished:  # data left means the peer is gone
+            self._stop()
 
     def _seal(self, data: bytes) -> bytes | None:
         try:
