@@ -8,6 +8,7 @@ scenario's deadline (`Run.left()`), which is what makes every run end by itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -199,6 +200,7 @@ def attach_receiver(client: ChatClient | IrcClient, tracker: Tracker) -> None:
                 deliver(receiver, frame["text"], now, frame["room"], frame["id"])
 
         client.on_message = on_message
+        client.take_line = functools.partial(tracker.take_line, receiver)
     else:
         client.on_privmsg = lambda _target, text, now: deliver(receiver, text, now)
 

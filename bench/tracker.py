@@ -13,11 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
 PAYLOAD_BYTES = 40  # why: the issue's reference figures use 40-byte payloads.
+
+# A JSON string body that needs no unescaping or decoding: printable ASCII but `"` and `\`.
+_PLAIN = rb"[\x20\x21\x23-\x5b\x5d-\x7e]*"
+# why: chatd's message event for one of our payloads, exactly as chatd/protocol.py emits it
+# (compact, keys in this order, nothing else). A line that matches is valid JSON whose
+# json.loads gives exactly these fields, so the groups are what the JSON path would read;
+# any other line (a file, a DM, an escape, non-ASCII, another layout) takes the JSON path.
+MESSAGE_FRAME = re.compile(
+    rb'\{"event":"message","id":([1-9][0-9]{0,17}),"room":"(%s)","user":"%s",'
+    rb'"text":"([0-9]{1,9}):([0-9]{1,9}):%s","ts":"%s"\}' % ((_PLAIN,) * 4)
+)
+# why: every receiver of a room reads the same bytes for a message; parsing them once and
+# looking the result up for the others is exact (equal bytes, equal fields) and cheaper.
+# Receivers read a message within moments of each other, so the most recent frames are
+# enough; a frame dropped before every receiver had it is only parsed again.
+PARSED_FRAMES = 4096
 
 
 def payload(stream: int, seq: int, size: int = PAYLOAD_BYTES) -> str:
@@ -70,7 +87,7 @@ class Stream:
     index: int
     total: int
     receivers: int
-    remaining: array = field(init=False)  # per seq: receivers that still lack it
+    remaining: list[int] = field(init=False)  # per seq: receivers that still lack it
     sent_at: array = field(init=False)  # per seq: perf_counter when written
     sent: int = 0
     completed: int = 0  # a prefix of seqs every receiver has
@@ -79,7 +96,9 @@ class Stream:
     progress: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.remaining = array("i", [self.receivers]) * self.total
+        # why: a list, not an array: each delivery reads and writes one item, and a list
+        # item needs no conversion to and from a Python int.
+        self.remaining = [self.receivers] * self.total
         self.sent_at = array("d", [0.0]) * self.total
         if self.receivers == 0:
             self.completed = self.total  # nobody to deliver to: only acks matter
@@ -98,15 +117,18 @@ class Receiver:
     """What one receiving connection has seen, per stream."""
 
     name: str
-    expected: dict[int, int] = field(default_factory=dict)  # stream -> next seq
-    last_id: dict[str, int] = field(default_factory=dict)  # room -> last message id
+    expected: list[int]  # per stream index: the next seq
+    last_id: dict[str | None, int] = field(default_factory=dict)  # room -> last message id
 
 
 class Tracker:
     """Counts deliveries for a set of streams and records every anomaly."""
 
     def __init__(self, streams: list[Stream], *, acks: bool, keep_latency: bool = False) -> None:
+        # why: receivers keep their next seq in a list indexed by stream index.
+        assert [stream.index for stream in streams] == list(range(len(streams)))
         self.streams = {stream.index: stream for stream in streams}
+        self._parsed: dict[bytes, tuple[int, str, Stream | None, int]] = {}
         self.acks = acks
         self._unfinished = len(streams)
         self.expected_deliveries = sum(s.total * s.receivers for s in streams)
@@ -124,12 +146,40 @@ class Tracker:
         self.done = asyncio.Event()
 
     def receiver(self, name: str) -> Receiver:
-        receiver = Receiver(name)
+        receiver = Receiver(name, [0] * len(self.streams))
         self.receivers.append(receiver)
         return receiver
 
+    def take_line(self, receiver: Receiver, line: bytes, now: float) -> bool:
+        """A raw chatd line arrived at `receiver`: count it if it is a MESSAGE_FRAME.
+
+        False for any other line, which the client then parses as JSON.
+        """
+        parsed = self._parsed.get(line)
+        if parsed is None:
+            match = MESSAGE_FRAME.fullmatch(line)
+            if match is None:
+                return False
+            id_digits, room_name, index_digits, seq_digits = match.groups()
+            stream = self.streams.get(int(index_digits))
+            parsed = (int(id_digits), room_name.decode(), stream, int(seq_digits))
+            if len(self._parsed) >= PARSED_FRAMES:
+                del self._parsed[next(iter(self._parsed))]  # the oldest
+            self._parsed[line] = parsed
+        msg_id, room, stream, seq = parsed
+        if stream is None:
+            self.foreign += 1
+        else:
+            self._count(receiver, stream, seq, now, room, msg_id)
+        return True
+
     def deliver(
-        self, receiver: Receiver, text: str | bytes, now: float, room: str = "", msg_id: int = 0
+        self,
+        receiver: Receiver,
+        text: str | bytes,
+        now: float,
+        room: str | None = "",
+        msg_id: int = 0,
     ) -> None:
         """One message arrived at `receiver`."""
         try:
@@ -138,25 +188,41 @@ class Tracker:
         except (ValueError, KeyError):
             self.foreign += 1
             return
+        self._count(receiver, stream, seq, now, room, msg_id)
+
+    def _count(
+        self,
+        receiver: Receiver,
+        stream: Stream,
+        seq: int,
+        now: float,
+        room: str | None,
+        msg_id: int,
+    ) -> None:
+        """Message `seq` of `stream` (chatd id `msg_id`, 0 for IRC) arrived at `receiver`."""
         if msg_id:
-            if msg_id <= receiver.last_id.get(room, 0):
+            last_id = receiver.last_id
+            if msg_id <= last_id.get(room, 0):
                 self.id_order += 1
-            receiver.last_id[room] = msg_id
-        expected = receiver.expected.get(index, 0)
+            last_id[room] = msg_id
+        next_seqs = receiver.expected
+        index = stream.index
+        expected = next_seqs[index]
         if seq < expected or seq >= stream.total:
             self.late_or_duplicate += 1
             return
         if seq > expected:
             self.gaps += seq - expected
-        receiver.expected[index] = seq + 1
+        next_seqs[index] = seq + 1
         self.delivered += 1
         if self.keep_latency:
             sent_at = stream.sent_at[seq]
             self.latency.append(now - sent_at)
             self.latency_at.append(sent_at)
-        stream.remaining[seq] -= 1
-        if stream.remaining[seq] == 0 and seq == stream.completed:
-            remaining = stream.remaining
+        remaining = stream.remaining
+        left = remaining[seq] - 1
+        remaining[seq] = left
+        if left == 0 and seq == stream.completed:
             completed = seq + 1
             while completed < stream.total and remaining[completed] == 0:
                 completed += 1
@@ -188,7 +254,7 @@ class Tracker:
         """Deliveries that never arrived: gaps plus the tails each receiver lacks."""
         lacking = 0
         for stream in self.streams.values():
-            got = sum(r.expected.get(stream.index, 0) for r in self.receivers)
+            got = sum(r.expected[stream.index] for r in self.receivers)
             lacking += stream.sent * stream.receivers - got
         return self.gaps + max(0, lacking)
 
