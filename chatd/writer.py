@@ -129,6 +129,8 @@ class MessageWriter:
             for peer in self._hub.peers_of_users((new.recipient.username, new.author.username)):
                 if peer is not post.session:
                     outgoing.setdefault(id(peer), (peer, []))[1].append(event)
+        # why: with one room and no DMs each peer gets one buffer anyway; skip the merge.
+        direct = len(by_room) == 1 and not outgoing
         for room, events in by_room.items():
             everything = b"".join(event for _sender, event in events)
             senders = {id(sender) for sender, _event in events}
@@ -137,7 +139,11 @@ class MessageWriter:
                     data = b"".join(event for sender, event in events if sender is not peer)
                 else:
                     data = everything
-                if data:
+                if not data:
+                    continue
+                if direct:
+                    peer.deliver(data)
+                else:
                     outgoing.setdefault(id(peer), (peer, []))[1].append(data)
         for peer, parts in outgoing.values():
             peer.deliver(parts[0] if len(parts) == 1 else b"".join(parts))
