@@ -12,13 +12,12 @@ from pathlib import Path
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of `pid` so far (all its threads), in seconds."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of `pid` so far (all its threads, live or ended), in seconds."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     # why: the command name (field 2) may hold spaces; fields after its ')' are fixed.
     fields = stat[stat.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / _CLOCK_TICKS
+    return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
 
 
 def status_field(pid: int, name: str) -> int:
@@ -46,15 +45,18 @@ class CpuMeter:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._start = 0.0
+        self._start = (0.0, 0.0)
         self._own_start = 0.0
         self.server = 0.0
+        self.server_system = 0.0  # the kernel's part of `server`: syscalls, TCP, wake-ups
         self.generator = 0.0
 
     def start(self) -> None:
-        self._start = cpu_seconds(self.pid)
+        self._start = cpu_times(self.pid)
         self._own_start = own_cpu_seconds()
 
     def stop(self) -> None:
-        self.server = cpu_seconds(self.pid) - self._start
+        user, system = cpu_times(self.pid)
+        self.server = user + system - sum(self._start)
+        self.server_system = system - self._start[1]
         self.generator = own_cpu_seconds() - self._own_start

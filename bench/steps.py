@@ -209,6 +209,7 @@ def measured(meter: CpuMeter, wall: float, tracker: Tracker) -> dict[str, Any]:
     return {
         "wall_s": round(wall, 4),
         "server_cpu_s": round(meter.server, 3),
+        "server_system_cpu_s": round(meter.server_system, 3),
         "server_cpu_util": round(meter.server / wall, 3) if wall else None,
         "generator_cpu_util": round(meter.generator / wall, 3) if wall else None,
         **tracker.report(),

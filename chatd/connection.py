@@ -133,26 +133,31 @@ class Connection:
         self._spawn(self._serve)
 
     def _run(self) -> None:
-        try:
-            if isinstance(self.transport, TlsTransport):
-                self.transport.handshake(self._login_deadline)
-            self.sock.settimeout(None)
-            self.outbox.put(encode(self._welcome()))
-        except OSError as exc:
-            log.debug("%s: connection error: %s", self.peer, exc)
-            self._close()
-            return
-        self._serve()
+        """The first reader thread: TLS handshake and welcome, then requests."""
+        self._serve(greet=True)
 
-    def _serve(self) -> None:
+    def _serve(self, greet: bool = False) -> None:
         """Read until the connection ends (then close it) or goes idle (then park it)."""
+        idle = False
         try:
-            if self._read_loop():
-                self._parking.park(self.sock, self._resume)
-                return
+            if greet:
+                if isinstance(self.transport, TlsTransport):
+                    self.transport.handshake(self._login_deadline)
+                self.sock.settimeout(None)
+                self.outbox.put(encode(self._welcome()))
+            idle = self._read_loop()
         except OSError as exc:
             log.debug("%s: connection error: %s", self.peer, exc)
-        self._close()
+        finally:
+            if not (idle and self._park()):
+                self._close()
+
+    def _park(self) -> bool:
+        try:
+            self._parking.park(self.sock, self._resume)
+        except (OSError, ValueError):  # the socket is already closed
+            return False
+        return True
 
     def _read_loop(self) -> bool:
         """True when the connection went idle and should be parked; False when it ends."""
