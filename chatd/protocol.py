@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import json.encoder
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -78,6 +77,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("integer outside signed 64 bits")
+    return value
+
+
 def _parse_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
@@ -85,23 +91,18 @@ def _parse_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
-# why: an integer outside signed 64 bits needs 19 digits or more; frames without such a
-# run skip the tree walk (a parse_int hook would cost a Python call per integer).
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+)
 
 
 def _check_tree(root: object) -> None:
-    """Refuse deep nesting, lone surrogates and integers past 64 bits, without recursion."""
+    """Refuse nesting deeper than MAX_JSON_DEPTH and lone surrogates, without recursion."""
     stack: list[tuple[object, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, str):
             _check_string(node)
-            continue
-        if type(node) is int:
-            if not INT64_MIN <= node <= INT64_MAX:
-                raise ValueError("integer outside signed 64 bits")
             continue
         if isinstance(node, dict):
             children: list[object] = []
@@ -136,13 +137,9 @@ def parse_json_line(line: bytes) -> Any:
         raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ValueError(f"frame is not JSON: {exc}") from None
-    if (
-        b"\\u" in line
-        or line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH
-        or _LONG_DIGITS.search(line)
-    ):
-        # why: only a \u escape can make a lone surrogate out of valid UTF-8, only
-        # that many brackets can nest that deep; most frames skip the walk.
+    if b"\\u" in line or line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH:
+        # why: only a \u escape can make a lone surrogate out of valid UTF-8, and
+        # only that many brackets can nest that deep; most frames skip the walk.
         _check_tree(value)
     return value
 
