@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import socket
 import threading
 import time
@@ -165,9 +164,9 @@ class Connection:
             if self.session.user is None and time.monotonic() >= self._login_deadline:
                 self.close_with(ErrorCode.IDLE_TIMEOUT, "you did not log in in time")
                 return False
-            data = self.transport.recv_nowait(RECV_BYTES)
+            data = self.transport.recv_within(RECV_BYTES, self._read_timeout())
             if data is None:
-                if not self._wait_readable() and self.session.user is not None:
+                if self.session.user is not None:
                     return True
                 continue
             if not data:
@@ -184,19 +183,11 @@ class Connection:
                 return False
         return False
 
-    def _wait_readable(self) -> bool:
-        """Wait for bytes: until the login deadline before login, else PARK_AFTER.
-
-        Waiting in poll rather than in recv means an idle connection holds no
-        receive buffer.
-        """
+    def _read_timeout(self) -> float:
+        """How long to wait for bytes: until the login deadline, then PARK_AFTER."""
         if self.session.user is None:
-            wait = max(0.0, self._login_deadline - time.monotonic())
-        else:
-            wait = PARK_AFTER
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        return bool(poller.poll(wait * 1000))
+            return max(0.0, self._login_deadline - time.monotonic())
+        return PARK_AFTER
 
     def _handle(self, line: bytes) -> bool:
         """Answer one frame; False when the connection should stop reading."""

@@ -9,8 +9,10 @@ their own threads and never happen under that lock.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from typing import Protocol
@@ -25,8 +27,8 @@ class Transport(Protocol):
         """Plain bytes from the peer, blocking (the socket's timeout applies); b"" at the end."""
         ...
 
-    def recv_nowait(self, size: int) -> bytes | None:
-        """As recv, but None instead of waiting when no plain bytes can be had now."""
+    def recv_within(self, size: int, timeout: float) -> bytes | None:
+        """As recv, but None when no plain bytes came within `timeout` seconds."""
         ...
 
     def seal(self, data: bytes) -> bytes:
@@ -41,14 +43,27 @@ class Transport(Protocol):
 class PlainTransport:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self._receive_timeout: float | None = None
 
     def recv(self, size: int) -> bytes:
         return self.sock.recv(size)
 
-    def recv_nowait(self, size: int) -> bytes | None:
+    def recv_within(self, size: int, timeout: float) -> bytes | None:
+        """One recv call with the kernel's receive timeout (SO_RCVTIMEO).
+
+        Python's own socket timeout would poll before every recv: two system
+        calls, and two chances to lose the GIL to another thread, where this
+        takes one. The socket must be in blocking mode (no Python timeout).
+        """
+        if timeout != self._receive_timeout:
+            seconds = max(timeout, 0.001)
+            whole = int(seconds)
+            timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            self._receive_timeout = timeout
         try:
-            return self.sock.recv(size, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
+            return self.sock.recv(size)
+        except BlockingIOError:
             return None
 
     def seal(self, data: bytes) -> bytes:
@@ -129,13 +144,13 @@ class TlsTransport:
             self._feed(None)
         return data
 
-    def recv_nowait(self, size: int) -> bytes | None:
+    def recv_within(self, size: int, timeout: float) -> bytes | None:
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
         while (data := self._read(size)) is None:
-            try:
-                raw = self.sock.recv(RAW_RECV_BYTES, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
+            if not poller.poll(max(timeout, 0.001) * 1000):
                 return None
-            self._put_raw(raw)
+            self._put_raw(self.sock.recv(RAW_RECV_BYTES))
         return data
 
     def pending(self) -> int:
