@@ -2,8 +2,8 @@
 
 The hub mirrors the stored membership in memory so that fan-out never reads
 the database, and keeps each room's last messages once a join has read them,
-so the next join reads none either. It talks to connections only through `deliver(data)`, which
-never blocks, so tests can use list-backed fakes.
+so the next join reads none either. It talks to connections only through
+`deliver(data)`, which never blocks, so tests can use list-backed fakes.
 
 Locks, in the order they may be taken:
 1. `delivery_lock`: held by the message writer from a batch's commit to the
