@@ -11,13 +11,30 @@ from typing import Any
 import pytest
 import trustme
 from alembic import command
-from wire import WireClient
+from wire import ConnectionClosed, WireClient
 
 from chatd.config import ServerConfig
 from chatd.db import alembic_config, upgrade
 from chatd.server import Server
 
 PASSWORD = "correct horse"
+
+
+def registered(address: tuple[str, int], name: str, **kwargs: Any) -> WireClient:
+    """A new connection, registered and logged in as `name`."""
+    client = WireClient(address, **kwargs)
+    client.ok("register", username=name, password=PASSWORD)
+    client.ok("login", username=name, password=PASSWORD)
+    return client
+
+
+def closed(client: WireClient) -> bool:
+    """Read until the server closes the connection."""
+    try:
+        while True:
+            client.next_frame()
+    except (ConnectionClosed, ConnectionResetError):
+        return True
 TEST_BCRYPT_ROUNDS = 4
 
 

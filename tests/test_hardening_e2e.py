@@ -9,26 +9,11 @@ import time
 
 import pytest
 import trustme
-from conftest import PASSWORD
+from conftest import PASSWORD, closed, registered
 from sqlalchemy import update
-from wire import ConnectionClosed, WireClient
+from wire import WireClient
 
 from chatd.store import users
-
-
-def registered(address, name: str, **kwargs) -> WireClient:
-    client = WireClient(address, **kwargs)
-    client.ok("register", username=name, password=PASSWORD)
-    client.ok("login", username=name, password=PASSWORD)
-    return client
-
-
-def closed(client: WireClient) -> bool:
-    try:
-        while True:
-            client.next_frame()
-    except (ConnectionClosed, ConnectionResetError):
-        return True
 
 
 def test_message_flood_is_rate_limited_and_the_connection_stays(start_server, clock):

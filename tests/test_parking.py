@@ -12,9 +12,9 @@ import time
 
 import pytest
 import trustme
-from conftest import PASSWORD
+from conftest import closed, registered
 from sqlalchemy import update
-from wire import ConnectionClosed, WireClient
+from wire import WireClient
 
 import chatd.connection
 from chatd.store import users
@@ -38,27 +38,18 @@ def wait_parked(expected_readers: int = 0, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def logged_in(address, name: str, **kwargs) -> WireClient:
-    client = WireClient(address, **kwargs)
-    client.ok("register", username=name, password=PASSWORD)
-    client.ok("login", username=name, password=PASSWORD)
-    return client
-
-
-def closed(client: WireClient) -> bool:
-    try:
-        while True:
-            client.next_frame()
-    except (ConnectionClosed, ConnectionResetError):
-        return True
-
-
-def test_parked_connections_hold_no_thread_and_still_chat(server):
-    alice = logged_in(server.address, "alice")
-    bob = logged_in(server.address, "bob")
+def parked_pair(server) -> tuple[WireClient, WireClient]:
+    """alice and bob in #general, both parked."""
+    alice = registered(server.address, "alice")
+    bob = registered(server.address, "bob")
     for client in (alice, bob):
         client.ok("join", room="general")
     wait_parked()
+    return alice, bob
+
+
+def test_parked_connections_hold_no_thread_and_still_chat(server):
+    alice, bob = parked_pair(server)
     # bob is parked: the message reaches him without a thread of his own
     sent = alice.ok("send", room="general", text="while you sleep")["message"]
     assert bob.next_event("message")["id"] == sent["id"]
@@ -76,7 +67,7 @@ def test_parked_connections_hold_no_thread_and_still_chat(server):
 
 
 def test_a_request_split_across_a_park_is_read_whole(server):
-    alice = logged_in(server.address, "alice")
+    alice = registered(server.address, "alice")
     frame = b'{"id": 7, "op": "join", "room": "general"}\n'
     alice.send_raw(frame[:10])
     wait_parked()
@@ -86,11 +77,7 @@ def test_a_request_split_across_a_park_is_read_whole(server):
 
 
 def test_a_parked_client_that_leaves_is_forgotten(server):
-    alice = logged_in(server.address, "alice")
-    bob = logged_in(server.address, "bob")
-    for client in (alice, bob):
-        client.ok("join", room="general")
-    wait_parked()
+    alice, bob = parked_pair(server)
     bob.close()
     deadline = time.monotonic() + 10
     while server.connection_count != 1:
@@ -101,7 +88,7 @@ def test_a_parked_client_that_leaves_is_forgotten(server):
 
 def test_a_parked_client_is_kicked_when_its_account_is_disabled(start_server):
     server = start_server()
-    alice = logged_in(server.address, "alice")
+    alice = registered(server.address, "alice")
     wait_parked()
     with server.services.store.engine.begin() as connection:
         connection.execute(update(users).where(users.c.username == "alice").values(disabled=True))
@@ -111,7 +98,7 @@ def test_a_parked_client_is_kicked_when_its_account_is_disabled(start_server):
 
 def test_shutdown_reaches_parked_clients_and_stops_promptly(start_server):
     server = start_server()
-    clients = [logged_in(server.address, f"user{n}") for n in range(5)]
+    clients = [registered(server.address, f"user{n}") for n in range(5)]
     wait_parked()
     started = time.monotonic()
     server.stop()
@@ -134,8 +121,8 @@ def test_tls_connections_park_too(start_server, tls_files, certificate_authority
     server = start_server(tls_cert=cert_file, tls_key=key_file)
     tls = ssl.create_default_context()
     trustme.CA.configure_trust(certificate_authority, tls)
-    alice = logged_in(server.address, "alice", tls=tls)
-    bob = logged_in(server.address, "bob", tls=tls)
+    alice = registered(server.address, "alice", tls=tls)
+    bob = registered(server.address, "bob", tls=tls)
     for client in (alice, bob):
         client.ok("join", room="secure")
     wait_parked()
