@@ -109,7 +109,10 @@ class Request:
         """
         try:
             for action in self._then or ():
-                action()
+                try:
+                    action()
+                except Exception:  # the reply is out; the bug must not end the connection
+                    log.exception("%s: telling others after a reply failed", self.session.peer)
         finally:
             if self._held is not None:
                 self._held.close()

@@ -154,7 +154,7 @@ class Connection:
     def _park(self) -> bool:
         try:
             self._parking.park(self.sock, self._resume)
-        except (OSError, ValueError):  # the socket is already closed
+        except (OSError, ValueError, KeyError):  # the socket is closed, or the lot is
             return False
         return True
 

@@ -149,9 +149,16 @@ class Hub:
                 state.recent = deque(bodies, maxlen=self._history_size)
 
     def stored(self, messages: Iterable[MessageRecord], bodies: Iterable[bytes]) -> None:
-        """Messages just committed, in id order: each joins its room's kept history."""
+        """Messages just committed, in id order: each joins its room's kept history.
+
+        An id that does not follow the last one means someone else stored
+        messages in between (`chatd import` while the server runs): every kept
+        history is forgotten then, and reloaded by the next join.
+        """
         with self._lock:
             for message, body in zip(messages, bodies, strict=True):
+                if message.id != self._last_message_id + 1:
+                    self._forget_recent()
                 self._last_message_id = max(self._last_message_id, message.id)
                 state = self._rooms.get(message.room) if message.room else None
                 if state is not None and state.recent is not None:
@@ -160,16 +167,19 @@ class Hub:
     def check_newest(self, newest_stored: int) -> bool:
         """Forget every kept history if the store has messages this server did not write.
 
-        That happens when `chatd import` adds messages while the server runs.
-        True when something was forgotten.
+        For imports while nobody sends (`stored` notices the others). True
+        when something was forgotten.
         """
         with self._lock:
             if newest_stored <= self._last_message_id:
                 return False
             self._last_message_id = newest_stored
-            for state in self._rooms.values():
-                state.recent = None
+            self._forget_recent()
             return True
+
+    def _forget_recent(self) -> None:
+        for state in self._rooms.values():
+            state.recent = None
 
     # fan-out
 

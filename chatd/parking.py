@@ -49,12 +49,16 @@ class ParkingLot:
 
     def _run(self) -> None:
         while True:
-            for key, _events in self._selector.select():
+            try:
+                ready = self._selector.select()
+            except (OSError, ValueError):  # closed by stop()
+                return
+            for key, _events in ready:
                 if key.data is None:
                     return
-                with self._lock:
-                    self._selector.unregister(key.fileobj)
                 try:
+                    with self._lock:
+                        self._selector.unregister(key.fileobj)
                     key.data()
                 except Exception:
                     log.exception("resuming a parked connection failed")

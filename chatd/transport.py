@@ -145,10 +145,13 @@ class TlsTransport:
         return data
 
     def recv_within(self, size: int, timeout: float) -> bytes | None:
+        """As recv, waiting at most `timeout` in all, however slowly a record trickles in."""
+        deadline = time.monotonic() + timeout
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
         while (data := self._read(size)) is None:
-            if not poller.poll(max(timeout, 0.001) * 1000):
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not poller.poll(max(wait, 0.001) * 1000):
                 return None
             self._put_raw(self.sock.recv(RAW_RECV_BYTES))
         return data

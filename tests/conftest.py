@@ -18,6 +18,7 @@ from chatd.db import alembic_config, upgrade
 from chatd.server import Server
 
 PASSWORD = "correct horse"
+TEST_BCRYPT_ROUNDS = 4
 
 
 def registered(address: tuple[str, int], name: str, **kwargs: Any) -> WireClient:
@@ -35,7 +36,6 @@ def closed(client: WireClient) -> bool:
             client.next_frame()
     except (ConnectionClosed, ConnectionResetError):
         return True
-TEST_BCRYPT_ROUNDS = 4
 
 
 @pytest.fixture

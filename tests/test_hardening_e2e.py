@@ -184,3 +184,42 @@ def test_tls_server_survives_a_plain_text_client(start_server, tls_files, certif
         plain.sendall(b'{"op":"ping"}\n')
         assert b"welcome" not in plain.recv(1024)
     assert registered(server.address, "alice", tls=client_context(certificate_authority))
+
+
+def test_a_tls_record_trickled_in_does_not_stretch_the_login_timeout(
+    start_server, tls_files, certificate_authority
+):
+    cert_file, key_file = tls_files
+    server = start_server(tls_cert=cert_file, tls_key=key_file, login_timeout=1.0)
+    context = client_context(certificate_authority)
+    raw = socket.create_connection(server.address, timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            incoming.write(raw.recv(65536))
+    raw.sendall(outgoing.read())
+    tls.write(b'{"id": 1, "op": "ping"}\n' * 20)
+    record = outgoing.read()
+    started = time.monotonic()
+    raw.setblocking(False)
+    closed_by_server = False
+    for byte in range(len(record)):  # one byte every 0.2 s: never a whole record
+        if time.monotonic() - started > 6:
+            break
+        try:
+            raw.sendall(record[byte : byte + 1])
+            closed_by_server = raw.recv(65536) == b""
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed_by_server = True
+        if closed_by_server:
+            break
+        time.sleep(0.2)
+    assert closed_by_server
+    assert time.monotonic() - started < 4

@@ -91,7 +91,7 @@ def ids(history: list[bytes] | None) -> list[int]:
 
 
 def test_kept_history_follows_stored_messages_and_holds_the_last_n():
-    hub = Hub(history_size=3)
+    hub = Hub(history_size=3, last_message_id=2)
     hub.load([(RoomRecord(1, "general", ""), ["alice"]), (RoomRecord(2, "other", ""), [])])
     assert hub.recent("general") is None  # nothing kept until a join has read the store
     hub.keep_recent("general", [message(1, "general")[1], message(2, "general")[1]])
@@ -112,3 +112,13 @@ def test_messages_stored_by_someone_else_make_the_hub_forget_kept_history():
     assert hub.check_newest(14)  # e.g. `chatd import` while the server runs
     assert hub.recent("general") is None
     assert not hub.check_newest(14)
+
+
+def test_an_id_gap_in_stored_messages_makes_the_hub_forget_kept_history():
+    hub = Hub(history_size=3, last_message_id=10)
+    hub.load([(RoomRecord(1, "general", ""), ["alice"])])
+    hub.keep_recent("general", [message(10, "general")[1]])
+    stored(hub, message(11, "general"))
+    assert ids(hub.recent("general")) == [10, 11]
+    stored(hub, message(14, "general"))  # 12 and 13 were stored by someone else
+    assert hub.recent("general") is None

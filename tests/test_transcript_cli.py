@@ -284,6 +284,27 @@ def test_import_while_the_server_runs_is_seen_on_join(
     assert rooms["fresh"]["messages"] == 3
 
 
+def test_a_message_sent_right_after_an_import_does_not_hide_it_from_join(
+    server, connect, db_url: str
+) -> None:
+    alice = connect("alice")
+    alice.ok("join", room="general")
+    alice.ok("send", room="general", text="live 1")
+    bob = connect("bob")
+    assert len(bob.ok("join", room="general")["history"]) == 1  # the server keeps it now
+    other = Store(db_url)
+    try:
+        other.import_messages("general", "", [("ghost", T0, "archived")])
+    finally:
+        other.close()
+    alice.ok("send", room="general", text="live 2")  # before housekeeping looks
+    joined = [m["text"] for m in bob.ok("join", room="general")["history"]]
+    assert joined == ["live 1", "archived", "live 2"]
+    assert (
+        bob.ok("history", room="general")["messages"] == bob.ok("join", room="general")["history"]
+    )
+
+
 def test_installed_script_exports_to_stdout_and_imports_from_stdin(
     live_db: str, tmp_path: Path
 ) -> None:
