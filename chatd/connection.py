@@ -47,6 +47,24 @@ BAD_FRAME_REFILL_SECONDS = 10.0
 PROTOCOL_VIOLATIONS = frozenset({ErrorCode.BAD_REQUEST.value, ErrorCode.UNKNOWN_OP.value})
 
 
+# why: a client that vanishes without closing (a laptop put to sleep, a NAT that forgot
+# us) would otherwise stay parked and "online" for ever; TCP keepalive probes find it out.
+KEEPALIVE_IDLE = 60  # seconds of silence before the first probe
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_PROBES = 6
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+    ):
+        if hasattr(socket, option):  # Linux names; elsewhere the system's defaults apply
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class Connection:
     def __init__(
         self,
@@ -86,6 +104,7 @@ class Connection:
 
     def start(self) -> None:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _keep_alive(self.sock)
         self._open.acquire()
         self._spawn(self._run)
 

@@ -6,6 +6,7 @@ connection and every request after it starts a new reader thread.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 import time
@@ -133,3 +134,15 @@ def test_tls_connections_park_too(start_server, tls_files, certificate_authority
     assert [alice.next_event("message")["text"] for _ in range(10)] == [
         f"{n} {big}" for n in range(10)
     ]
+
+
+def test_connections_probe_for_vanished_peers(server):
+    """A peer gone without a FIN is found by keepalive probes, or it would stay parked."""
+    alice = registered(server.address, "alice")
+    wait_parked()
+    (connection,) = server._connections
+    sock = connection.sock
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+    alice.ok("ping")  # and the parked connection still answers
