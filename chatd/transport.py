@@ -51,9 +51,11 @@ class PlainTransport:
     def recv_within(self, size: int, timeout: float) -> bytes | None:
         """One recv call with the kernel's receive timeout (SO_RCVTIMEO).
 
-        Python's own socket timeout would poll before every recv: two system
-        calls, and two chances to lose the GIL to another thread, where this
-        takes one. The socket must be in blocking mode (no Python timeout).
+        Python's own socket timeout would poll before every recv, and a
+        non-blocking recv followed by poll and recv again takes three system
+        calls where this takes one. The socket must be in blocking mode (no
+        Python timeout); while it waits (PARK_AFTER at most) it holds the
+        receive buffer, which a parked connection does not.
         """
         if timeout != self._receive_timeout:
             seconds = max(timeout, 0.001)
