@@ -279,9 +279,7 @@ async def join_latency(
     }
 
 
-async def events_arrived(
-    clients: list[ChatClient], event: str, expected: int, run: Run
-) -> None:
+async def events_arrived(clients: list[ChatClient], event: str, expected: int, run: Run) -> None:
     """Until the clients have received `expected` events of this kind in all."""
     while sum(c.events.get(event, 0) for c in clients) < expected:
         if time.monotonic() > run.deadline:

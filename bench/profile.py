@@ -32,8 +32,17 @@ def py_spy() -> str | None:
 class PySpy:
     """Hooks that record `pid` between a scenario's start and stop into `out`."""
 
-    def __init__(self, pid: int, out: Path, core: str = "1", max_seconds: int = 900) -> None:
+    def __init__(
+        self,
+        pid: int,
+        out: Path,
+        *,
+        gil_only: bool = False,
+        core: str = "1",
+        max_seconds: int = 900,
+    ) -> None:
         self.pid = pid
+        self.gil_only = gil_only
         self.out = out
         self.core = core
         self.max_seconds = max_seconds
@@ -61,6 +70,8 @@ class PySpy:
             "--duration",
             str(self.max_seconds),
         ]
+        if self.gil_only:
+            command.append("--gil")
         if shutil.which("taskset"):
             command = ["taskset", "-c", self.core, *command]
         self._process = subprocess.Popen(

@@ -105,7 +105,11 @@ def git_commit() -> str:
 
 
 def run_one(
-    scenario: Scenario, kwargs: dict[str, Any], server: str, profile_to: Path | None
+    scenario: Scenario,
+    kwargs: dict[str, Any],
+    server: str,
+    profile_to: Path | None,
+    gil_only: bool = False,
 ) -> dict[str, Any]:
     """Start a fresh server, run the scenario once against it, stop the server."""
     if server == "ngircd":
@@ -116,7 +120,7 @@ def run_one(
     with context as running:
         hooks, spy = Hooks(), None
         if profile_to is not None:
-            spy = PySpy(running.pid, profile_to)
+            spy = PySpy(running.pid, profile_to, gil_only=gil_only)
             hooks = spy.hooks()
         result = asyncio.run(scenario.func(_target(running), hooks, **kwargs))
     result["server"] = running.version
@@ -186,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="py-spy the chatd server over each scenario's measured part",
     )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="as --profile, sampling only the thread that holds the GIL: where Python's CPU "
+        "goes, without the threads waiting for it",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args(argv)
     names = sorted(SCENARIOS) if args.all or not args.scenario else args.scenario
@@ -221,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers:
             for attempt in range(args.repeat):
                 profile_to = None
-                if args.profile and server == "chatd":
+                if (args.profile or args.profile_gil) and server == "chatd":
                     profile_to = args.out / f"{stamp}-{name}-{attempt}.pyspy.txt"
                 print(
                     f"bench: {name} on {server} ({attempt + 1}/{args.repeat}) ...",
@@ -229,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 try:
-                    result = run_one(scenario, kwargs, server, profile_to)
+                    result = run_one(scenario, kwargs, server, profile_to, args.profile_gil)
                 except Exception as exc:  # a failed run is reported, and the others still run
                     where = traceback.extract_tb(exc.__traceback__)[-1]
                     result = {
