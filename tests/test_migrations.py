@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateIndex
 
 from chatd.db import alembic_config, create_db_engine, current_revision, head_revision, upgrade
+from chatd.models import Base
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +34,90 @@ def test_migrations_match_the_models(tmp_path):
     url = f"sqlite:///{tmp_path / 'check.db'}"
     upgrade(url)
     command.check(alembic_config(url))  # raises when autogenerate finds a difference
+
+
+def index_sql(url: str) -> dict[str, str]:
+    """CREATE INDEX statements as SQLite stored them, by index name (explicit indexes only)."""
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            ).all()
+    finally:
+        engine.dispose()
+    return {name: " ".join(sql.split()) for name, sql in rows}
+
+
+def test_indexes_match_the_models_including_their_where(tmp_path):
+    # why: alembic's autogenerate compares an index's columns, not its WHERE clause.
+    url = f"sqlite:///{tmp_path / 'where.db'}"
+    upgrade(url)
+    dialect = sqlite.dialect()
+    expected = {}
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            sql = str(CreateIndex(index).compile(dialect=dialect))
+            expected[index.name] = " ".join(sql.split())
+            where = index.dialect_options["sqlite"]["where"]
+            assert str(index.dialect_options["postgresql"]["where"]) == str(where), index.name
+    assert index_sql(url) == expected
+
+
+def test_message_indexes_skip_nulls_and_the_lookups_still_use_them(tmp_path):
+    url = f"sqlite:///{tmp_path / 'partial.db'}"
+    upgrade(url)
+    stored = index_sql(url)
+    assert stored["ix_messages_dm_pair_id"].endswith(" WHERE dm_pair IS NOT NULL")
+    assert stored["ix_messages_file_id"].endswith(" WHERE file_id IS NOT NULL")
+    assert " WHERE " not in stored["ix_messages_room_id_id"]
+
+    from chatd.records import UserRecord
+    from chatd.store import Store
+
+    store = Store(url)
+    statements: list[tuple[str, object]] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _record(_conn, _cursor, statement, parameters, _context, _many):
+        statements.append((statement, parameters))
+
+    alice, bob = UserRecord(1, "alice", "x", False), UserRecord(2, "bob", "x", False)
+    try:
+        assert store.dm_history_before(alice, bob, None, 50) == []
+        assert store.dm_history_before(bob, alice, 100, 50) == []
+        assert store.file_access(1) is None
+        event.remove(store.engine, "before_cursor_execute", _record)
+        with store.engine.connect() as connection:
+            partial = {
+                row[1]
+                for row in connection.exec_driver_sql("PRAGMA index_list(messages)")
+                if row[4]
+            }
+            plans = [
+                " / ".join(
+                    row[3]
+                    for row in connection.exec_driver_sql(
+                        f"EXPLAIN QUERY PLAN {statement}", parameters
+                    )
+                )
+                for statement, parameters in statements
+                if statement.lstrip().upper().startswith("SELECT")
+            ]
+    finally:
+        store.close()
+    assert partial == {"ix_messages_dm_pair_id", "ix_messages_file_id"}
+    assert len(plans) == 3, plans
+    for plan in plans[:2]:
+        assert "SEARCH messages USING INDEX ix_messages_dm_pair_id (dm_pair=?" in plan, plan
+    assert "SEARCH messages USING INDEX ix_messages_file_id (file_id=?)" in plans[2], plans
+
+    command.downgrade(alembic_config(url), "0002")
+    full = index_sql(url)
+    assert full["ix_messages_dm_pair_id"].endswith("ON messages (dm_pair, id)")
+    assert full["ix_messages_file_id"].endswith("ON messages (file_id)")
+    upgrade(url)
+    assert index_sql(url) == stored
 
 
 def test_upgrade_downgrade_upgrade(tmp_path):
@@ -93,7 +180,7 @@ def test_wheel_ships_the_migrations_and_init_db_works_from_anywhere(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "revision 0002" in result.stdout
+    assert f"revision {head_revision(alembic_config('sqlite://'))}" in result.stdout
     assert (tmp_path / "data" / "chatd" / "chatd.db").exists()
     where = subprocess.run(
         [str(fresh / "bin" / "python"), "-c", "import chatd.migrations as m; print(m.__file__)"],
@@ -117,7 +204,7 @@ def test_upgrade_keeps_the_data_of_an_older_schema(tmp_path):
         with engine.begin() as connection:
             connection.exec_driver_sql(
                 "INSERT INTO users (id, username, username_key, password_hash, disabled,"
-                " created_ms) VALUES (1, 'Alice', 'alice', 'x', 0, 0)"
+                " created_ms) VALUES (1, 'Alice', 'alice', 'x', 0, 0), (2, 'Bob', 'bob', 'x', 0, 0)"
             )
             connection.exec_driver_sql(
                 "INSERT INTO rooms (id, name, topic, created_ms) VALUES (1, 'general', 't', 0)"
@@ -126,16 +213,23 @@ def test_upgrade_keeps_the_data_of_an_older_schema(tmp_path):
                 "INSERT INTO messages (id, room_id, sender_id, author, text, ts_ms)"
                 " VALUES (7, 1, 1, 'Alice', 'from before', 5)"
             )
+            connection.exec_driver_sql(
+                "INSERT INTO messages (id, sender_id, author, recipient_id, dm_pair, text, ts_ms)"
+                " VALUES (8, 2, 'Bob', 1, '1:2', 'direct, from before', 6)"
+            )
     finally:
         engine.dispose()
     del config.attributes["connection"]
     upgrade(url)
-    from chatd.records import RoomRecord
+    from chatd.records import RoomRecord, UserRecord
     from chatd.store import Store
 
     store = Store(url)
     try:
         (message,) = store.history_before(RoomRecord(1, "general", "t"), None, 10)
+        (direct,) = store.dm_history_before(
+            UserRecord(1, "Alice", "x", False), UserRecord(2, "Bob", "x", False), None, 10
+        )
     finally:
         store.close()
     assert (message.id, message.user, message.text, message.file) == (
@@ -143,4 +237,10 @@ def test_upgrade_keeps_the_data_of_an_older_schema(tmp_path):
         "Alice",
         "from before",
         None,
+    )
+    assert (direct.id, direct.user, direct.to, direct.text) == (
+        8,
+        "Bob",
+        "Alice",
+        "direct, from before",
     )
