@@ -66,10 +66,17 @@ MESSAGE_INSERT_COLUMNS = (
     "ts_ms",
     "file_id",
 )
-SQLITE_INSERT_MESSAGE = (
-    f"INSERT INTO messages ({', '.join(MESSAGE_INSERT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in MESSAGE_INSERT_COLUMNS)})"
-)
+# why: Python 3.11's sqlite3 binds None through its adapter lookup, about 1 us per value;
+# the common message (in a room, no file) leaves its three empty columns out instead.
+ROOM_MESSAGE_INSERT_COLUMNS = ("room_id", "sender_id", "author", "text", "ts_ms")
+
+
+def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+
+SQLITE_INSERT_MESSAGE = _sqlite_insert("messages", MESSAGE_INSERT_COLUMNS)
+SQLITE_INSERT_ROOM_MESSAGE = _sqlite_insert("messages", ROOM_MESSAGE_INSERT_COLUMNS)
 
 
 SQLITE_INSERT_FILE = (
@@ -90,6 +97,17 @@ def message_params(new: NewMessage, ts: int, stored: FileRecord | None) -> tuple
         ts,
         None if stored is None else stored.id,
     )
+
+
+def room_message_params(new: NewMessage, ts: int) -> tuple[Any, ...]:
+    """A room message's values in ROOM_MESSAGE_INSERT_COLUMNS order."""
+    assert new.room is not None
+    return (new.room.id, new.author.id, new.author.username, new.text, ts)
+
+
+def is_room_text(new: NewMessage) -> bool:
+    """Whether `new` fits ROOM_MESSAGE_INSERT_COLUMNS: a room message without a file."""
+    return new.room is not None and new.attachment is None
 
 
 def file_fields(attachment: NewFile) -> tuple[str, int, str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select
@@ -22,13 +23,16 @@ from chatd.store.base import (
     MESSAGE_INSERT_COLUMNS,
     SQLITE_INSERT_FILE,
     SQLITE_INSERT_MESSAGE,
+    SQLITE_INSERT_ROOM_MESSAGE,
     StoreBase,
     file_fields,
     files,
+    is_room_text,
     message_params,
     message_query,
     message_record,
     messages,
+    room_message_params,
     rooms,
 )
 
@@ -91,7 +95,8 @@ class MessageStore(StoreBase):
         transaction per batch, so this is most of its cost when traffic is
         light. Inside BEGIN IMMEDIATE no other writer can interleave and a new
         rowid is the largest so far plus one, so the batch's ids are the run
-        ending at last_insert_rowid(); the count check makes sure of it.
+        ending at last_insert_rowid(); the count check makes sure of it. Runs
+        of room messages without files take the shorter INSERT.
         """
         with self._raw_write() as cursor:
             stored_files: list[FileRecord | None] = []
@@ -112,10 +117,14 @@ class MessageStore(StoreBase):
                     ),
                 )
                 stored_files.append(FileRecord(cursor.lastrowid, *file_fields(attachment)))
-            cursor.executemany(
-                SQLITE_INSERT_MESSAGE,
-                [message_params(new, ts, f) for new, f in zip(batch, stored_files, strict=True)],
-            )
+            pairs = zip(batch, stored_files, strict=True)
+            for room_text, run in groupby(pairs, key=lambda pair: is_room_text(pair[0])):
+                if room_text:
+                    rows = [room_message_params(new, ts) for new, _ in run]
+                    cursor.executemany(SQLITE_INSERT_ROOM_MESSAGE, rows)
+                else:
+                    rows = [message_params(new, ts, stored) for new, stored in run]
+                    cursor.executemany(SQLITE_INSERT_MESSAGE, rows)
             last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
             first = last - len(batch) + 1
             found = cursor.execute(
