@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from chatd.errors import ErrorCode
 from chatd.names import username_key
 from chatd.protocol import EncodedList, encode
-from chatd.records import MessageRecord, RoomRecord
+from chatd.records import RoomRecord
 
 
 class Peer(Protocol):
@@ -148,19 +148,20 @@ class Hub:
             if state is not None:
                 state.recent = deque(bodies, maxlen=self._history_size)
 
-    def stored(self, messages: Iterable[MessageRecord], bodies: Iterable[bytes]) -> None:
-        """Messages just committed, in id order: each joins its room's kept history.
+    def stored(self, messages: Iterable[tuple[int, str | None, bytes]]) -> None:
+        """Messages just committed, in id order, as (id, room or None, message_body).
 
-        An id that does not follow the last one means someone else stored
-        messages in between (`chatd import` while the server runs): every kept
-        history is forgotten then, and reloaded by the next join.
+        Each joins its room's kept history. An id that does not follow the
+        last one means someone else stored messages in between (`chatd
+        import` while the server runs): every kept history is forgotten then,
+        and reloaded by the next join.
         """
         with self._lock:
-            for message, body in zip(messages, bodies, strict=True):
-                if message.id != self._last_message_id + 1:
+            for message_id, room, body in messages:
+                if message_id != self._last_message_id + 1:
                     self._forget_recent()
-                self._last_message_id = max(self._last_message_id, message.id)
-                state = self._rooms.get(message.room) if message.room else None
+                self._last_message_id = max(self._last_message_id, message_id)
+                state = self._rooms.get(room) if room else None
                 if state is not None and state.recent is not None:
                     state.recent.append(body)
 

@@ -118,3 +118,24 @@ class NewMessage:
     room: RoomRecord | None = None
     recipient: UserRecord | None = None
     attachment: NewFile | None = None
+
+    def stored_as(self, message_id: int, ts_ms: int, file: FileRecord | None) -> MessageRecord:
+        """The record of this message once stored with that id, time and file."""
+        return MessageRecord(
+            message_id,
+            None if self.room is None else self.room.name,
+            self.author.username,
+            self.text,
+            ts_ms,
+            None if self.recipient is None else self.recipient.username,
+            file,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """What committing a batch gave each message, in batch order: its id and its file."""
+
+    ts_ms: int  # one timestamp for the whole batch
+    ids: list[int]
+    files: list[FileRecord | None]

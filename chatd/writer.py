@@ -23,8 +23,16 @@ from dataclasses import dataclass
 
 from chatd.errors import ChatError, ErrorCode
 from chatd.hub import Hub, Peer
-from chatd.protocol import RequestId, encode, error_reply, message_body, message_frames
-from chatd.records import NewMessage
+from chatd.names import format_ts
+from chatd.protocol import (
+    RequestId,
+    encode,
+    error_reply,
+    message_body,
+    message_frames,
+    room_message_body,
+)
+from chatd.records import NewMessage, StoredBatch
 from chatd.sendqueue import ReplySlot
 from chatd.session import Session
 from chatd.store import Store
@@ -33,6 +41,17 @@ log = logging.getLogger(__name__)
 
 # why: bounds one transaction and one fan-out pass, so a flood cannot delay a batch for long.
 MAX_BATCH = 512
+
+
+def _bodies(messages: list[NewMessage], stored: StoredBatch) -> list[bytes]:
+    """Each committed message's message_body; room messages without a file the fast way."""
+    ts = format_ts(stored.ts_ms)
+    return [
+        room_message_body(message_id, new.room.name, new.author.username, new.text, ts)
+        if new.room is not None and file is None
+        else message_body(new.stored_as(message_id, stored.ts_ms, file).wire())
+        for new, message_id, file in zip(messages, stored.ids, stored.files, strict=True)
+    ]
 
 
 @dataclass(slots=True)
@@ -102,9 +121,11 @@ class MessageWriter:
                         [post], ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{room.name}")
                     )
             if accepted:
-                stored = self._store.append_messages([post.message for post in accepted])
-                bodies = [message_body(record.wire()) for record in stored]
-                self._hub.stored(stored, bodies)
+                messages = [post.message for post in accepted]
+                stored = self._store.append_batch(messages)
+                bodies = _bodies(messages, stored)
+                rooms = [None if new.room is None else new.room.name for new in messages]
+                self._hub.stored(zip(stored.ids, rooms, bodies, strict=True))
                 self._fan_out(accepted, bodies)
 
     def _fan_out(self, posts: list[Post], bodies: list[bytes]) -> None:

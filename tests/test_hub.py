@@ -82,7 +82,7 @@ def message(message_id: int, room: str | None) -> tuple[MessageRecord, bytes]:
 
 
 def stored(hub: Hub, *messages: tuple[MessageRecord, bytes]) -> None:
-    hub.stored([record for record, _ in messages], [body for _, body in messages])
+    hub.stored((record.id, record.room, body) for record, body in messages)
 
 
 def ids(history: list[bytes] | None) -> list[int]:

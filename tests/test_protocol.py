@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatd.errors import ChatError, ErrorCode
 from chatd.protocol import (
@@ -174,6 +176,24 @@ def test_message_frames_equal_the_plain_encoding():
         assert json.loads(event) == {"event": "dm", **message}
         assert json.loads(reply) == ok_reply(rid, {"message": message})
         assert event.endswith(b"\n") and reply.endswith(b"\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    message_id=st.integers(min_value=1, max_value=2**63 - 1),
+    room=st.text(max_size=8),
+    user=st.text(max_size=8),
+    text=st.text(max_size=40) | st.sampled_from(['say "hi"\\', "é\n\t\u2028\x7f", "🙂" * 3]),
+    ts_ms=st.integers(min_value=0, max_value=4102444800000),
+)
+def test_room_message_body_is_message_body_of_the_record(message_id, room, user, text, ts_ms):
+    from chatd.names import format_ts
+    from chatd.protocol import message_body, room_message_body
+    from chatd.records import MessageRecord
+
+    record = MessageRecord(message_id, room, user, text, ts_ms)
+    fast = room_message_body(message_id, room, user, text, format_ts(ts_ms))
+    assert fast == message_body(record.wire())
 
 
 def test_encoded_lists_are_spliced_in_as_they_are():

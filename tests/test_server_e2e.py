@@ -438,7 +438,7 @@ def test_a_failed_commit_is_answered_internal_and_nothing_is_delivered(
     def broken(batch):
         raise OSError("disk full")
 
-    monkeypatch.setattr(server.services.store, "append_messages", broken)
+    monkeypatch.setattr(server.services.store, "append_batch", broken)
     assert alice.error("send", room="general", text="lost") == "internal"
     assert [e for e in bob.drain() if e["event"] == "message"] == []
     monkeypatch.undo()

@@ -15,6 +15,7 @@ from chatd.records import (
     NewFile,
     NewMessage,
     RoomRecord,
+    StoredBatch,
     UserRecord,
     dm_pair,
     now_ms,
@@ -54,21 +55,18 @@ class MessageStore(StoreBase):
 
     def append_messages(self, batch: Sequence[NewMessage]) -> list[MessageRecord]:
         """Store a batch of messages in one transaction (one fsync); ids follow the batch order."""
+        stored = self.append_batch(batch)
+        return [
+            new.stored_as(message_id, stored.ts_ms, file)
+            for new, message_id, file in zip(batch, stored.ids, stored.files, strict=True)
+        ]
+
+    def append_batch(self, batch: Sequence[NewMessage]) -> StoredBatch:
+        """As append_messages, without building records: the writer encodes messages itself."""
         ts = now_ms()
         append = self._append_portable if self._write_lock is None else self._append_sqlite
         stored_files, ids = append(batch, ts)
-        return [
-            MessageRecord(
-                message_id,
-                None if new.room is None else new.room.name,
-                new.author.username,
-                new.text,
-                ts,
-                None if new.recipient is None else new.recipient.username,
-                stored,
-            )
-            for message_id, new, stored in zip(ids, batch, stored_files, strict=True)
-        ]
+        return StoredBatch(ts, ids, stored_files)
 
     def _append_portable(
         self, batch: Sequence[NewMessage], ts: int
