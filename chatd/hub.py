@@ -1,9 +1,10 @@
 """Rooms, membership and who is online, and the fan-out of events to connections.
 
 The hub mirrors the stored membership in memory so that fan-out never reads
-the database, and keeps each room's last messages once a join has read them,
-so the next join reads none either. It talks to connections only through
-`deliver(data)`, which never blocks, so tests can use list-backed fakes.
+the database, and keeps each room's last messages once a join has read them
+(up to KEPT_HISTORY_BYTES in all), so the next join reads none either. It
+talks to connections only through `deliver(data)`, which never blocks, so
+tests can use list-backed fakes.
 
 Locks, in the order they may be taken:
 1. `delivery_lock`: held by the message writer from a batch's commit to the
@@ -36,12 +37,18 @@ class Peer(Protocol):
     def kick(self, code: ErrorCode, message: str) -> None: ...
 
 
+# why: kept history is a cache; unbounded, every room joined since the start would hold
+# up to history_size messages (as much as 50 x 16 KiB) for as long as the server runs.
+KEPT_HISTORY_BYTES = 16 * 1024 * 1024
+
+
 @dataclass(slots=True)
 class RoomState:
     record: RoomRecord
     topic: str
     members: dict[str, str] = field(default_factory=dict)  # username key -> username
     recent: deque[bytes] | None = None  # the last messages encoded, oldest first, once read
+    recent_bytes: int = 0
 
     @property
     def current(self) -> RoomRecord:
@@ -52,11 +59,19 @@ class RoomState:
 
 
 class Hub:
-    def __init__(self, history_size: int = 50, last_message_id: int = 0) -> None:
+    def __init__(
+        self,
+        history_size: int = 50,
+        last_message_id: int = 0,
+        kept_bytes: int = KEPT_HISTORY_BYTES,
+    ) -> None:
         self._lock = threading.Lock()
         self._rooms: dict[str, RoomState] = {}
         self._online: dict[str, set[Peer]] = {}
         self._history_size = history_size
+        self._kept: dict[str, RoomState] = {}  # rooms with kept history, least recently used first
+        self._kept_bytes = 0
+        self._kept_limit = kept_bytes
         self._last_message_id = last_message_id  # the newest message id this server knows of
         self.delivery_lock = threading.Lock()
 
@@ -139,14 +154,27 @@ class Hub:
         """The room's last messages (message_body), oldest first, if kept; None: read the store."""
         with self._lock:
             state = self._rooms.get(room)
-            return None if state is None or state.recent is None else EncodedList(state.recent)
+            if state is None or state.recent is None:
+                return None
+            self._kept[room] = self._kept.pop(room)  # now the most recently used
+            return EncodedList(state.recent)
 
     def keep_recent(self, room: str, bodies: list[bytes]) -> None:
-        """Keep what the store returned as the room's last messages (at most history_size)."""
+        """Keep what the store returned as the room's last messages (at most history_size).
+
+        Kept history is bounded by KEPT_HISTORY_BYTES in all; past that the
+        rooms whose history was read least recently forget theirs.
+        """
         with self._lock:
             state = self._rooms.get(room)
-            if state is not None:
-                state.recent = deque(bodies, maxlen=self._history_size)
+            if state is None:
+                return
+            self._drop_recent(room, state)
+            state.recent = deque(bodies, maxlen=self._history_size)
+            state.recent_bytes = sum(map(len, state.recent))
+            self._kept[room] = state
+            self._kept_bytes += state.recent_bytes
+            self._evict()
 
     def stored(self, messages: Iterable[tuple[int, str | None, bytes]]) -> None:
         """Messages just committed, in id order, as (id, room or None, message_body).
@@ -162,8 +190,15 @@ class Hub:
                     self._forget_recent()
                 self._last_message_id = max(self._last_message_id, message_id)
                 state = self._rooms.get(room) if room else None
-                if state is not None and state.recent is not None:
-                    state.recent.append(body)
+                if state is None or state.recent is None:
+                    continue
+                grown = len(body)
+                if len(state.recent) == state.recent.maxlen:
+                    grown -= len(state.recent[0])  # the append pushes the oldest out
+                state.recent.append(body)
+                state.recent_bytes += grown
+                self._kept_bytes += grown
+            self._evict()
 
     def check_newest(self, newest_stored: int) -> bool:
         """Forget every kept history if the store has messages this server did not write.
@@ -179,8 +214,20 @@ class Hub:
             return True
 
     def _forget_recent(self) -> None:
-        for state in self._rooms.values():
-            state.recent = None
+        for name, state in list(self._kept.items()):
+            self._drop_recent(name, state)
+
+    def _evict(self) -> None:
+        while self._kept_bytes > self._kept_limit:
+            name, state = next(iter(self._kept.items()))
+            self._drop_recent(name, state)
+
+    def _drop_recent(self, name: str, state: RoomState) -> None:
+        if state.recent is not None:
+            del self._kept[name]
+            self._kept_bytes -= state.recent_bytes
+        state.recent = None
+        state.recent_bytes = 0
 
     # fan-out
 

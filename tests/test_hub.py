@@ -122,3 +122,35 @@ def test_an_id_gap_in_stored_messages_makes_the_hub_forget_kept_history():
     assert ids(hub.recent("general")) == [10, 11]
     stored(hub, message(14, "general"))  # 12 and 13 were stored by someone else
     assert hub.recent("general") is None
+
+
+def test_kept_history_is_bounded_and_the_least_recently_read_room_forgets_first():
+    body_size = len(message(1, "a")[1])
+    hub = Hub(history_size=2, last_message_id=0, kept_bytes=5 * body_size)
+    hub.load([(RoomRecord(n, name, ""), ["alice"]) for n, name in enumerate("abc", 1)])
+    hub.keep_recent("a", [message(1, "a")[1], message(2, "a")[1]])
+    hub.keep_recent("b", [message(3, "b")[1], message(4, "b")[1]])
+    assert hub.recent("a") is not None  # a is now more recently read than b
+    hub.keep_recent("c", [message(5, "c")[1], message(6, "c")[1]])  # 6 bodies > 5: b goes
+    assert hub.recent("b") is None
+    assert ids(hub.recent("a")) == [1, 2]
+    assert ids(hub.recent("c")) == [5, 6]
+
+
+def test_kept_history_bytes_follow_messages_pushed_out_by_new_ones():
+    body_size = len(message(99, "a")[1])  # every two-digit id's body is this long
+    hub = Hub(history_size=2, last_message_id=0, kept_bytes=4 * body_size)
+    hub.load([(RoomRecord(1, "a", ""), ["alice"]), (RoomRecord(2, "b", ""), ["alice"])])
+    hub.keep_recent("a", [])
+    hub.keep_recent("b", [])
+    for n in range(1, 41, 2):  # far more than history_size: each room stays at 2 bodies
+        stored(hub, message(n, "a"), message(n + 1, "b"))
+    assert ids(hub.recent("a")) == [37, 39]
+    assert ids(hub.recent("b")) == [38, 40]
+    stored(hub, message(41, "a"))
+    hub.keep_recent("c", [])  # an unknown room keeps nothing
+    assert hub.recent("c") is None
+    hub.load([(RoomRecord(3, "c", ""), ["alice"])])
+    hub.keep_recent("c", [message(42, "c")[1]])  # 5 bodies: a was read before b, so a goes
+    assert hub.recent("a") is None
+    assert ids(hub.recent("b")) == [38, 40]
