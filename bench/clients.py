@@ -152,23 +152,41 @@ class ChatClient:
         self._proto.transport.write(data)
         return sent_at
 
-    async def request(self, op: str, timeout: float = STEP_TIMEOUT, **args: Any) -> Reply:
-        """Send one request and wait for its reply (setup steps, latency probes)."""
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+    async def exchange(
+        self, op: str, timeout: float = STEP_TIMEOUT, **args: Any
+    ) -> tuple[Reply, float]:
+        """Send one request, wait for its reply: (reply, seconds from write to its arrival).
 
-        def done(reply: Reply, _now: float) -> None:
+        Arrival is when the reply's bytes were read, so the callbacks the event
+        loop runs for other connections before this coroutine resumes (a join's
+        events to the other members, say) do not count as server latency.
+        """
+        future: asyncio.Future[tuple[Reply, float]] = asyncio.get_running_loop().create_future()
+
+        def done(reply: Reply, arrival: float) -> None:
             if not future.done():
-                future.set_result(reply)
+                future.set_result((reply, arrival))
 
-        self.send(op, done, **args)
-        return await asyncio.wait_for(future, timeout)
+        sent_at = self.send(op, done, **args)
+        reply, arrival = await asyncio.wait_for(future, timeout)
+        return reply, arrival - sent_at
+
+    async def request(self, op: str, timeout: float = STEP_TIMEOUT, **args: Any) -> Reply:
+        """Send one request and wait for its reply (setup steps)."""
+        return (await self.exchange(op, timeout, **args))[0]
 
     async def call(self, op: str, timeout: float = STEP_TIMEOUT, **args: Any) -> Reply:
         """`request` that raises when the reply is not ok."""
-        reply = await self.request(op, timeout, **args)
+        return (await self.timed_call(op, timeout, **args))[0]
+
+    async def timed_call(
+        self, op: str, timeout: float = STEP_TIMEOUT, **args: Any
+    ) -> tuple[Reply, float]:
+        """`exchange` that raises when the reply is not ok."""
+        reply, seconds = await self.exchange(op, timeout, **args)
         if not reply.get("ok"):
             raise ProtocolViolation(f"{self.name}: {op} failed: {reply}")
-        return reply
+        return reply, seconds
 
     async def login(self, username: str, password: str) -> Reply:
         """Log in, registering the account first when it does not exist yet."""
