@@ -78,6 +78,8 @@ class Hub:
     def load(self, rooms: Iterable[tuple[RoomRecord, list[str]]]) -> None:
         with self._lock:
             for record, members in rooms:
+                if record.name in self._rooms:
+                    self._drop_recent(record.name, self._rooms[record.name])
                 self._rooms[record.name] = RoomState(
                     record, record.topic, {username_key(name): name for name in members}
                 )
@@ -167,7 +169,7 @@ class Hub:
         """
         with self._lock:
             state = self._rooms.get(room)
-            if state is None:
+            if state is None or not self._history_size:
                 return
             self._drop_recent(room, state)
             state.recent = deque(bodies, maxlen=self._history_size)
@@ -218,7 +220,7 @@ class Hub:
             self._drop_recent(name, state)
 
     def _evict(self) -> None:
-        while self._kept_bytes > self._kept_limit:
+        while self._kept_bytes > self._kept_limit and self._kept:
             name, state = next(iter(self._kept.items()))
             self._drop_recent(name, state)
 

@@ -140,7 +140,9 @@ def _decode(text: str) -> Any:
     except ValueError:
         return _DECODER.decode(text)
     if end != len(text) and text[end:].strip(_JSON_SPACE):
-        raise json.JSONDecodeError("Extra data", text, end)
+        raise json.JSONDecodeError(
+            "Extra data", text, len(text) - len(text[end:].lstrip(_JSON_SPACE))
+        )
     return value
 
 

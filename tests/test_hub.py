@@ -154,3 +154,21 @@ def test_kept_history_bytes_follow_messages_pushed_out_by_new_ones():
     hub.keep_recent("c", [message(42, "c")[1]])  # 5 bodies: a was read before b, so a goes
     assert hub.recent("a") is None
     assert ids(hub.recent("b")) == [38, 40]
+
+
+def test_reloading_a_room_drops_its_kept_history_and_its_bytes():
+    body_size = len(message(1, "a")[1])
+    hub = Hub(history_size=2, last_message_id=0, kept_bytes=body_size)
+    for _ in range(3):  # each load replaces the room; the bound must not leak
+        hub.load([(RoomRecord(1, "a", ""), ["alice"])])
+        assert hub.recent("a") is None
+        hub.keep_recent("a", [message(1, "a")[1]])
+        assert ids(hub.recent("a")) == [1]
+
+
+def test_a_hub_without_history_keeps_none():
+    hub = Hub(history_size=0, last_message_id=0)
+    hub.load([(RoomRecord(1, "a", ""), ["alice"])])
+    hub.keep_recent("a", [])
+    stored(hub, message(1, "a"))
+    assert hub.recent("a") is None
