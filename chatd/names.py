@@ -98,10 +98,10 @@ def clean_topic(topic: str) -> str:
     return stripped
 
 
+# why: a committed batch shares one timestamp, and history pages repeat theirs.
 @functools.lru_cache(maxsize=1024)
 def format_ts(ms: int) -> str:
     """Milliseconds since the epoch as RFC 3339 UTC with milliseconds and `Z`."""
-    # why: a committed batch shares one timestamp; the writer formats it once per message.
     return f"{_format_second(ms // 1000)}.{ms % 1000:03d}Z"
 
 
