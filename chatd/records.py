@@ -119,6 +119,11 @@ class NewMessage:
     recipient: UserRecord | None = None
     attachment: NewFile | None = None
 
+    @property
+    def is_room_text(self) -> bool:
+        """A room message without a file: the common kind, which has its own fast paths."""
+        return self.room is not None and self.attachment is None
+
     def stored_as(self, message_id: int, ts_ms: int, file: FileRecord | None) -> MessageRecord:
         """The record of this message once stored with that id, time and file."""
         return MessageRecord(

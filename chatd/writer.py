@@ -48,7 +48,7 @@ def _bodies(messages: list[NewMessage], stored: StoredBatch) -> list[bytes]:
     ts = format_ts(stored.ts_ms)
     return [
         room_message_body(message_id, new.room.name, new.author.username, new.text, ts)
-        if new.room is not None and file is None
+        if new.is_room_text
         else message_body(new.stored_as(message_id, stored.ts_ms, file).wire())
         for new, message_id, file in zip(messages, stored.ids, stored.files, strict=True)
     ]

@@ -105,11 +105,6 @@ def room_message_params(new: NewMessage, ts: int) -> tuple[Any, ...]:
     return (new.room.id, new.author.id, new.author.username, new.text, ts)
 
 
-def is_room_text(new: NewMessage) -> bool:
-    """Whether `new` fits ROOM_MESSAGE_INSERT_COLUMNS: a room message without a file."""
-    return new.room is not None and new.attachment is None
-
-
 def file_fields(attachment: NewFile) -> tuple[str, int, str, str]:
     """FileRecord's fields after the id."""
     return attachment.name, attachment.size, attachment.mime, attachment.sha256

@@ -28,7 +28,6 @@ from chatd.store.base import (
     StoreBase,
     file_fields,
     files,
-    is_room_text,
     message_params,
     message_query,
     message_record,
@@ -116,7 +115,7 @@ class MessageStore(StoreBase):
                 )
                 stored_files.append(FileRecord(cursor.lastrowid, *file_fields(attachment)))
             pairs = zip(batch, stored_files, strict=True)
-            for room_text, run in groupby(pairs, key=lambda pair: is_room_text(pair[0])):
+            for room_text, run in groupby(pairs, key=lambda pair: pair[0].is_room_text):
                 if room_text:
                     rows = [room_message_params(new, ts) for new, _ in run]
                     cursor.executemany(SQLITE_INSERT_ROOM_MESSAGE, rows)
