@@ -55,6 +55,7 @@ def room_as_member(req: Request, name: str) -> RoomRecord:
 def submit_message(req: Request, message: NewMessage) -> Deferred:
     """Hand a message to the group-commit writer; it answers once the batch is on disk."""
     slot, rid = req.defer()
+    req.session.posts_submitted += 1
     req.session.services.writer.submit(Post(req.session, rid, slot, message))
     return DEFERRED
 
@@ -123,6 +124,7 @@ def join(req: Request, room: str) -> dict[str, Any]:
     services = req.session.services
     me = _me(req)
     name = normalize_room(room)
+    req.session.settle()
     req.hold(services.hub.delivery_lock)
     current = services.hub.room_of_member(name, me.username)
     if current is None:
@@ -159,6 +161,7 @@ def part(req: Request, room: str) -> dict[str, Any]:
     services = req.session.services
     me = _me(req)
     name = normalize_room(room)
+    req.session.settle()
     req.hold(services.hub.delivery_lock)
     record = room_as_member(req, name)
     services.store.part(me.id, record.id)
@@ -242,6 +245,7 @@ def topic(req: Request, room: str, topic: str) -> dict[str, Any]:
     me = _me(req)
     name = normalize_room(room)
     topic = clean_topic(topic)
+    req.session.settle()
     req.hold(services.hub.delivery_lock)
     record = room_as_member(req, name)
     services.store.set_topic(record.id, topic)

@@ -79,9 +79,8 @@ class SendQueue:
 
         An `event` may go ahead of reply slots still waiting at the end of the
         queue: events are unsolicited and may come between any two replies,
-        and this way a member that is also sending sees the room's messages in
-        id order (another sender's message committed in the same batch as its
-        own arrives before its own reply).
+        and those slots wait for later batches, whose ids are higher. (A
+        connection with replies in the batch itself gets it by put_in_order.)
         """
         with self._lock:
             if self._closing:
@@ -131,12 +130,70 @@ class SendQueue:
         """Fill reserved slots (once each) and send whatever that lets go."""
         with self._lock:
             for slot, data in replies:
-                if not slot.dropped and slot.data is None:
-                    slot.data = data
-                    self._queued += len(data)
+                self._fill_slot(slot, data)
             if not self._claim():
                 return
         self._drain()
+
+    def put_in_order(self, items: Iterable[bytes | tuple[ReplySlot, bytes]]) -> None:
+        """Events and replies of one committed batch, in message id order.
+
+        A reply `(slot, data)` fills its slot where the request left it; each
+        event goes right after the reply before it in `items`, or, before any
+        reply, right before the first slot `items` fills. So a connection that
+        both sends and receives sees the batch's ids ascending, its own
+        replies included, while replies to its other requests keep their places.
+        """
+        items = list(items)
+        incoming = sum(len(item) for item in items if not isinstance(item, tuple))
+        with self._lock:
+            if self._closing:
+                return
+            if self._queued and self._queued + incoming > self._limit:
+                self._overflow()
+            else:
+                self._place(items)
+            if not self._claim():
+                return
+        self._drain()
+
+    def _place(self, items: list[bytes | tuple[ReplySlot, bytes]]) -> None:
+        """put_in_order's queueing (lock held)."""
+        anchor = self._first_slot(items)
+        for item in items:
+            if isinstance(item, tuple):
+                slot, data = item
+                self._fill_slot(slot, data)
+                anchor = self._index_after(slot)
+                continue
+            self._queued += len(item)
+            if anchor is None:
+                self._enqueue(item, event=True)
+            else:
+                self._items.insert(anchor, item)
+                anchor += 1
+
+    def _fill_slot(self, slot: ReplySlot, data: bytes) -> None:
+        if not slot.dropped and slot.data is None:
+            slot.data = data
+            self._queued += len(data)
+
+    def _first_slot(self, items: list[bytes | tuple[ReplySlot, bytes]]) -> int | None:
+        """Where the first slot that `items` fills waits in the queue (lock held)."""
+        for item in items:
+            if isinstance(item, tuple):
+                return self._position(item[0])
+        return None
+
+    def _index_after(self, slot: ReplySlot) -> int | None:
+        position = self._position(slot)
+        return None if position is None else position + 1
+
+    def _position(self, slot: ReplySlot) -> int | None:
+        try:
+            return self._items.index(slot)
+        except ValueError:  # dropped with the queue's contents
+            return None
 
     def close(self, final: bytes | None = None) -> None:
         """Accept nothing more; what is queued (and `final`) is sent, then the writer stops."""

@@ -69,6 +69,8 @@ class Outbox(Protocol):
 
     def fill(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None: ...
 
+    def put_in_order(self, items: Iterable[bytes | tuple[ReplySlot, bytes]]) -> None: ...
+
 
 def rate_limited(retry_after: float) -> ChatError:
     return ChatError(
@@ -95,6 +97,10 @@ class Session:
         self._kick = kick
         self.user: UserRecord | None = None
         self.quitting = False
+        # Posts handed to the writer, and those it has answered: each counter has
+        # one writing thread (the reader; the writer), so no lock is needed.
+        self.posts_submitted = 0
+        self.posts_answered = 0
         config = services.config
         self.send_bucket = TokenBucket(config.send_rate, config.send_burst, services.clock)
 
@@ -110,6 +116,20 @@ class Session:
 
     def fill_replies(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None:
         self._outbox.fill(replies)
+
+    def deliver_in_order(self, items: Iterable[bytes | tuple[ReplySlot, bytes]]) -> None:
+        """A committed batch's events and this connection's replies, in message id order."""
+        self._outbox.put_in_order(items)
+
+    def settle(self) -> None:
+        """Wait until the writer has answered every message this connection handed it.
+
+        Requests take effect in the order they were sent: a `part` after a
+        `send` must not overtake the send's commit, or the send would be
+        refused for a membership it had when it was accepted.
+        """
+        if self.posts_answered != self.posts_submitted:
+            self.services.writer.wait_until_written()
 
     def spend_send_token(self) -> None:
         """Flood control for send, dm and upload: rate_limited past --send-rate."""

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # why: bounds one transaction and one fan-out pass, so a flood cannot delay a batch for long.
 MAX_BATCH = 512
+# why: a request waiting for earlier posts gives up rather than hang if the writer is gone.
+WAIT_LIMIT = 30.0
 
 
 def _bodies(messages: list[NewMessage], stored: StoredBatch) -> list[bytes]:
@@ -70,7 +72,8 @@ class MessageWriter:
         self._hub = hub
         # the writer waits on it; submit takes it only to wake an idle writer
         self._cond = threading.Condition(threading.Lock())
-        self._queue: deque[Post] = deque()  # appended by any thread, popped by the writer
+        # appended by any thread, popped by the writer; an Event marks a point to wait for
+        self._queue: deque[Post | threading.Event] = deque()
         self._idle = False  # the writer is about to wait or waiting: a submit must notify
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="chatd-commit", daemon=True)
@@ -78,11 +81,17 @@ class MessageWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, post: Post) -> None:
+    def submit(self, post: Post | threading.Event) -> None:
         self._queue.append(post)
         if self._idle:
             with self._cond:
                 self._cond.notify()
+
+    def wait_until_written(self) -> None:
+        """Return once every post submitted before this call is answered."""
+        written = threading.Event()
+        self.submit(written)
+        written.wait(WAIT_LIMIT)
 
     def stop(self, timeout: float) -> None:
         with self._cond:
@@ -101,13 +110,21 @@ class MessageWriter:
                 self._idle = False
             if not queue:
                 return
-            batch = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
-            try:
-                self._commit(batch)
-            except Exception:
-                # why: replies already filled stay as they are; the rest learn of the failure.
-                log.exception("storing a batch of %d messages failed", len(batch))
-                self._answer_all(batch, ChatError(ErrorCode.INTERNAL, "internal server error"))
+            taken = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
+            batch = [item for item in taken if isinstance(item, Post)]
+            if batch:
+                self._write(batch)
+            for item in taken:
+                if isinstance(item, threading.Event):
+                    item.set()
+
+    def _write(self, batch: list[Post]) -> None:
+        try:
+            self._commit(batch)
+        except Exception:
+            # why: replies already filled stay as they are; the rest learn of the failure.
+            log.exception("storing a batch of %d messages failed", len(batch))
+            self._answer_all(batch, ChatError(ErrorCode.INTERNAL, "internal server error"))
 
     def _commit(self, batch: list[Post]) -> None:
         with self._hub.delivery_lock:
@@ -126,52 +143,69 @@ class MessageWriter:
                 bodies = _bodies(messages, stored)
                 rooms = [None if new.room is None else new.room.name for new in messages]
                 self._hub.stored(zip(stored.ids, rooms, bodies, strict=True))
-                self._fan_out(accepted, bodies)
+                self._fan_out(accepted, stored.ids, bodies)
 
-    def _fan_out(self, posts: list[Post], bodies: list[bytes]) -> None:
+    def _fan_out(self, posts: list[Post], ids: list[int], bodies: list[bytes]) -> None:
         """Deliver a committed batch: per room one buffer for every member's connections.
 
         A room's events are joined once and the same bytes go to each of its
         connections, so the cost grows with members plus messages, not their
-        product. A connection that sent some of the batch gets its own copy
-        without those (it has the replies instead).
+        product. A connection that sent some of the batch gets the batch's
+        events and its own replies merged in id order instead.
         """
         outgoing: dict[int, tuple[Peer, list[bytes]]] = {}
-        replies: dict[int, tuple[Session, list[tuple[ReplySlot, bytes]]]] = {}
-        by_room: dict[str, list[tuple[Session, bytes]]] = {}
-        for post, body in zip(posts, bodies, strict=True):
+        senders: dict[int, tuple[Session, list[tuple[int, bytes | tuple[ReplySlot, bytes]]]]] = {}
+        by_room: dict[str, list[tuple[int, Session, bytes]]] = {}
+        dms: list[tuple[int, Post, bytes]] = []
+        for post, message_id, body in zip(posts, ids, bodies, strict=True):
             new = post.message
             event, reply = message_frames(body, "message" if new.room else "dm", post.rid)
-            replies.setdefault(id(post.session), (post.session, []))[1].append((post.slot, reply))
+            own = senders.setdefault(id(post.session), (post.session, []))[1]
+            own.append((message_id, (post.slot, reply)))
             if new.room is not None:
-                by_room.setdefault(new.room.name, []).append((post.session, event))
-                continue
+                by_room.setdefault(new.room.name, []).append((message_id, post.session, event))
+            else:
+                dms.append((message_id, post, event))
+        for message_id, post, event in dms:
+            new = post.message
             assert new.recipient is not None
             for peer in self._hub.peers_of_users((new.recipient.username, new.author.username)):
-                if peer is not post.session:
+                if peer is post.session:
+                    continue
+                if id(peer) in senders:
+                    senders[id(peer)][1].append((message_id, event))
+                else:
                     outgoing.setdefault(id(peer), (peer, []))[1].append(event)
         # why: with one room and no DMs each peer gets one buffer anyway; skip the merge.
         direct = len(by_room) == 1 and not outgoing
         for room, events in by_room.items():
-            everything = b"".join(event for _sender, event in events)
-            senders = {id(sender) for sender, _event in events}
+            everything = b"".join(event for _id, _sender, event in events)
             for peer in self._hub.room_peers(room):
                 if id(peer) in senders:
-                    data = b"".join(event for sender, event in events if sender is not peer)
+                    senders[id(peer)][1].extend(
+                        (message_id, event)
+                        for message_id, sender, event in events
+                        if sender is not peer
+                    )
+                elif direct:
+                    peer.deliver(everything)
                 else:
-                    data = everything
-                if not data:
-                    continue
-                if direct:
-                    peer.deliver(data)
-                else:
-                    outgoing.setdefault(id(peer), (peer, []))[1].append(data)
+                    outgoing.setdefault(id(peer), (peer, []))[1].append(everything)
         for peer, parts in outgoing.values():
             peer.deliver(parts[0] if len(parts) == 1 else b"".join(parts))
-        for session, filled in replies.values():
-            session.fill_replies(filled)
+        for session, items in senders.values():
+            items.sort(key=_by_id)
+            session.deliver_in_order([item for _id, item in items])
+            session.posts_answered += sum(1 for _id, item in items if isinstance(item, tuple))
 
     @staticmethod
     def _answer_all(posts: list[Post], error: ChatError) -> None:
         for post in posts:
+            if post.slot.data is not None:
+                continue  # answered before the failure
             post.session.fill_replies([(post.slot, encode(error_reply(post.rid, error)))])
+            post.session.posts_answered += 1
+
+
+def _by_id(item: tuple[int, object]) -> int:
+    return item[0]

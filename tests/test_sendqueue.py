@@ -67,6 +67,40 @@ def test_an_event_never_passes_a_reply_already_due(pair):
     assert read_until(theirs, b"event\n") == b"first\njoin reply\nevent\n"
 
 
+def test_a_batch_meets_its_own_replies_in_id_order(pair):
+    ours, theirs = pair
+    queue, _stopped = make_queue(ours)
+    mine_3, ping, mine_5, next_batch = (queue.reserve() for _ in range(4))
+    queue.fill([(ping, b"ping\n")])
+    queue.put_in_order(
+        [b"2\n", (mine_3, b"3\n"), b"4\n", (mine_5, b"5\n"), b"6\n"],
+    )
+    queue.fill([(next_batch, b"7\n")])
+    assert read_until(theirs, b"7\n") == b"2\n3\n4\nping\n5\n6\n7\n"
+
+
+def test_a_batch_without_own_replies_goes_before_later_slots(pair):
+    ours, theirs = pair
+    queue, _stopped = make_queue(ours)
+    later = queue.reserve()
+    queue.put_in_order([b"1\n", b"2\n"])
+    assert read_until(theirs, b"2\n") == b"1\n2\n"
+    queue.fill([(later, b"3\n")])
+    assert read_until(theirs, b"3\n") == b"3\n"
+
+
+def test_a_batch_that_overflows_the_queue_drops_the_connection(pair):
+    ours, theirs = pair
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    queue, stopped = make_queue(ours, limit=50_000)
+    slot = queue.reserve()
+    queue.put(b"x" * 10_000)
+    queue.put_in_order([b"y" * 60_000, (slot, b"reply\n")])
+    assert queue.overflowed
+    assert read_until(theirs, b"OVERFLOW\n").endswith(b"OVERFLOW\n")
+    assert stopped.wait(10)
+
+
 def test_a_backlog_goes_to_a_writer_thread_and_arrives_whole(pair):
     ours, theirs = pair
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
