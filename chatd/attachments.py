@@ -15,9 +15,12 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from chatd.commands import Deferred, Request, op
+from chatd.diskspace import is_storage_full
 from chatd.errors import ChatError, ErrorCode
 from chatd.handlers import existing_user, room_as_member, submit_message
 from chatd.names import clean_text, has_control, normalize_room
@@ -147,7 +150,7 @@ def chunk(req: Request, upload: str, offset: int, data: str) -> dict[str, Any]:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ChatError(ErrorCode.BAD_REQUEST, "data must be base64") from None
-    with current.lock:
+    with _discarded_when_full(req, current), current.lock:
         if current.closed:
             raise ChatError(ErrorCode.NO_SUCH_UPLOAD, "that upload has expired")
         if offset != current.received:
@@ -168,6 +171,23 @@ def chunk(req: Request, upload: str, offset: int, data: str) -> dict[str, Any]:
         return {"received": current.received}
 
 
+@contextmanager
+def _discarded_when_full(req: Request, current: Upload) -> Iterator[None]:
+    """An upload that found the disk full is dropped (freeing its bytes): storage_full.
+
+    Outside the upload's lock, which dropping it takes.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if not is_storage_full(exc):
+            raise
+        services = req.session.services
+        with suppress(OSError):  # closing flushes what the disk did not take
+            services.uploads.remove(current, discard=True)
+        raise services.store.disk.refusal(exc) from None
+
+
 @op("finish", required={"upload": str})
 def finish(req: Request, upload: str) -> Deferred:
     """finish {upload} -> {message} once the bytes match and the file is stored durably."""
@@ -186,8 +206,9 @@ def finish(req: Request, upload: str) -> Deferred:
     text = current.caption or meta.name
     room = None if current.room is None else room_as_member(req, current.room)
     # why: the fsync of a large file happens here, on the uploader's thread, not in a batch.
-    services.uploads.remove(current, discard=False)
-    services.blobs.keep(current.path, meta.sha256)
+    with _discarded_when_full(req, current):
+        services.uploads.remove(current, discard=False)
+        services.blobs.keep(current.path, meta.sha256)
     log.info("%s: stored %s (%d bytes)", req.session.peer, meta.sha256[:12], meta.size)
     user = req.session.user
     assert user is not None

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 
 class ErrorCode(StrEnum):
-    """Every error code PROTOCOL.md names, and no others."""
+    """Every error code PROTOCOL.md names, and the few chatd adds (docs/protocol.md)."""
 
     BAD_REQUEST = "bad_request"
     UNKNOWN_OP = "unknown_op"
@@ -39,6 +39,12 @@ class ErrorCode(StrEnum):
     NO_SUCH_UPLOAD = "no_such_upload"
     CHECKSUM_MISMATCH = "checksum_mismatch"
     NO_SUCH_FILE = "no_such_file"
+    # chatd's own, documented in docs/protocol.md:
+    STORAGE_FULL = "storage_full"
+
+
+# Codes that PROTOCOL.md does not name; docs/protocol.md says what they mean.
+CHATD_CODES = frozenset({ErrorCode.STORAGE_FULL})
 
 
 class ChatError(Exception):

@@ -72,9 +72,11 @@ class Uploads:
     def remove(self, upload: Upload, *, discard: bool) -> None:
         with self._lock:
             self._by_token.pop(upload.token, None)
-        upload.close()
-        if discard:
-            upload.path.unlink(missing_ok=True)
+        try:
+            upload.close()
+        finally:
+            if discard:
+                upload.path.unlink(missing_ok=True)
 
     def in_flight_bytes(self, user: UserRecord) -> int:
         with self._lock:

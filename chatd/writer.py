@@ -121,6 +121,8 @@ class MessageWriter:
     def _write(self, batch: list[Post]) -> None:
         try:
             self._commit(batch)
+        except ChatError as error:  # storage_full: rolled back, nothing stored
+            self._answer_all(batch, error)
         except Exception:
             # why: replies already filled stay as they are; the rest learn of the failure.
             log.exception("storing a batch of %d messages failed", len(batch))

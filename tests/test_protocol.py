@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.errors import ChatError, ErrorCode
+from chatd.errors import CHATD_CODES, ChatError, ErrorCode
 from chatd.protocol import (
     FrameDecoder,
     FrameTooLarge,
@@ -156,7 +156,15 @@ def test_error_codes_mirror_the_protocol_list():
     import re
 
     listed = set(re.findall(r"`([a-z_]+)`", section + more))
-    assert listed == {code.value for code in ErrorCode}
+    assert listed | CHATD_CODES == {code.value for code in ErrorCode}
+
+
+def test_chatds_own_error_codes_are_documented():
+    from pathlib import Path
+
+    notes = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    for code in CHATD_CODES:
+        assert f"`{code}`" in notes, code
 
 
 def test_a_consumer_that_stops_early_loses_no_frame():

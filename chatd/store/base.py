@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
 from chatd.db import WRITE_OPTION, create_db_engine, is_sqlite
+from chatd.diskspace import DiskAlarm, is_storage_full
 from chatd.models import File, Membership, Message, Room, User
 from chatd.records import (
     FileRecord,
@@ -117,8 +118,9 @@ def user_record(row: Any) -> UserRecord:
 class StoreBase:
     """The connection handling every part of the Store shares."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, disk: DiskAlarm | None = None) -> None:
         self.url = url
+        self.disk = disk or DiskAlarm()
         self.engine: Engine = create_db_engine(url)
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         # why: SQLite has one writer at a time; queueing here is cheaper than its busy loop.
@@ -133,12 +135,23 @@ class StoreBase:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        if self._write_lock is None:
-            with self._writer.begin() as connection:
-                yield connection
-            return
-        with self._write_lock, self._writer.begin() as connection:
+        with (
+            self._refusing_when_full(),
+            self._write_lock or nullcontext(),
+            self._writer.begin() as connection,
+        ):
             yield connection
+
+    @contextmanager
+    def _refusing_when_full(self) -> Iterator[None]:
+        """A write transaction that failed for lack of space becomes storage_full."""
+        try:
+            yield
+        except Exception as exc:
+            if is_storage_full(exc):
+                raise self.disk.refusal(exc) from None
+            raise
+        self.disk.wrote()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -149,17 +162,20 @@ class StoreBase:
     def _raw_write(self) -> Iterator[Any]:
         """A write transaction on the kept driver connection (SQLite only)."""
         assert self._write_lock is not None
-        with self._write_lock:
+        with self._refusing_when_full(), self._write_lock:
             if self._raw is None:
                 self._raw = self.engine.raw_connection()
-            cursor = self._raw.driver_connection.cursor()
+            driver = self._raw.driver_connection
+            cursor = driver.cursor()
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 yield cursor
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            else:
                 cursor.execute("COMMIT")
+            except BaseException:
+                # why: SQLite rolls back by itself after some errors (SQLITE_FULL among
+                # them); a second ROLLBACK would fail and hide the reason.
+                if driver.in_transaction:
+                    cursor.execute("ROLLBACK")
+                raise
             finally:
                 cursor.close()
