@@ -142,7 +142,7 @@ def join(req: Request, room: str) -> dict[str, Any]:
         current = services.hub.room(name) or current
     history = services.hub.recent(name)
     if history is None:
-        stored = services.store.history_before(current, None, services.config.history_size)
+        stored = services.store.room_page(current, None, services.config.history_size)
         history = EncodedList(message_body(message.wire()) for message in stored)
         services.hub.keep_recent(name, history)
     members, online = services.hub.members(name)
@@ -187,14 +187,22 @@ def send(req: Request, room: str, text: str) -> Deferred:
     return submit_message(req, NewMessage(_me(req), text, room=record))
 
 
-@op("history", required={"room": str}, optional={"before": int, "limit": int})
+@op("history", required={"room": str}, optional={"before": int, "after": int, "limit": int})
 def history(
-    req: Request, room: str, before: int | None = None, limit: int | None = None
+    req: Request,
+    room: str,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """history {room, before?, limit?} -> {messages}: older messages, oldest first."""
+    """history {room, before?, after?, limit?} -> {messages}, oldest first.
+
+    Without `after` the newest messages below `before` (paging back); with it
+    the oldest above `after` (catching up from the last one seen).
+    """
     count = _page_limit(req, limit)
     record = room_as_member(req, normalize_room(room))
-    return _messages(req.session.services.store.history_before(record, before, count))
+    return _messages(req.session.services.store.room_page(record, before, count, after))
 
 
 @op("rooms")
@@ -228,14 +236,26 @@ def dm(req: Request, to: str, text: str) -> Deferred:
     return submit_message(req, NewMessage(_me(req), text, recipient=recipient))
 
 
-@op("dm_history", required={"with": str}, optional={"before": int, "limit": int})
+@op("dm_history", optional={"with": str, "before": int, "after": int, "limit": int})
 def dm_history(
-    req: Request, with_: str, before: int | None = None, limit: int | None = None
+    req: Request,
+    with_: str | None = None,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """dm_history {with, before?, limit?} -> {messages} between the two, oldest first."""
+    """dm_history {with?, before?, after?, limit?} -> {messages}, oldest first.
+
+    With `with`, the conversation between the two; without it, every direct
+    message to or from the user, from everyone: what came in while away.
+    Pages as `history` does.
+    """
     count = _page_limit(req, limit)
+    store = req.session.services.store
+    if with_ is None:
+        return _messages(store.inbox_page(_me(req), before, count, after))
     other = existing_user(with_, req)
-    return _messages(req.session.services.store.dm_history_before(_me(req), other, before, count))
+    return _messages(store.conversation_page(_me(req), other, before, count, after))
 
 
 @op("topic", required={"room": str, "topic": str})

@@ -38,6 +38,9 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 # with a migration, tests/test_migrations.py checks them against the database.
 DM_PAIR_SET = text("dm_pair IS NOT NULL")
 FILE_ID_SET = text("file_id IS NOT NULL")
+# why: a user's direct messages in all conversations (the inbox a client catches up
+# on), found from either side without touching room messages.
+IS_DIRECT = text("recipient_id IS NOT NULL")
 
 
 class Base(DeclarativeBase):
@@ -113,6 +116,20 @@ class Message(Base):
             "file_id",
             sqlite_where=FILE_ID_SET,
             postgresql_where=FILE_ID_SET,
+        ),
+        Index(
+            "ix_messages_dm_recipient_id",
+            "recipient_id",
+            "id",
+            sqlite_where=IS_DIRECT,
+            postgresql_where=IS_DIRECT,
+        ),
+        Index(
+            "ix_messages_dm_sender_id",
+            "sender_id",
+            "id",
+            sqlite_where=IS_DIRECT,
+            postgresql_where=IS_DIRECT,
         ),
     )
 

@@ -84,9 +84,11 @@ def test_message_indexes_skip_nulls_and_the_lookups_still_use_them(tmp_path):
 
     alice, bob = UserRecord(1, "alice", "x", False), UserRecord(2, "bob", "x", False)
     try:
-        assert store.dm_history_before(alice, bob, None, 50) == []
-        assert store.dm_history_before(bob, alice, 100, 50) == []
+        assert store.conversation_page(alice, bob, None, 50) == []
+        assert store.conversation_page(bob, alice, 100, 50) == []
         assert store.file_access(1) is None
+        assert store.inbox_page(alice, None, 50) == []
+        assert store.inbox_page(alice, None, 50, after=10) == []
         event.remove(store.engine, "before_cursor_execute", _record)
         with store.engine.connect() as connection:
             partial = {
@@ -106,12 +108,22 @@ def test_message_indexes_skip_nulls_and_the_lookups_still_use_them(tmp_path):
             ]
     finally:
         store.close()
-    assert partial == {"ix_messages_dm_pair_id", "ix_messages_file_id"}
-    assert len(plans) == 3, plans
+    assert partial == {
+        "ix_messages_dm_pair_id",
+        "ix_messages_file_id",
+        "ix_messages_dm_recipient_id",
+        "ix_messages_dm_sender_id",
+    }
+    assert len(plans) == 5, plans
     for plan in plans[:2]:
         assert "SEARCH messages USING INDEX ix_messages_dm_pair_id (dm_pair=?" in plan, plan
     assert "SEARCH messages USING INDEX ix_messages_file_id (file_id=?)" in plans[2], plans
+    for plan in plans[3:]:
+        assert "INDEX ix_messages_dm_recipient_id (recipient_id=?" in plan, plan
+        assert "INDEX ix_messages_dm_sender_id (sender_id=?" in plan, plan
 
+    command.downgrade(alembic_config(url), "0003")
+    assert "ix_messages_dm_sender_id" not in index_sql(url)
     command.downgrade(alembic_config(url), "0002")
     full = index_sql(url)
     assert full["ix_messages_dm_pair_id"].endswith("ON messages (dm_pair, id)")
@@ -226,8 +238,8 @@ def test_upgrade_keeps_the_data_of_an_older_schema(tmp_path):
 
     store = Store(url)
     try:
-        (message,) = store.history_before(RoomRecord(1, "general", "t"), None, 10)
-        (direct,) = store.dm_history_before(
+        (message,) = store.room_page(RoomRecord(1, "general", "t"), None, 10)
+        (direct,) = store.conversation_page(
             UserRecord(1, "Alice", "x", False), UserRecord(2, "Bob", "x", False), None, 10
         )
     finally:

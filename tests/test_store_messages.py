@@ -34,9 +34,9 @@ def test_a_mixed_batch_is_stored_in_order_with_every_field(db_url: str) -> None:
             (new.text, new.room and new.room.name, new.recipient and new.recipient.username)
             for new in batch
         ]
-        room_page = store.history_before(general, None, 10)
+        room_page = store.room_page(general, None, 10)
         assert room_page == [r for r in stored if r.room == "general"]
-        dm_page = store.dm_history_before(bob, alice, None, 10)
+        dm_page = store.conversation_page(bob, alice, None, 10)
         assert dm_page == [r for r in stored if r.to == "bob"]
         files = [r.file for r in stored if r.file is not None]
         assert [(f.name, f.size, f.mime, f.sha256) for f in files] == [

@@ -1,7 +1,7 @@
 """The storage facade: every database read and write of the server goes through `Store`.
 
 Methods are named for what the server means (`append_message`,
-`history_before`) and return frozen records, never ORM objects, so nothing
+`room_page`) and return frozen records, never ORM objects, so nothing
 outside db.py, models.py and this package knows SQLAlchemy exists. One
 module per concern; `Store` puts them together.
 """

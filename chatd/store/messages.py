@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import Connection, and_, func, insert, or_, select
 
 from chatd.records import (
     FileAccess,
@@ -196,21 +196,50 @@ class MessageStore(StoreBase):
                 connection.execute(select(func.coalesce(func.max(messages.c.id), 0))).scalar_one()
             )
 
-    def history_before(
-        self, room: RoomRecord, before: int | None, limit: int
+    def room_page(
+        self, room: RoomRecord, before: int | None, limit: int, after: int | None = None
     ) -> list[MessageRecord]:
-        """The `limit` newest messages of the room with id < before, oldest first."""
-        return self._page(messages.c.room_id == room.id, before, limit)
+        """A page of the room's messages (see _page), oldest first."""
+        return self._page(messages.c.room_id == room.id, before, after, limit)
 
-    def dm_history_before(
-        self, a: UserRecord, b: UserRecord, before: int | None, limit: int
+    def conversation_page(
+        self,
+        a: UserRecord,
+        b: UserRecord,
+        before: int | None,
+        limit: int,
+        after: int | None = None,
     ) -> list[MessageRecord]:
-        """Direct messages between a and b, as history_before."""
-        return self._page(messages.c.dm_pair == dm_pair(a.id, b.id), before, limit)
+        """Direct messages between a and b, as room_page."""
+        return self._page(messages.c.dm_pair == dm_pair(a.id, b.id), before, after, limit)
 
-    def _page(self, where: Any, before: int | None, limit: int) -> list[MessageRecord]:
-        condition = where if before is None else and_(where, messages.c.id < before)
-        query = message_query().where(condition).order_by(messages.c.id.desc()).limit(limit)
+    def inbox_page(
+        self, user: UserRecord, before: int | None, limit: int, after: int | None = None
+    ) -> list[MessageRecord]:
+        """Every direct message to or from `user`, in all conversations, as room_page."""
+        is_direct = messages.c.recipient_id.is_not(None)
+        mine = or_(
+            messages.c.recipient_id == user.id,
+            and_(messages.c.sender_id == user.id, is_direct),
+        )
+        return self._page(mine, before, after, limit)
+
+    def _page(
+        self, where: Any, before: int | None, after: int | None, limit: int
+    ) -> list[MessageRecord]:
+        """Up to `limit` messages with after < id < before, oldest first.
+
+        Without `after` the newest such messages (paging back); with it the
+        oldest (paging forward from what a client has seen).
+        """
+        if before is not None:
+            where = and_(where, messages.c.id < before)
+        if after is not None:
+            where = and_(where, messages.c.id > after)
+        order = messages.c.id.desc() if after is None else messages.c.id.asc()
+        query = message_query().where(where).order_by(order).limit(limit)
         with self._read() as connection:
             rows = connection.execute(query).all()
-        return [message_record(row) for row in reversed(rows)]
+        if after is None:
+            rows.reverse()
+        return [message_record(row) for row in rows]
