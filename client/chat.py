@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 from client import render
 from client.commands import COMMANDS, Names, run_line
-from client.session import NOT_SENT, Frame, Session, State
+from client.recovery import Missed, message_id
+from client.session import NOT_SENT, RECONNECT_ASKED, Frame, Session, State
+from client.state import SeenMarkers
 from client.transfers import Transfers
 
 
@@ -35,17 +37,22 @@ class Chat:
         style: render.Style,
         tz: tzinfo | None = None,
         now: Callable[[], datetime] | None = None,
+        seen: SeenMarkers | None = None,
     ) -> None:
         self.session = session
         self.display = display
         self.style = style
         self.tz = tz
+        # where direct messages shown are remembered (None: a script, which marks nothing)
+        self._seen = seen
         self._now = now or (lambda: datetime.now(self.tz).astimezone(self.tz))
         # guards the state below; the reader thread and the input thread both change it
         self._lock = threading.RLock()
         self.current: str | None = None
         self.topics: dict[str, str] = {}
         self._oldest: dict[str, int] = {}
+        # missed messages not fetched after a reconnect, per room: (last seen id, oldest shown)
+        self._gaps: dict[str, tuple[int, int]] = {}
         self._backlog: dict[str, list[Frame]] = {}
         # message ids shown per room (None: direct messages), so that a message
         # that came live and then again in a join history is shown once
@@ -56,6 +63,7 @@ class Chat:
         self._last_day: date = self._now().date()
         self.failures = 0
         self.done = False
+        self._pacing = False  # messages are waiting for the server's rate limit
         self.transfers = Transfers(session, self)
 
     @property
@@ -64,14 +72,31 @@ class Chat:
 
     # -- starting ------------------------------------------------------------------
 
-    def enter(self, login_reply: Frame, *, backlog: bool = True) -> None:
+    def enter(
+        self,
+        login_reply: Frame,
+        *,
+        backlog: bool = True,
+        direct: list[Frame] | None = None,
+        recent: bool = False,
+        more_direct: bool = False,
+    ) -> None:
         """Rejoin the rooms the login reply lists; the first becomes current.
 
         With `backlog`, the current room's history is shown now and the other
-        rooms' when the user first switches to them.
+        rooms' when the user first switches to them. `direct` are the direct
+        messages that came in since this account was last here (`recent`: the
+        latest ones, when it never was; `more_direct`: yet more came in before
+        them), shown first.
         """
         rooms = [room for room in login_reply.get("rooms") or [] if isinstance(room, str)]
         self._users.add(self.me)
+        if direct:
+            count = render.counted(len(direct), "direct message")
+            self.notice(f"{'recent' if recent else 'while you were away'}: {count}")
+            if more_direct:
+                self.notice("(and more before them, not shown)")
+            self.show_messages(direct)
         for index, room in enumerate(rooms):
             if index == 0 and backlog:
                 self.request("join", self.entered, room=room)
@@ -217,7 +242,22 @@ class Chat:
         for line in render.who_lines(reply, self.style):
             self.display.show(line)
 
-    def show_history(self, room: str, reply: Frame) -> None:
+    def older(self, room: str, count: int) -> None:
+        """/history: fill what a reconnect left out first, then page back from the oldest shown."""
+        with self._lock:
+            gap = self._gaps.get(room)
+            before = self._oldest.get(room) if gap is None else gap[1]
+
+        def show(reply: Frame) -> None:
+            if gap is None:
+                self._show_older(room, reply)
+            else:
+                self._fill_gap(room, gap[0], count, reply)
+
+        extra = {} if before is None else {"before": before}
+        self.request("history", show, room=room, limit=count, **extra)
+
+    def _show_older(self, room: str, reply: Frame) -> None:
         messages = reply.get("messages") or []
         with self._lock:
             if not messages:
@@ -227,8 +267,25 @@ class Chat:
             self.show_messages(messages)
             self.notice(f"end of older messages of #{room}")
 
-    def oldest(self, room: str) -> int | None:
-        return self._oldest.get(room)
+    def _fill_gap(self, room: str, since: int, count: int, reply: Frame) -> None:
+        page = [m for m in reply.get("messages") or [] if isinstance(m, dict)]
+        missed = [m for m in page if (message_id(m) or 0) > since]
+        with self._lock:
+            self.notice(f"missed messages of #{room}, older part:")
+            self.show_messages(missed)
+            if len(missed) == len(page) == count and missed:
+                self._gaps[room] = (since, message_id(missed[0]) or 0)
+                self.notice(f"more missed messages of #{room}: /history again")
+            else:
+                self._gaps.pop(room, None)
+                self.notice(f"that is all you missed in #{room}")
+
+    def screen_cleared(self) -> None:
+        """Ctrl-L: nothing is on screen any more, so /history starts from the newest again."""
+        with self._lock:
+            self._oldest.clear()
+            self._gaps.clear()
+            self._shown.clear()
 
     def _mark_oldest(self, room: str, messages: Iterable[Any]) -> None:
         ids = [m["id"] for m in messages if isinstance(m, dict) and isinstance(m.get("id"), int)]
@@ -254,7 +311,9 @@ class Chat:
     def prompt_text(self) -> str:
         where = f"#{self.current}" if self.current else "(no room)"
         offline = "" if self.session.state is State.CONNECTED else " [offline]"
-        return f"{where}{offline}> "
+        waiting = self.session.waiting
+        pacing = f" [pacing {waiting}]" if waiting else ""
+        return f"{where}{offline}{pacing}> "
 
     # -- showing messages ------------------------------------------------------------
 
@@ -275,6 +334,8 @@ class Chat:
                     if mid in shown:
                         continue
                     shown.add(mid)
+                    if room is None and self._seen is not None:
+                        self._seen.advance(mid)
                 if room is not None:
                     self._mark_oldest(room, [message])
                 when = render.local_time(message.get("ts"), self.tz)
@@ -327,17 +388,43 @@ class Chat:
         self.display.refresh()
 
     def connection_lost(self, reason: str) -> None:
-        self.error(f"connection lost: {render.sanitize(reason)}")
+        if reason == RECONNECT_ASKED:
+            self.notice(reason)
+        else:
+            self.error(f"connection lost: {render.sanitize(reason)}")
         self.display.refresh()
+
+    def reconnect(self) -> None:
+        """/reconnect: connect again now, rather than after the backoff."""
+        self.notice(self.session.reconnect_now())
 
     def reconnecting(self, attempt: int, delay: float) -> None:
         self.notice(f"reconnecting in {delay:.1f} s (attempt {attempt})")
 
-    def reconnected(self, missed: dict[str, list[Frame]]) -> None:
-        count = sum(len(messages) for messages in missed.values())
-        self.notice(f"reconnected; {count} new message{'s' * (count != 1)} while away")
-        for messages in missed.values():
-            self.show_messages(messages)
+    def reconnected(self, missed: Missed) -> None:
+        self.notice(f"reconnected; {render.counted(missed.count, 'new message')} while away")
+        with self._lock:
+            self._gaps.update(missed.gaps)
+            for room, messages in missed.rooms.items():
+                if room in missed.gaps:
+                    self.notice(
+                        f"more came in to #{room} than is shown here: /history in #{room} "
+                        "shows the older ones you missed"
+                    )
+                self.show_messages(messages)
+            self.show_messages(missed.direct)
+        self.display.refresh()
+
+    def pacing(self, waiting: int) -> None:
+        """The server refused a message for the rate: it and the rest go out as it allows."""
+        with self._lock:
+            started = not self._pacing
+            self._pacing = waiting > 0
+        if started and waiting:
+            count = render.counted(waiting, "message")
+            self.notice(f"sending slowly, as the server allows: {count} waiting")
+        elif not waiting:
+            self.notice("every waiting message is sent")
         self.display.refresh()
 
     def gave_up(self, reason: str) -> None:

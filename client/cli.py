@@ -21,6 +21,7 @@ from chatd.names import PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, is_valid_usernam
 from client import render
 from client.connection import Backoff, ConnectionLost, UntrustedServer
 from client.session import LoginFailed, Session
+from client.state import SeenMarkers
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -30,6 +31,8 @@ DEFAULT_PORT = 7700
 PASSWORD_TRIES = 3
 # why: a script should end, not wait forever for a server that is gone.
 SCRIPT_GIVE_UP_AFTER = 30.0
+# why: on a machine where this account never ran chat, the latest few stand for "unseen".
+RECENT_DIRECT = 20
 
 
 class UsageError(Exception):
@@ -234,11 +237,22 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
         raise Refused("not logged in")
     assert session is not None
     if interactive:
+        seen = SeenMarkers.for_account(env, address, session.username)
+        try:
+            direct, gap = session.direct_since(seen.get(), RECENT_DIRECT)
+        except ConnectionLost as exc:
+            raise Refused(f"the connection was lost: {exc}") from None
         display = TerminalDisplay()
         style = render.Style(colour=_colour(env), links=env.get("TERM", "") != "dumb")
-        chat = Chat(session, display, style=style)
+        chat = Chat(session, display, style=style, seen=seen)
         session.start(chat)
-        chat.enter(reply, backlog=True)
+        chat.enter(
+            reply,
+            backlog=True,
+            direct=direct,
+            recent=seen.get() is None,
+            more_direct=gap is not None,
+        )
         return run_terminal(chat, display)
     plain = PlainDisplay(console.stdout, console.stderr)
     chat = Chat(session, plain, style=render.PLAIN)

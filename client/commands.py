@@ -45,9 +45,9 @@ class ChatApi(Protocol):
     def show_own(self, reply: Frame) -> None: ...
     def show_rooms(self, reply: Frame) -> None: ...
     def show_who(self, reply: Frame) -> None: ...
-    def show_history(self, room: str, reply: Frame) -> None: ...
-    def oldest(self, room: str) -> int | None: ...
+    def older(self, room: str, count: int) -> None: ...
     def quit(self) -> None: ...
+    def reconnect(self) -> None: ...
     def upload(
         self, path: str, *, room: str | None, to: str | None, caption: str | None
     ) -> None: ...
@@ -256,11 +256,7 @@ def cmd_history(chat: ChatApi, args: list[str]) -> None:
         raise UsageError(f"/history takes a number of messages, 1-{HISTORY_MAX}") from None
     if not 1 <= count <= HISTORY_MAX:
         raise UsageError(f"/history takes a number of messages, 1-{HISTORY_MAX}")
-    before = chat.oldest(room)
-    extra = {} if before is None else {"before": before}
-    chat.request(
-        "history", lambda reply: chat.show_history(room, reply), room=room, limit=count, **extra
-    )
+    chat.older(room, count)
 
 
 @COMMANDS.command(
@@ -361,6 +357,12 @@ def cmd_open(chat: ChatApi, args: list[str]) -> None:
 def cmd_quit(chat: ChatApi, args: list[str]) -> None:
     """/quit"""
     chat.quit()
+
+
+@COMMANDS.command("reconnect", [], "connect to the server again now")
+def cmd_reconnect(chat: ChatApi, args: list[str]) -> None:
+    """/reconnect  (also cuts a backoff wait short)"""
+    chat.reconnect()
 
 
 @COMMANDS.command("help", [Param("COMMAND", "command", optional=True)], "list the commands")

@@ -8,10 +8,31 @@ sends one twice. No sockets here; session.py does the fetching.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 Frame = dict[str, Any]
+# why: enough to read back an afternoon away; past it the client shows a gap
+# line that /history fills, instead of holding thousands of lines at once.
+MISSED_CAP = 1000
+
+
+@dataclass
+class Missed:
+    """What a reconnect found: messages per room, direct messages, and where some were left out.
+
+    `gaps` maps a room to (last id seen, oldest id fetched): more than
+    MISSED_CAP messages came in between, and the older ones were not fetched.
+    """
+
+    rooms: dict[str, list[Frame]] = field(default_factory=dict)
+    direct: list[Frame] = field(default_factory=list)
+    gaps: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return sum(len(messages) for messages in self.rooms.values()) + len(self.direct)
 
 
 def message_id(message: object) -> int | None:
@@ -32,6 +53,41 @@ def messages_in(value: object) -> list[Frame]:
 def newer_than(history: Iterable[Frame], since: int) -> list[Frame]:
     """The messages of a rejoin history that the user has not seen yet."""
     return [m for m in history if (message_id(m) or 0) > since]
+
+
+def newer_pages(
+    fetch: Callable[[int | None, int], list[Frame]],
+    since: int,
+    *,
+    page: int,
+    newest: list[Frame] | None = None,
+    newest_page: int | None = None,
+    cap: int = MISSED_CAP,
+) -> tuple[list[Frame], int | None]:
+    """Every message newer than `since`, paging back with fetch(before, limit) to reach it.
+
+    `newest` is a first page already in hand (a rejoin's history, of at most
+    `newest_page` messages). Returns the messages, oldest first, and None
+    when they are all there, or, when `cap` was reached first, the oldest id
+    fetched: the messages between `since` and it were left out.
+    """
+    found: list[Frame] = []
+    if newest is None:
+        size = min(page, cap)
+        batch = fetch(None, size)
+    else:
+        batch, size = newest, newest_page or page
+    while True:
+        fresh = newer_than(batch, since)
+        found[:0] = fresh
+        if not fresh or len(fresh) < len(batch) or len(batch) < size:
+            return found, None
+        oldest = message_id(fresh[0])
+        room = cap - len(found)
+        if room <= 0 or oldest is None:
+            return found, oldest
+        size = min(page, room)
+        batch = fetch(oldest, size)
 
 
 def rooms_to_rejoin(ours: Sequence[str], servers: object) -> list[str]:
@@ -71,6 +127,7 @@ class Whereabouts:
         self.rooms: dict[str, None] = {}  # an insertion-ordered set
         self.last_id: dict[str, int] = {}  # newest message id seen per room
         self.max_id = 0  # newest message id seen anywhere
+        self.direct_id = 0  # newest direct message id seen
 
     def seen(self, messages: Iterable[object]) -> None:
         for message in messages:
@@ -82,6 +139,8 @@ class Whereabouts:
             room = message.get("room")
             if isinstance(room, str):
                 self.last_id[room] = max(self.last_id.get(room, 0), mid)
+            elif room is None:
+                self.direct_id = max(self.direct_id, mid)
 
     def mark(self, args: Frame) -> int:
         """The newest id known where a request's message will go; stored copies are newer."""

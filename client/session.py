@@ -8,7 +8,15 @@ sent after the reconnect, or are failed with the client-side code `not_sent`
 when the session gives up or is closed: nothing the user typed is lost
 silently. A `send` or `dm` whose reply was lost with the connection is looked
 up in the room's (or the conversation's) history before it is sent again, so
-it is neither lost nor doubled.
+it is neither lost nor doubled. After a reconnect every missed message is
+fetched (up to recovery.MISSED_CAP a room), direct messages from anyone
+included.
+
+Messages are paced, as irssi and weechat pace theirs: one `send`, `dm` or
+`upload` is in flight at a time, and requests that must keep their place
+after it (`join`, `part`, `topic`, more messages) wait in the lane behind it.
+When the server says `rate_limited`, the same message goes again after
+`retry_after`, so a pasted block arrives whole and in order.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,9 +37,12 @@ from typing import Any, Protocol
 
 from client.connection import IO_TIMEOUT, Backoff, Connection, ConnectionLost, Frame
 from client.recovery import (
+    MISSED_CAP,
+    Missed,
     Whereabouts,
     find_stored,
     messages_in,
+    newer_pages,
     newer_than,
     rooms_to_rejoin,
 )
@@ -39,12 +51,23 @@ log = logging.getLogger(__name__)
 
 # A client-side error code, never on the wire: the request did not reach the server.
 NOT_SENT = "not_sent"
+# The reason a connection ended when reconnect_now() ended it.
+RECONNECT_ASKED = "reconnecting as asked"
 # why: a dead peer (unplugged cable, suspended laptop) sends no FIN; an idle
 # ping finds it, and a ping left unanswered this long counts as a lost link.
 KEEPALIVE = 30.0
 PING_TIMEOUT = 20.0
-# Ops that wait in the outbox while disconnected; the rest fail at once.
+# Ops that wait in the lane while disconnected; the rest fail at once.
 QUEUEABLE = frozenset({"send", "dm", "join", "part", "topic"})
+# Ops the server meters with --send-rate: one in flight at a time, retried when refused.
+PACED = frozenset({"send", "dm", "upload"})
+# Ops that keep their order behind a paced one.
+ORDERED = QUEUEABLE | PACED
+RATE_LIMITED = "rate_limited"
+# why: a server's retry_after is trusted, within reason.
+RETRY_AFTER_RANGE = (0.05, 300.0)
+# the server's largest `limit` for history pages
+HISTORY_PAGE = 500
 # Login refusals that no retry can fix.
 FATAL_LOGIN = frozenset({"invalid_credentials", "account_disabled"})
 DEDUPE_LIMIT = 100
@@ -68,8 +91,9 @@ class Listener(Protocol):
     def event(self, frame: Frame) -> None: ...
     def connection_lost(self, reason: str) -> None: ...
     def reconnecting(self, attempt: int, delay: float) -> None: ...
-    def reconnected(self, missed: dict[str, list[Frame]]) -> None: ...
+    def reconnected(self, missed: Missed) -> None: ...
     def gave_up(self, reason: str) -> None: ...
+    def pacing(self, waiting: int) -> None: ...
 
 
 @dataclass(eq=False)
@@ -97,6 +121,14 @@ def not_sent(req: Request, why: str) -> Frame:
     return {"id": req.rid or None, "ok": False, "error": NOT_SENT, "message": why}
 
 
+def _retry_delay(retry_after: object) -> float:
+    """Seconds to wait before a refused message goes again: the server's word, within reason."""
+    low, high = RETRY_AFTER_RANGE
+    if not isinstance(retry_after, int | float) or isinstance(retry_after, bool):
+        return 1.0
+    return min(max(float(retry_after), low), high)
+
+
 class Session:
     """One logged-in account over a connection that it keeps alive and re-establishes."""
 
@@ -110,8 +142,10 @@ class Session:
         ping_timeout: float = PING_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
         tls: ssl.SSLContext | None = None,
+        missed_cap: int = MISSED_CAP,
     ) -> None:
         self.address = address
+        self.missed_cap = missed_cap
         self.tls = tls
         self.backoff = backoff or Backoff()
         self.give_up_after = give_up_after
@@ -129,10 +163,16 @@ class Session:
         self._state = State.CLOSED
         self._closing = False
         self._pending: dict[int, Request] = {}
-        self._outbox: list[Request] = []
+        # ordered requests not sent yet: behind a paced one, or while reconnecting
+        self._lane: deque[Request] = deque()
+        self._paced: Request | None = None  # the paced request in flight or waiting to retry
+        self._retry_at: float | None = None  # when the refused paced request goes again
+        self._pacing = False  # the server has refused a message and the lane is not empty yet
         self._known = Whereabouts()
         self._early: list[Frame] = []
         self._stop = threading.Event()
+        self._retry_now = threading.Event()
+        self._asked = False  # reconnect_now() cut the connection
         self._reader: threading.Thread | None = None
 
     # -- the first connection, before the reader runs ------------------------------
@@ -163,13 +203,34 @@ class Session:
         return self.request(op, **args).wait(timeout)
 
     def login(self, username: str, password: str) -> Frame:
-        """Log in (before `start()`); LoginFailed carries a refusal."""
+        """Log in (before `start()`); LoginFailed carries a refusal.
+
+        Also learns the newest direct message there is, so that a reconnect
+        later fetches exactly those that came in after this login.
+        """
         reply = self.call("login", username=username, password=password)
         if not reply.get("ok"):
             raise LoginFailed(reply)
         self.username = str(reply.get("username", username))
         self._credentials = (self.username, password)
+        newest = self.call("dm_history", limit=1)
+        with self._lock:
+            self._known.seen(messages_in(newest.get("messages")))
         return reply
+
+    def direct_since(self, since: int | None, recent: int) -> tuple[list[Frame], int | None]:
+        """Direct messages newer than `since` (before `start()`), as newer_pages returns them.
+
+        With `since` None (nothing seen yet on this machine) the `recent` newest.
+        """
+        if since is None:
+            return messages_in(self.call("dm_history", limit=recent).get("messages")), None
+        return newer_pages(
+            lambda before, limit: self._page("dm_history", before, limit, self.call),
+            since,
+            page=HISTORY_PAGE,
+            cap=self.missed_cap,
+        )
 
     def start(self, listener: Listener) -> None:
         """Hand the connection to the reader thread; the listener gets every event."""
@@ -182,18 +243,27 @@ class Session:
     def request(
         self, op: str, on_reply: Callable[[Frame], None] | None = None, **args: Any
     ) -> Request:
-        """Send now, or queue while reconnecting; `on_reply` runs on the reader thread."""
+        """Send now, or wait in the lane (pacing, reconnecting); `on_reply` runs on the reader."""
         req = Request(op, args, on_reply)
         with self._lock:
             if self._state is State.CONNECTED and not self._closing:
-                self._transmit(req)
+                if op in ORDERED and (self._lane or self._paced is not None):
+                    self._lane.append(req)
+                else:
+                    self._send(req)
                 return req
             if self._state is State.RECONNECTING and op in QUEUEABLE and not self._closing:
                 req.queued = True
-                self._outbox.append(req)
+                self._lane.append(req)
                 return req
         self._resolve(req, not_sent(req, "not connected to the server"))
         return req
+
+    def _send(self, req: Request) -> None:
+        """Write a request, holding the lane for a paced one (lock held)."""
+        if req.op in PACED:
+            self._paced = req
+        self._transmit(req)
 
     def _transmit(self, req: Request) -> None:
         """Write a request; the caller holds the lock, so ids reach the wire in order."""
@@ -208,21 +278,54 @@ class Session:
             with contextlib.suppress(OSError):
                 self._wire.sock.shutdown(socket.SHUT_RDWR)
 
+    def _pump(self) -> None:
+        """Send what waits in the lane, up to and including the next paced request (lock held)."""
+        while self._lane and self._paced is None:
+            self._send(self._lane.popleft())
+
+    def _waiting(self) -> int:
+        """Messages not yet accepted: the paced one and the lane (lock held)."""
+        return len(self._lane) + (self._paced is not None)
+
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no request is pending or queued; False on timeout."""
+        """Wait until no request is pending, paced or waiting in the lane; False on timeout."""
         with self._lock:
-            return self._lock.wait_for(lambda: not self._pending and not self._outbox, timeout)
+            return self._lock.wait_for(
+                lambda: not self._pending and not self._lane and self._paced is None, timeout
+            )
 
     @property
     def state(self) -> State:
         return self._state
 
+    @property
+    def waiting(self) -> int:
+        """How many messages wait to be paced out (0 unless the server refused one)."""
+        with self._lock:
+            return self._waiting() if self._pacing else 0
+
     def joined_rooms(self) -> list[str]:
         with self._lock:
             return list(self._known.rooms)
 
+    def reconnect_now(self) -> str:
+        """Drop the connection and connect again at once (or retry now, if already trying)."""
+        with self._lock:
+            state, wire = self._state, self._wire
+        if state is State.CLOSED:
+            return "the session has ended; start chat again"
+        if state is State.RECONNECTING:
+            self._retry_now.set()
+            return "trying to reconnect now"
+        self._asked = True
+        self._retry_now.set()
+        if wire is not None:
+            with contextlib.suppress(OSError):
+                wire.sock.shutdown(socket.SHUT_RDWR)
+        return "reconnecting"
+
     def close(self, timeout: float = 3.0) -> None:
-        """Say quit, close the socket, stop reconnecting; queued requests become not_sent."""
+        """Say quit, close the socket, stop reconnecting; waiting requests become not_sent."""
         with self._lock:
             if self._closing:
                 return
@@ -232,6 +335,7 @@ class Session:
                 quit_req = Request("quit", {})
                 self._transmit(quit_req)
         self._stop.set()
+        self._retry_now.set()
         if quit_req is not None and self._reader is not None:
             quit_req.done.wait(timeout)
         if self._wire is not None:
@@ -252,42 +356,72 @@ class Session:
             wire = self._wire
             assert wire is not None
             reason = self._read_until_lost(wire)
+            if self._asked:
+                self._asked, reason = False, RECONNECT_ASKED
             wire.close()
             with self._lock:
                 if self._closing:
                     break
                 self._state = State.RECONNECTING
-                in_flight = list(self._pending.values())
-                self._pending.clear()
-                # why: they wait at the head of the outbox, so wait_idle() still counts them
-                resend = [req for req in in_flight if req.op in QUEUEABLE]
-                self._outbox[:0] = resend
-            for req in in_flight:
-                if req.op not in QUEUEABLE:
-                    self._resolve(req, not_sent(req, "the connection was lost before the reply"))
+                resend, dropped = self._requeue()
+            for req in dropped:
+                self._resolve(req, not_sent(req, "the connection was lost before the reply"))
             self._notify("connection_lost", reason)
             if not self._reconnect(resend):
                 break
         self._finish(reason)
 
+    def _requeue(self) -> tuple[list[Request], list[Request]]:
+        """After a loss: what goes again after the reconnect, in order, and what is dropped.
+
+        Requests in flight that may be sent again go first, then the paced
+        one waiting to retry, then the lane; they wait at the head of the
+        lane, so wait_idle() still counts them. Lock held.
+        """
+        in_flight = [self._pending[rid] for rid in sorted(self._pending)]
+        self._pending.clear()
+        waiting = [self._paced] if self._paced is not None and self._paced not in in_flight else []
+        self._paced, self._retry_at = None, None
+        everything = [*in_flight, *waiting, *self._lane]
+        keep = [req for req in everything if req.op in QUEUEABLE]
+        for req in keep:
+            req.queued = True
+        self._lane = deque(keep)
+        resend = [req for req in in_flight if req.op in QUEUEABLE]
+        return resend, [req for req in everything if req.op not in QUEUEABLE]
+
     def _read_until_lost(self, wire: Connection) -> str:
         ping: Request | None = None
-        pinged_at = 0.0
+        heard = pinged_at = self._clock()
         while True:
             waiting = ping is not None and not ping.done.is_set()
+            wake = pinged_at + self.ping_timeout if waiting else heard + self.keepalive
+            retry = self._retry_at
+            if retry is not None:
+                wake = min(wake, retry)
             try:
-                frame = wire.read(self.ping_timeout if waiting else self.keepalive)
+                frame = wire.read(max(0.0, wake - self._clock()))
             except ConnectionLost as exc:
                 return str(exc)
             if frame is not None:
+                heard = self._clock()
                 self._dispatch(frame)
-                continue
-            if waiting:
-                if self._clock() - pinged_at >= self.ping_timeout:
-                    return "the server stopped answering"
-                continue
-            pinged_at = self._clock()
-            ping = self.request("ping")
+            self._retry_if_due()
+            now = self._clock()
+            if waiting and now - pinged_at >= self.ping_timeout:
+                return "the server stopped answering"
+            if not waiting and now - heard >= self.keepalive:
+                pinged_at = now
+                ping = self.request("ping")
+
+    def _retry_if_due(self) -> None:
+        with self._lock:
+            req = self._paced
+            if req is None or self._retry_at is None or self._clock() < self._retry_at:
+                return
+            self._retry_at = None
+            if self._state is State.CONNECTED and not self._closing:
+                self._transmit(req)
 
     def _dispatch(self, frame: Frame) -> None:
         if "event" in frame:
@@ -307,8 +441,32 @@ class Session:
         if req is None:
             log.warning("ignoring a reply to no request: id %r", rid)
             return
-        self._track_reply(req, frame)
-        self._resolve(req, frame)
+        pacing = self._pace(req, frame) if req is self._paced else None
+        if frame.get("error") != RATE_LIMITED or pacing is None:
+            self._track_reply(req, frame)
+            self._resolve(req, frame)
+        if pacing is not None:
+            self._notify("pacing", pacing)
+
+    def _pace(self, req: Request, reply: Frame) -> int | None:
+        """The paced request's reply: a refusal is sent again later, else the lane moves on.
+
+        Returns how many messages wait while pacing (0 once it is over), or
+        None when the server has refused nothing.
+        """
+        with self._lock:
+            self._pending.pop(req.rid, None)
+            if reply.get("error") == RATE_LIMITED:
+                self._retry_at = self._clock() + _retry_delay(reply.get("retry_after"))
+                self._pacing = True
+            else:
+                self._paced = None
+                self._pump()
+            if not self._pacing:
+                return None
+            waiting = self._waiting()
+            self._pacing = waiting > 0
+            return waiting
 
     def _resolve(self, req: Request, reply: Frame) -> None:
         """Record the reply, run the callback, and only then let wait_idle() return."""
@@ -342,11 +500,14 @@ class Session:
         deadline = None if self.give_up_after is None else self._clock() + self.give_up_after
         for attempt in itertools.count():
             delay = self.backoff.delay(attempt, random.random())
+            if self._retry_now.is_set():
+                delay = 0.0
+            self._retry_now.clear()
             if deadline is not None and self._clock() + delay > deadline:
                 self._notify("gave_up", "could not reconnect in time")
                 return False
             self._notify("reconnecting", attempt + 1, delay)
-            if self._stop.wait(delay):
+            if self._wait_before_retry(delay):
                 return False
             try:
                 wire, events, missed, found = self._handshake(in_flight)
@@ -361,13 +522,14 @@ class Session:
                     wire.close()
                     return False
                 self._wire, self._state = wire, State.CONNECTED
-                queued, self._outbox = self._outbox, []
-                for req in queued:
+                lane, self._lane = self._lane, deque()
+                for req in lane:
                     req.queued = False
                     if req in found:
                         self._pending[req.rid] = req  # resolved just below
                     else:
-                        self._transmit(req)
+                        self._lane.append(req)
+                self._pump()
             self._notify("reconnected", missed)
             for req, message in found.items():
                 self._resolve(req, {"id": req.rid, "ok": True, "message": message})
@@ -376,63 +538,108 @@ class Session:
             return True
         raise AssertionError("unreachable")
 
+    def _wait_before_retry(self, delay: float) -> bool:
+        """Sleep `delay`, cut short by reconnect_now() or close(); True when closing."""
+        self._retry_now.wait(delay)
+        self._retry_now.clear()
+        return self._stop.is_set()
+
     def _handshake(
         self, in_flight: list[Request]
-    ) -> tuple[Connection, list[Frame], dict[str, list[Frame]], dict[Request, Frame]]:
+    ) -> tuple[Connection, list[Frame], Missed, dict[Request, Frame]]:
         """Connect, log in, rejoin; returns what was missed and which lost sends were stored."""
         assert self._credentials is not None
         wire = Connection.open(self.address, tls=self.tls)
         events: list[Frame] = []
+
+        def call(op: str, **args: Any) -> Frame:
+            return wire.call(self._frame(op, **args), events)
+
         try:
             wire.welcome()
             user, password = self._credentials
-            reply = wire.call(self._frame("login", username=user, password=password), events)
+            reply = call("login", username=user, password=password)
             if not reply.get("ok"):
                 if reply.get("error") in FATAL_LOGIN:
                     raise LoginFailed(reply)
                 raise ConnectionLost(str(reply.get("message")))
             with self._lock:
-                rooms = rooms_to_rejoin(list(self._known.rooms), reply.get("rooms"))
+                known = dict(self._known.rooms)
+                rooms = rooms_to_rejoin(list(known), reply.get("rooms"))
             histories: dict[str, list[Frame]] = {}
+            missed = Missed()
             for room in rooms:
-                joined = wire.call(self._frame("join", room=room), events)
-                if joined.get("ok"):
-                    histories[room] = messages_in(joined.get("history"))
-            found = self._find_lost_sends(wire, in_flight, histories, events)
+                joined = call("join", room=room)
+                if not joined.get("ok"):
+                    continue
+                history = messages_in(joined.get("history"))
+                histories[room] = history
+                since = self._known.last_id.get(room, 0)
+                if room not in known:
+                    missed.rooms[room] = newer_than(history, since)
+                    continue
+                missed.rooms[room], gap = newer_pages(
+                    lambda before, limit, room=room: self._page(
+                        "history", before, limit, call, room=room
+                    ),
+                    since,
+                    page=HISTORY_PAGE,
+                    newest=history,
+                    newest_page=self._history_size(),
+                    cap=self.missed_cap,
+                )
+                if gap is not None:
+                    missed.gaps[room] = (since, gap)
+            missed.direct, _gap = newer_pages(
+                lambda before, limit: self._page("dm_history", before, limit, call),
+                self._known.direct_id,
+                page=HISTORY_PAGE,
+                cap=self.missed_cap,
+            )
+            found = self._find_lost_sends(call, in_flight, missed)
             mine = {id(message) for message in found.values()}
-            missed = {
-                room: [
-                    m
-                    for m in newer_than(history, self._known.last_id.get(room, 0))
-                    if id(m) not in mine
-                ]
-                for room, history in histories.items()
+            missed.rooms = {
+                room: [m for m in messages if id(m) not in mine]
+                for room, messages in missed.rooms.items()
             }
+            missed.direct = [m for m in missed.direct if id(m) not in mine]
             with self._lock:
                 for room, history in histories.items():
                     self._known.joined(room, history)
+                for messages in missed.rooms.values():
+                    self._known.seen(messages)
+                self._known.seen(missed.direct)
             return wire, events, missed, found
         except BaseException:
             wire.close()
             raise
 
+    def _history_size(self) -> int | None:
+        size = self.welcome.get("history_size")
+        return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+    @staticmethod
+    def _page(
+        op: str, before: int | None, limit: int, call: Callable[..., Frame], **args: Any
+    ) -> list[Frame]:
+        """One page of `history` or `dm_history`, newest last; ConnectionLost if refused."""
+        if before is not None:
+            args["before"] = before
+        reply = call(op, limit=limit, **args)
+        if not reply.get("ok"):
+            raise ConnectionLost(f"could not catch up: {reply.get('message')}")
+        return messages_in(reply.get("messages"))
+
     def _find_lost_sends(
-        self,
-        wire: Connection,
-        in_flight: list[Request],
-        histories: dict[str, list[Frame]],
-        events: list[Frame],
+        self, call: Callable[..., Frame], in_flight: list[Request], missed: Missed
     ) -> dict[Request, Frame]:
         """The in-flight sends and dms that the server stored although their reply was lost."""
         found: dict[Request, Frame] = {}
         for req in in_flight:
             if req.op == "send":
-                candidates = histories.get(str(req.args.get("room")), [])
+                candidates = missed.rooms.get(str(req.args.get("room")), [])
             elif req.op == "dm":
-                args = {"with": req.args.get("to"), "limit": DEDUPE_LIMIT}
-                candidates = messages_in(
-                    wire.call(self._frame("dm_history", **args), events).get("messages")
-                )
+                candidates = missed.direct
             else:
                 continue
             text = str(req.args.get("text", ""))
@@ -450,9 +657,12 @@ class Session:
         """The session is over: fail whatever still waits, so every caller hears back."""
         with self._lock:
             self._state = State.CLOSED
-            left = list(self._pending.values()) + self._outbox
+            left = list(self._pending.values()) + list(self._lane)
+            if self._paced is not None and self._paced not in left:
+                left.append(self._paced)
             self._pending.clear()
-            self._outbox = []
+            self._lane.clear()
+            self._paced = None
         for req in left:
             if not req.done.is_set():
                 self._resolve(req, not_sent(req, reason))

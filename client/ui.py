@@ -21,6 +21,7 @@ from typing import TextIO
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import Application
 from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from client.chat import Chat
@@ -101,6 +102,7 @@ def run_terminal(chat: Chat, display: TerminalDisplay) -> int:
         complete_while_typing=False,
         # why: the line comes back rendered (with time and name) once the server has it
         erase_when_done=True,
+        key_bindings=_key_bindings(chat),
     )
     display.app = prompt.app
     display.prompt = prompt
@@ -119,6 +121,18 @@ def run_terminal(chat: Chat, display: TerminalDisplay) -> int:
         chat.session.close()
         chat.transfers.wait(CANCEL_GRACE)
     return 0
+
+
+def _key_bindings(chat: Chat) -> KeyBindings:
+    bindings = KeyBindings()
+
+    @bindings.add("c-l")
+    def _clear(event: KeyPressEvent) -> None:
+        """Clear the screen, and let /history show the newest page again."""
+        event.app.renderer.clear()
+        chat.screen_cleared()
+
+    return bindings
 
 
 def run_script(chat: Chat, lines: Iterable[str]) -> int:

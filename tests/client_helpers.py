@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
+from conftest import PASSWORD
 
 from chatd.protocol import FrameDecoder, encode
+from client.recovery import Missed
+from client.session import Session
 
 ROOT = Path(__file__).resolve().parent.parent
 PTY_TIMEOUT = 15.0
@@ -34,6 +38,8 @@ def chat_env(**extra: str) -> dict[str, str]:
         if not key.startswith(("CHAT_", "PYTEST_", "NO_COLOR"))
     }
     env.update(PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm", COLUMNS="100", LINES="30", NO_COLOR="1")
+    # why: what chat remembers between runs goes to a fresh place, not the tester's home
+    env["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="chat-state-")
     env.update(extra)
     return env
 
@@ -204,3 +210,49 @@ class FakeServer:
                         continue
                     reply = {"id": request.get("id"), "ok": True, **self.replies.get(op, {})}
                     conn.sendall(encode(reply))
+
+
+class Recorder:
+    """A session listener that keeps everything it is told, thread-safely."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: list[tuple[str, Any]] = []
+
+    def _add(self, kind: str, value: Any) -> None:
+        with self._lock:
+            self.calls.append((kind, value))
+
+    def event(self, frame: dict[str, Any]) -> None:
+        self._add("event", frame)
+
+    def connection_lost(self, reason: str) -> None:
+        self._add("lost", reason)
+
+    def reconnecting(self, attempt: int, delay: float) -> None:
+        self._add("reconnecting", attempt)
+
+    def reconnected(self, missed: Missed) -> None:
+        self._add("reconnected", missed)
+
+    def gave_up(self, reason: str) -> None:
+        self._add("gave_up", reason)
+
+    def pacing(self, waiting: int) -> None:
+        self._add("pacing", waiting)
+
+    def of(self, kind: str) -> list[Any]:
+        with self._lock:
+            return [value for k, value in self.calls if k == kind]
+
+
+def logged_in(
+    make: Callable[..., Session], address: tuple[str, int], user: str, **options: Any
+) -> tuple[Session, Recorder]:
+    """A client session (from the `sessions` fixture) logged in and reading, with a Recorder."""
+    session = make(address, **options)
+    session.open()
+    session.login(user, PASSWORD)
+    recorder = Recorder()
+    session.start(recorder)
+    return session, recorder

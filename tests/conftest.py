@@ -16,6 +16,8 @@ from wire import ConnectionClosed, WireClient
 from chatd.config import ServerConfig
 from chatd.db import alembic_config, upgrade
 from chatd.server import Server
+from client.connection import Backoff
+from client.session import Session
 
 PASSWORD = "correct horse"
 TEST_BCRYPT_ROUNDS = 4
@@ -130,6 +132,26 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+# why: tests wait for reconnects; a real client's first retry is half a second away
+FAST_BACKOFF = Backoff(first=0.05, factor=2.0, cap=0.5, jitter=0.0)
+
+
+@pytest.fixture
+def sessions() -> Iterator[Callable[..., Session]]:
+    """sessions(address, **options) -> a `chat` client session; all closed at teardown."""
+    made: list[Session] = []
+
+    def make(address: tuple[str, int], **options: Any) -> Session:
+        options.setdefault("backoff", FAST_BACKOFF)
+        session = Session(address, **options)
+        made.append(session)
+        return session
+
+    yield make
+    for session in made:
+        session.close(timeout=1.0)
 
 
 @pytest.fixture(scope="session")

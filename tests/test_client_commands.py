@@ -36,7 +36,6 @@ class FakeChat:
         self.errors: list[str] = []
         self.switched: list[str] = []
         self.quitted = False
-        self.oldest_ids: dict[str, int] = {}
 
     def joined(self) -> list[str]:
         return self._joined
@@ -63,13 +62,15 @@ class FakeChat:
     def show_own(self, reply: dict[str, Any]) -> None: ...
     def show_rooms(self, reply: dict[str, Any]) -> None: ...
     def show_who(self, reply: dict[str, Any]) -> None: ...
-    def show_history(self, room: str, reply: dict[str, Any]) -> None: ...
 
-    def oldest(self, room: str) -> int | None:
-        return self.oldest_ids.get(room)
+    def older(self, room: str, count: int) -> None:
+        self.requests.append(("older", {"room": room, "count": count}))
 
     def quit(self) -> None:
         self.quitted = True
+
+    def reconnect(self) -> None:
+        self.requests.append(("reconnect", {}))
 
 
 def run(line: str, chat: FakeChat | None = None) -> FakeChat:
@@ -143,11 +144,8 @@ def test_who_rooms_history() -> None:
     assert run("/who").requests == [("who", {"room": "general"})]
     assert run("/who lobby").requests == [("who", {"room": "lobby"})]
     assert run("/rooms").requests == [("rooms", {})]
-    assert run("/history").requests == [("history", {"room": "general", "limit": 20})]
-    chat = FakeChat()
-    chat.oldest_ids["general"] = 40
-    run("/history 5", chat)
-    assert chat.requests == [("history", {"room": "general", "limit": 5, "before": 40})]
+    assert run("/history").requests == [("older", {"room": "general", "count": 20})]
+    assert run("/history 5").requests == [("older", {"room": "general", "count": 5})]
 
 
 def test_topic_shows_sets_and_clears() -> None:

@@ -3,75 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from client_helpers import CuttingProxy, FakeServer, wait_for
+from client_helpers import CuttingProxy, FakeServer, Recorder, logged_in, wait_for
 from conftest import PASSWORD
 from wire import WireClient
 
 from chatd.server import Server
 from client.connection import Backoff
-from client.session import NOT_SENT, LoginFailed, Session, State
-
-FAST = Backoff(first=0.05, factor=2.0, cap=0.5, jitter=0.0)
-
-
-class Recorder:
-    """A session listener that keeps everything it is told, thread-safely."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls: list[tuple[str, Any]] = []
-
-    def _add(self, kind: str, value: Any) -> None:
-        with self._lock:
-            self.calls.append((kind, value))
-
-    def event(self, frame: dict[str, Any]) -> None:
-        self._add("event", frame)
-
-    def connection_lost(self, reason: str) -> None:
-        self._add("lost", reason)
-
-    def reconnecting(self, attempt: int, delay: float) -> None:
-        self._add("reconnecting", attempt)
-
-    def reconnected(self, missed: dict[str, list[dict[str, Any]]]) -> None:
-        self._add("reconnected", missed)
-
-    def gave_up(self, reason: str) -> None:
-        self._add("gave_up", reason)
-
-    def of(self, kind: str) -> list[Any]:
-        with self._lock:
-            return [value for k, value in self.calls if k == kind]
-
-
-@pytest.fixture
-def sessions() -> Iterator[Callable[..., Session]]:
-    made: list[Session] = []
-
-    def make(address: tuple[str, int], **options: Any) -> Session:
-        session = Session(address, backoff=FAST, **options)
-        made.append(session)
-        return session
-
-    yield make
-    for session in made:
-        session.close(timeout=1.0)
-
-
-def logged_in(
-    make: Callable[..., Session], address: tuple[str, int], user: str, **options: Any
-) -> tuple[Session, Recorder]:
-    session = make(address, **options)
-    session.open()
-    session.login(user, PASSWORD)
-    recorder = Recorder()
-    session.start(recorder)
-    return session, recorder
+from client.recovery import Missed
+from client.session import NOT_SENT, LoginFailed, State
 
 
 def test_replies_are_matched_to_requests_by_id(connect, server, sessions) -> None:
@@ -161,7 +104,9 @@ def test_reconnects_after_a_server_restart_and_sends_what_was_queued(
 
 def seen_texts(recorder: Recorder) -> list[str]:
     """Message texts the listener got, as missed on reconnect or as live events."""
-    texts = [m["text"] for missed in recorder.of("reconnected") for m in missed.get("general", [])]
+    texts = [
+        m["text"] for missed in recorder.of("reconnected") for m in missed.rooms.get("general", [])
+    ]
     return texts + [e["text"] for e in recorder.of("event") if e.get("event") == "message"]
 
 
@@ -213,7 +158,7 @@ def test_a_send_whose_reply_was_lost_is_not_sent_twice(connect, server, sessions
         history = carol.ok("history", room="general")["messages"]
         assert [m["text"] for m in history] == ["exactly once"]
         (missed,) = recorder.of("reconnected")
-        assert missed == {"general": []}
+        assert missed == Missed(rooms={"general": []})
     finally:
         proxy.close()
 
