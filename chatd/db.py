@@ -47,9 +47,9 @@ def sqlite_url(path: str | os.PathLike[str]) -> str:
     return URL.create("sqlite", database=str(absolute)).render_as_string(hide_password=False)
 
 
-def default_db_url() -> str:
+def default_db_url(environ: Mapping[str, str] = os.environ) -> str:
     """An SQLite file in the user's data directory (XDG base directory spec)."""
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return sqlite_url(Path(data_home) / "chatd" / "chatd.db")
 
 
@@ -74,7 +74,7 @@ def resolve_url(flag: str | None, environ: Mapping[str, str]) -> str:
         return database_url(flag, "--db")
     if environ.get("CHATD_DB"):
         return database_url(environ["CHATD_DB"], "CHATD_DB")
-    return default_db_url()
+    return default_db_url(environ)
 
 
 def _sqlite_path(url: str) -> Path | None:

@@ -270,6 +270,11 @@ def test_db_takes_a_plain_path_everywhere(env, tmp_path, monkeypatch, capsys):
     assert server.finish()[0] == 0
 
 
+def test_the_default_database_follows_the_environment_given_to_main(tmp_path):
+    assert main(["init-db"], {"XDG_DATA_HOME": str(tmp_path / "given")}) == 0
+    assert (tmp_path / "given" / "chatd" / "chatd.db").exists()
+
+
 def test_a_db_that_is_neither_a_url_nor_a_path_is_a_usage_error(env, capsys):
     assert main(["init-db", "--db", "postgresql://chatd@host:port/x"], env) == 2
     err = capsys.readouterr().err
