@@ -24,6 +24,7 @@ from chatd.config import SETTINGS, ServerConfig, UsageError, env_name
 from chatd.db import DatabaseUrlError, SchemaError, check_schema, resolve_url, upgrade
 from chatd.errors import ChatError
 from chatd.names import normalize_room, parse_ts
+from chatd.permissions import private_umask
 from chatd.transcript import (
     DEFAULT_MAX_BYTES,
     FileMeta,
@@ -286,7 +287,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        return COMMANDS[args.command](args, environ)
+        with private_umask():
+            return COMMANDS[args.command](args, environ)
     except (UsageError, DatabaseUrlError) as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -25,6 +25,8 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from chatd.permissions import create_private_file, make_private_dir
+
 log = logging.getLogger(__name__)
 
 # why: a writer waits this long for another process (an import, a backup) to finish.
@@ -98,17 +100,32 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _ensure_sqlite_dir(url: str) -> None:
+def sqlite_files(url: str) -> list[Path]:
+    """The files of an SQLite database (the database, -wal, -shm) and its directory; [] if none."""
+    path = _sqlite_path(url) if is_sqlite(url) else None
+    if path is None:
+        return []
+    return [
+        path,
+        path.with_name(f"{path.name}-wal"),
+        path.with_name(f"{path.name}-shm"),
+        path.parent,
+    ]
+
+
+def _ensure_sqlite_file(url: str) -> None:
+    """A new database is created 0600 in a 0700 directory; its -wal and -shm follow its mode."""
     path = _sqlite_path(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
+        create_private_file(path)
 
 
 def create_db_engine(url: str, *, foreign_keys: bool = True) -> Engine:
     """An engine for `url`; on SQLite with the pragmas and BEGIN handling above."""
     if not is_sqlite(url):
         return create_engine(url, pool_pre_ping=True)
-    _ensure_sqlite_dir(url)
+    _ensure_sqlite_file(url)
     engine = create_engine(url, pool_size=8, max_overflow=24)
 
     @event.listens_for(engine, "connect")
@@ -218,7 +235,9 @@ def backup_sqlite(url: str, destination: Path) -> None:
     try:
         raw = engine.raw_connection()
         try:
-            temporary.touch(mode=0o600)
+            # why: a crashed backup's leftover may be anything, of any mode.
+            temporary.unlink(missing_ok=True)
+            create_private_file(temporary)
             target = sqlite3.connect(temporary)
             try:
                 raw.driver_connection.backup(target)

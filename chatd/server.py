@@ -24,11 +24,12 @@ import chatd.handlers  # noqa: F401  (registers the ops)
 from chatd.blobs import BlobStore
 from chatd.config import ServerConfig
 from chatd.connection import Connection
-from chatd.db import default_files_dir
+from chatd.db import default_files_dir, sqlite_files
 from chatd.errors import ErrorCode
 from chatd.hub import Hub
 from chatd.parking import ParkingLot
 from chatd.passwords import PasswordHasher
+from chatd.permissions import exposure_warning
 from chatd.protocol import encode, error_event
 from chatd.ratelimit import Clock
 from chatd.session import Limits, Services
@@ -153,6 +154,7 @@ class Server:
             self._endpoint = Endpoint.open(self.config)
         self._tls = self._endpoint.tls
         self.address = self._endpoint.listener.getsockname()[:2]
+        self._warn_about_readable_files()
         self.services.writer.start()
         self._parking.start()
         for target, name in ((self._accept_loop, "accept"), (self._housekeeping, "housekeeping")):
@@ -161,6 +163,16 @@ class Server:
             self._threads.append(thread)
         log.info("listening on %s:%d%s", *self.address, " (TLS)" if self._tls else "")
         return self.address
+
+    def _warn_about_readable_files(self) -> None:
+        """Files from before chatd made them private are left alone, but the operator is told.
+
+        Checked once the database is open, so that its -wal and -shm exist.
+        """
+        paths = [*sqlite_files(self.config.db), self.services.blobs.root]
+        warning = exposure_warning(paths)
+        if warning is not None:
+            log.warning("%s", warning)
 
     def _accept_loop(self) -> None:
         assert self._endpoint is not None
