@@ -32,10 +32,13 @@ LISTENING = re.compile(rb"listening on ([\d.]+):(\d+)")
 class ServeProcess:
     """`chatd serve` in a subprocess; knows its address once it logs `listening on`."""
 
-    def __init__(self, *args: str, env: dict[str, str], deadline: float = 20) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str], deadline: float = 20, cwd: Path | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
             [CHATD, "serve", "--port", "0", "--bcrypt-rounds", "4", "--send-rate", "0", *args],
             env=env,
+            cwd=cwd,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
         )
@@ -264,10 +267,11 @@ def test_db_takes_a_plain_path_everywhere(env, tmp_path, monkeypatch, capsys):
     login(server.address, "alice", register=False)
     server.proc.send_signal(signal.SIGTERM)
     assert server.finish()[0] == 0
-    server = ServeProcess("--db", str(tmp_path / "absolute.db"), env=env)
-    login(server.address, "alice", register=False)
-    server.proc.send_signal(signal.SIGTERM)
-    assert server.finish()[0] == 0
+    for given in (str(tmp_path / "absolute.db"), "relative.db"):
+        server = ServeProcess("--db", given, env=env, cwd=tmp_path)
+        login(server.address, "alice", register=False)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.finish()[0] == 0
 
 
 def test_the_default_database_follows_the_environment_given_to_main(tmp_path):
@@ -315,6 +319,26 @@ def test_a_privileged_port_says_permission_denied(env, tmp_path):
         f"chatd: permission denied to listen on port {port} of 127.0.0.1: ports below "
         f"{port + 1} need root or CAP_NET_BIND_SERVICE\n"
     )
+
+
+def test_an_unreadable_key_is_named(env, tmp_path, tls_files):
+    # why: root reads any file; without CAP_DAC_OVERRIDE it obeys the mode, as a user does.
+    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    key = tmp_path / "key.pem"
+    key.chmod(0)
+    status, err = serve_failure(
+        "--port",
+        "0",
+        "--db",
+        str(tmp_path / "x.db"),
+        "--tls-cert",
+        tls_files[0],
+        "--tls-key",
+        str(key),
+        env=env,
+        prefix=prefix if os.geteuid() == 0 else [],
+    )
+    assert (status, err) == (2, f"chatd: --tls-key {key}: cannot be read: Permission denied\n")
 
 
 def migration_lines(log: str) -> list[str]:

@@ -40,6 +40,8 @@ def test_init_db_makes_a_private_data_directory_and_database(tmp_path):
     data_dir = tmp_path / "data" / "chatd"
     assert mode(data_dir) == 0o700
     assert mode(data_dir / "chatd.db") == 0o600
+    # why: directories made on the way are the command's too, made under its umask 077.
+    assert mode(tmp_path / "data") == 0o700
     assert os.umask(0o022) == 0o022, "the command gave the caller its umask back"
 
 
