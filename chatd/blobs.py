@@ -19,12 +19,15 @@ import secrets
 from pathlib import Path
 from typing import BinaryIO
 
+from chatd.permissions import PRIVATE_DIR_MODE, make_private_dir
+
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.incoming = root / "incoming"
-        self.incoming.mkdir(parents=True, exist_ok=True)
+        for directory in (root, self.incoming):
+            make_private_dir(directory)
         for leftover in self.incoming.iterdir():
             leftover.unlink(missing_ok=True)
 
@@ -45,7 +48,7 @@ class BlobStore:
             return
         with open(incoming, "rb") as written:
             os.fsync(written.fileno())
-        target.parent.mkdir(exist_ok=True)
+        target.parent.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
         os.replace(incoming, target)
         _fsync_directory(target.parent)
 

@@ -21,9 +21,10 @@ from typing import Any
 
 from chatd import __version__, admin
 from chatd.config import SETTINGS, ServerConfig, UsageError, env_name
-from chatd.db import SchemaError, check_schema, default_db_url, resolve_url, upgrade
+from chatd.db import DatabaseUrlError, SchemaError, check_schema, resolve_url, upgrade
 from chatd.errors import ChatError
 from chatd.names import normalize_room, parse_ts
+from chatd.permissions import private_umask
 from chatd.transcript import (
     DEFAULT_MAX_BYTES,
     FileMeta,
@@ -36,10 +37,13 @@ from chatd.transcript import (
     read_capped,
     write_atomic,
 )
+from chatd.transport import TlsSetupError
 
 log = logging.getLogger("chatd")
 
 THREAD_STACK_BYTES = 512 * 1024
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -113,14 +117,30 @@ def server_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Serve
             raise UsageError(
                 f"{env_name(setting.name)}={raw!r} is not a valid {kind.__name__}"
             ) from None
-    values["db"] = values.get("db") or default_db_url()
+    values["db"] = resolve_url(getattr(args, "db", None), environ)
     try:
         return ServerConfig(**values)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
 
+def _configure_logging(level: str) -> None:
+    """Log to stderr, without alembic's INFO lines.
+
+    Alembic says "Context impl SQLiteImpl" whenever it looks at a database, so
+    those lines came with every start; chatd logs its own line for each
+    migration that actually runs instead.
+    """
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def _init_db(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    _configure_logging("info")
     revision = upgrade(resolve_url(args.db, environ))
     print(f"database is at schema revision {revision}")
     return EXIT_OK
@@ -135,24 +155,27 @@ def _raise_file_limit() -> None:
 
 
 def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from chatd.server import Server
+    from chatd.server import Endpoint, Server
 
     config = server_config(args, environ)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    check_schema(config.db, create_if_empty=True)
-    _raise_file_limit()
-    # why: two threads at most per client; 512 KiB of stack is plenty and 8 MiB each adds up.
-    threading.stack_size(THREAD_STACK_BYTES)
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    # why: blocked before any thread starts, so only sigwait below ever sees them.
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    server = Server(config)
+    _configure_logging(config.log_level)
+    try:
+        endpoint = Endpoint.open(config)
+    except TlsSetupError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        check_schema(config.db, create_if_empty=True)
+        _raise_file_limit()
+        # why: two threads at most per client; 512 KiB of stack is plenty and 8 MiB each adds up.
+        threading.stack_size(THREAD_STACK_BYTES)
+        # why: blocked before any thread starts, so only sigwait below ever sees them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        server = Server(config, endpoint=endpoint)
+    except BaseException:
+        endpoint.close()
+        raise
     server.start()
-    received = signal.sigwait(stop_signals)
+    received = signal.sigwait(STOP_SIGNALS)
     log.info("received %s; shutting down", signal.Signals(received).name)
     server.stop()
     return EXIT_OK
@@ -264,8 +287,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        return COMMANDS[args.command](args, environ)
-    except UsageError as exc:
+        with private_umask():
+            return COMMANDS[args.command](args, environ)
+    except (UsageError, DatabaseUrlError) as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (SchemaError, OSError) as exc:

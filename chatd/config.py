@@ -50,7 +50,10 @@ class ServerConfig:
     )
     login_failures: int = field(
         default=5,
-        metadata={"help": "failed logins a minute per address and per username; 0 = no limit"},
+        metadata={
+            "help": "failed logins a minute for one account from one address (an account from "
+            "anywhere: 4x, an address over all accounts: 10x); 0 = no limit"
+        },
     )
     registrations_per_hour: int = field(
         default=10, metadata={"help": "registrations per address per hour; 0 = no limit"}

@@ -9,6 +9,7 @@ SQLITE_BUSY halfway through a transaction.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Mapping
@@ -21,7 +22,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from chatd.permissions import create_private_file, make_private_dir
+
+log = logging.getLogger(__name__)
 
 # why: a writer waits this long for another process (an import, a backup) to finish.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -33,15 +39,44 @@ class SchemaError(Exception):
     """The database is not at the schema this version of chatd needs."""
 
 
-def default_db_url() -> str:
+class DatabaseUrlError(ValueError):
+    """A --db or CHATD_DB value that is neither a database URL nor a path."""
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The URL of an SQLite file, its path made absolute (`~` expanded) and quoted as URLs need."""
+    absolute = Path(path).expanduser().absolute()
+    return URL.create("sqlite", database=str(absolute)).render_as_string(hide_password=False)
+
+
+def default_db_url(environ: Mapping[str, str] = os.environ) -> str:
     """An SQLite file in the user's data directory (XDG base directory spec)."""
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return f"sqlite:///{Path(data_home) / 'chatd' / 'chatd.db'}"
+    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return sqlite_url(Path(data_home) / "chatd" / "chatd.db")
+
+
+def database_url(value: str, source: str = "--db") -> str:
+    """A URL as given; anything without `://` is the path of an SQLite file.
+
+    Operators type paths far more often than URLs, and a path can never be
+    mistaken for a URL, since SQLAlchemy URLs all start with `name://`.
+    """
+    if "://" not in value:
+        return sqlite_url(value)
+    try:
+        make_url(value)
+    except (ArgumentError, ValueError) as exc:
+        raise DatabaseUrlError(f"{source} {value!r} is not a database URL: {exc}") from None
+    return value
 
 
 def resolve_url(flag: str | None, environ: Mapping[str, str]) -> str:
-    """--db, else CHATD_DB, else the default SQLite file."""
-    return flag or environ.get("CHATD_DB") or default_db_url()
+    """--db, else CHATD_DB, else the default SQLite file; a URL or a plain path."""
+    if flag:
+        return database_url(flag, "--db")
+    if environ.get("CHATD_DB"):
+        return database_url(environ["CHATD_DB"], "CHATD_DB")
+    return default_db_url(environ)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -56,24 +91,41 @@ def default_files_dir(url: str) -> Path:
     path = _sqlite_path(url) if is_sqlite(url) else None
     if path is not None:
         return path.with_name(f"{path.name}.files")
-    return Path(default_db_url().removeprefix("sqlite:///")).with_name("files")
+    path = _sqlite_path(default_db_url())
+    assert path is not None
+    return path.with_name("files")
 
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _ensure_sqlite_dir(url: str) -> None:
+def sqlite_files(url: str) -> list[Path]:
+    """The files of an SQLite database (the database, -wal, -shm) and its directory; [] if none."""
+    path = _sqlite_path(url) if is_sqlite(url) else None
+    if path is None:
+        return []
+    return [
+        path,
+        path.with_name(f"{path.name}-wal"),
+        path.with_name(f"{path.name}-shm"),
+        path.parent,
+    ]
+
+
+def _ensure_sqlite_file(url: str) -> None:
+    """A new database is created 0600 in a 0700 directory; its -wal and -shm follow its mode."""
     path = _sqlite_path(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
+        create_private_file(path)
 
 
 def create_db_engine(url: str, *, foreign_keys: bool = True) -> Engine:
     """An engine for `url`; on SQLite with the pragmas and BEGIN handling above."""
     if not is_sqlite(url):
         return create_engine(url, pool_pre_ping=True)
-    _ensure_sqlite_dir(url)
+    _ensure_sqlite_file(url)
     engine = create_engine(url, pool_size=8, max_overflow=24)
 
     @event.listens_for(engine, "connect")
@@ -122,12 +174,23 @@ def upgrade(url: str) -> str | None:
 
     The whole upgrade runs in one transaction, so a failed migration leaves
     the database as it was (SQLite DDL is transactional with our BEGIN).
-    Foreign keys are off meanwhile: batch mode copies tables.
+    Foreign keys are off meanwhile: batch mode copies tables. Each migration
+    that runs is logged as one line; a database already at the newest
+    revision logs nothing.
     """
     engine = create_db_engine(url, foreign_keys=False)
     config = alembic_config(url)
     try:
         with engine.begin() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            script = ScriptDirectory.from_config(config)
+            for step in reversed(list(script.iterate_revisions("head", current or "base"))):
+                log.info(
+                    "upgrading the database schema: %s -> %s (%s)",
+                    step.down_revision or "none",
+                    step.revision,
+                    step.doc,
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         return current_revision(engine)
@@ -172,7 +235,9 @@ def backup_sqlite(url: str, destination: Path) -> None:
     try:
         raw = engine.raw_connection()
         try:
-            temporary.touch(mode=0o600)
+            # why: a crashed backup's leftover may be anything, of any mode.
+            temporary.unlink(missing_ok=True)
+            create_private_file(temporary)
             target = sqlite3.connect(temporary)
             try:
                 raw.driver_connection.backup(target)

@@ -18,7 +18,6 @@ from chatd.names import (
     clean_topic,
     is_valid_username,
     normalize_room,
-    username_key,
 )
 from chatd.protocol import EncodedList, message_body
 from chatd.records import MessageRecord, NewMessage, RoomRecord, UserRecord
@@ -89,6 +88,18 @@ def register(req: Request, username: str, password: str) -> dict[str, Any]:
     return {"username": user.username}
 
 
+def _name_for_log(username: str) -> str:
+    """A login's username as the log may show it.
+
+    A name outside the username rules is most often a password typed into
+    the wrong field (and could hold terminal escapes), so only its length is
+    logged.
+    """
+    if is_valid_username(username):
+        return username
+    return f"a name that is not a valid username ({len(username)} characters)"
+
+
 @op("login", login_required=False, required={"username": str, "password": str})
 def login(req: Request, username: str, password: str) -> dict[str, Any]:
     """login {username, password} -> {username, rooms}."""
@@ -96,20 +107,31 @@ def login(req: Request, username: str, password: str) -> dict[str, Any]:
     services = session.services
     if session.user is not None:
         raise ChatError(ErrorCode.ALREADY_LOGGED_IN, "this connection is already logged in")
-    by_address = services.limits.failed_logins_by_address
-    by_user = services.limits.failed_logins_by_user
-    key = username_key(username)
-    wait = max(by_address.retry_after(session.address), by_user.retry_after(key))
-    if wait:
-        raise rate_limited(wait)
+    throttle = services.limits.failed_logins
+    refusal = throttle.refusal(session.address, username)
+    if refusal is not None:
+        log.log(
+            logging.INFO if refusal.first else logging.DEBUG,
+            "%s: login as %s refused for %.0f s: %s (further refusals of this block are "
+            "logged at debug level)",
+            session.peer,
+            _name_for_log(username),
+            refusal.retry_after,
+            refusal.logged_reason,
+        )
+        raise rate_limited(refusal.retry_after, refusal.reason)
     user = services.store.user_by_name(username) if is_valid_username(username) else None
     if not services.hasher.verify(password, None if user is None else user.password_hash):
-        log.info("%s: failed login", session.peer)
-        by_address.failed(session.address)
-        by_user.failed(key)
+        log.info(
+            "%s: failed login as %s%s",
+            session.peer,
+            _name_for_log(username),
+            " (no such account)" if user is None and is_valid_username(username) else "",
+        )
+        throttle.failed(session.address, username)
         raise ChatError(ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
     assert user is not None
-    by_user.succeeded(key)
+    throttle.succeeded(session.address, username)
     if user.disabled:
         raise ChatError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
     session.user = user

@@ -9,12 +9,14 @@ on its own thread and gives each a Connection, within the connection caps.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import socket
 import ssl
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import chatd.attachments
@@ -22,11 +24,12 @@ import chatd.handlers  # noqa: F401  (registers the ops)
 from chatd.blobs import BlobStore
 from chatd.config import ServerConfig
 from chatd.connection import Connection
-from chatd.db import default_files_dir
+from chatd.db import default_files_dir, sqlite_files
 from chatd.errors import ErrorCode
 from chatd.hub import Hub
 from chatd.parking import ParkingLot
 from chatd.passwords import PasswordHasher
+from chatd.permissions import exposure_warning
 from chatd.protocol import encode, error_event
 from chatd.ratelimit import Clock
 from chatd.session import Limits, Services
@@ -42,30 +45,100 @@ LISTEN_BACKLOG = 1024
 CLOSE_TIMEOUT = 5.0
 # why: how soon `chatd user disable`, run in another process, ends a user's sessions.
 HOUSEKEEPING_INTERVAL = 2.0
+# why: Linux's default net.ipv4.ip_unprivileged_port_start.
+FIRST_UNPRIVILEGED_PORT = 1024
+
+
+class ListenError(OSError):
+    """The address cannot be listened on; the message says why in an operator's words."""
+
+
+def _listen_problem(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} is in use on {host}"
+    if error.errno == errno.EACCES:
+        return (
+            f"permission denied to listen on port {port} of {host}: ports below "
+            f"{_first_unprivileged_port()} need root or CAP_NET_BIND_SERVICE"
+        )
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}: it is not an address of this machine"
+    return f"cannot listen on port {port} of {host}: {error.strerror or error}"
+
+
+def _first_unprivileged_port() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        return FIRST_UNPRIVILEGED_PORT
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or ListenError saying plainly why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        listener.close()
+        raise ListenError(_listen_problem(host, port, exc)) from None
+    return listener
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where clients connect: the listening socket and the TLS context, if any.
+
+    `chatd serve` opens it before it opens the database, so a taken port or a
+    bad certificate is reported first, and before any migration runs.
+    """
+
+    listener: socket.socket
+    tls: ssl.SSLContext | None
+
+    @classmethod
+    def open(cls, config: ServerConfig) -> Endpoint:
+        """TlsSetupError for a bad certificate or key; ListenError when the port cannot be had."""
+        tls = server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
+        return cls(listen(config.host, config.port), tls)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _open_services(config: ServerConfig, clock: Clock) -> Services:
+    store = Store(config.db)
+    hub = Hub(config.history_size, store.newest_message_id())
+    hub.load(store.rooms_with_members())
+    return Services(
+        config,
+        store,
+        hub,
+        PasswordHasher(config.bcrypt_rounds),
+        Limits.from_config(config, clock),
+        BlobStore(Path(config.files_dir) if config.files_dir else default_files_dir(config.db)),
+        Uploads(),
+        MessageWriter(store, hub),
+        clock,
+    )
 
 
 class Server:
-    def __init__(self, config: ServerConfig, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        clock: Clock = time.monotonic,
+        endpoint: Endpoint | None = None,
+    ) -> None:
+        """`endpoint`, if given, is the server's to close; else `start` opens one from `config`."""
         self.config = config
-        self._tls: ssl.SSLContext | None = (
-            server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
-        )
-        store = Store(config.db)
-        hub = Hub(config.history_size, store.newest_message_id())
-        hub.load(store.rooms_with_members())
-        self.services = Services(
-            config,
-            store,
-            hub,
-            PasswordHasher(config.bcrypt_rounds),
-            Limits.from_config(config, clock),
-            BlobStore(Path(config.files_dir) if config.files_dir else default_files_dir(config.db)),
-            Uploads(),
-            MessageWriter(store, hub),
-            clock,
-        )
+        self._endpoint = endpoint
+        self._tls: ssl.SSLContext | None = None
+        self.services = _open_services(config, clock)
         self._parking = ParkingLot()
-        self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
         # guards _connections, _per_address and _stopping
@@ -76,14 +149,12 @@ class Server:
         self.address: tuple[str, int] = (config.host, config.port)
 
     def start(self) -> tuple[str, int]:
-        """Bind and start accepting; returns the address actually bound (port 0 picks one)."""
-        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.config.host, self.config.port))
-        listener.listen(LISTEN_BACKLOG)
-        self._listener = listener
-        self.address = listener.getsockname()[:2]
+        """Start accepting; returns the address actually bound (port 0 picks one)."""
+        if self._endpoint is None:
+            self._endpoint = Endpoint.open(self.config)
+        self._tls = self._endpoint.tls
+        self.address = self._endpoint.listener.getsockname()[:2]
+        self._warn_about_readable_files()
         self.services.writer.start()
         self._parking.start()
         for target, name in ((self._accept_loop, "accept"), (self._housekeeping, "housekeeping")):
@@ -93,11 +164,21 @@ class Server:
         log.info("listening on %s:%d%s", *self.address, " (TLS)" if self._tls else "")
         return self.address
 
+    def _warn_about_readable_files(self) -> None:
+        """Files from before chatd made them private are left alone, but the operator is told.
+
+        Checked once the database is open, so that its -wal and -shm exist.
+        """
+        paths = [*sqlite_files(self.config.db), self.services.blobs.root]
+        warning = exposure_warning(paths)
+        if warning is not None:
+            log.warning("%s", warning)
+
     def _accept_loop(self) -> None:
-        assert self._listener is not None
+        assert self._endpoint is not None
         while True:
             try:
-                sock, address = self._listener.accept()
+                sock, address = self._endpoint.listener.accept()
             except OSError:
                 if self._stopping:
                     return
@@ -182,10 +263,10 @@ class Server:
             self._stopping = True
             connections = list(self._connections)
         self._stopped.set()
-        if self._listener is not None:
+        if self._endpoint is not None:
             with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
+                self._endpoint.listener.shutdown(socket.SHUT_RDWR)
+            self._endpoint.close()
         for thread in self._threads:
             thread.join(CLOSE_TIMEOUT)
         for connection in connections:

@@ -17,7 +17,7 @@ from chatd.errors import ChatError, ErrorCode
 from chatd.hub import Hub
 from chatd.passwords import PasswordHasher
 from chatd.protocol import encode
-from chatd.ratelimit import Clock, FailureThrottle, KeyedBuckets, TokenBucket
+from chatd.ratelimit import Clock, KeyedBuckets, LoginThrottle, TokenBucket
 from chatd.records import UserRecord
 from chatd.sendqueue import ReplySlot
 from chatd.store import Store
@@ -31,18 +31,16 @@ SECONDS_PER_HOUR = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The server-wide abuse limits (per address, per username)."""
+    """The server-wide abuse limits: failed logins, registrations per address."""
 
-    failed_logins_by_address: FailureThrottle
-    failed_logins_by_user: FailureThrottle
+    failed_logins: LoginThrottle
     registrations: KeyedBuckets
 
     @classmethod
     def from_config(cls, config: ServerConfig, clock: Clock) -> Limits:
         per_hour = config.registrations_per_hour
         return cls(
-            FailureThrottle(config.login_failures, clock=clock),
-            FailureThrottle(config.login_failures, clock=clock),
+            LoginThrottle(config.login_failures, clock=clock),
             KeyedBuckets(per_hour / SECONDS_PER_HOUR, per_hour, clock=clock),
         )
 
@@ -72,10 +70,12 @@ class Outbox(Protocol):
     def put_in_order(self, items: Iterable[bytes | tuple[ReplySlot, bytes]]) -> None: ...
 
 
-def rate_limited(retry_after: float) -> ChatError:
+def rate_limited(retry_after: float, reason: str = "too many requests") -> ChatError:
+    """The rate_limited refusal; `reason` says what is limited, for the human reading it."""
+    wait = f"{retry_after:.0f}" if retry_after >= 10 else f"{max(retry_after, 0.1):.1f}"
     return ChatError(
         ErrorCode.RATE_LIMITED,
-        f"too many requests; try again in {max(retry_after, 0.1):.1f} s",
+        f"{reason}; try again in {wait} s",
         retry_after=round(retry_after + 0.0005, 3),
     )
 

@@ -18,6 +18,8 @@ import time
 from typing import Protocol
 
 RAW_RECV_BYTES = 64 * 1024
+# why: matches "BEGIN PRIVATE KEY", "BEGIN RSA PRIVATE KEY", "BEGIN ENCRYPTED PRIVATE KEY"...
+PEM_KEY = "PRIVATE KEY-----"
 
 
 class Transport(Protocol):
@@ -170,9 +172,52 @@ class TlsTransport:
             return self._outgoing.read()
 
 
+class TlsSetupError(Exception):
+    """A certificate or key file chatd cannot serve TLS with; the message names the file."""
+
+
+def _read_pem(flag: str, path: str) -> str:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read().decode("latin-1")
+    except FileNotFoundError:
+        raise TlsSetupError(f"{flag} {path}: no such file") from None
+    except IsADirectoryError:
+        raise TlsSetupError(f"{flag} {path}: it is a directory") from None
+    except OSError as exc:
+        raise TlsSetupError(f"{flag} {path}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _refuse_passphrase() -> str:
+    raise TlsSetupError("the key is encrypted with a passphrase")
+
+
 def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-    """A TLS 1.2+ server context; ssl.SSLError or OSError names a bad file."""
+    """A TLS 1.2+ server context; TlsSetupError names the bad file and what is wrong with it.
+
+    OpenSSL alone says "PEM lib" whichever file is wrong, so each file is
+    checked on its own first: a certificate and a key swapped, a missing or
+    unreadable file, a key with a passphrase (OpenSSL would prompt for it on
+    the terminal), and a key that belongs to another certificate.
+    """
+    cert_pem, key_pem = _read_pem("--tls-cert", cert_file), _read_pem("--tls-key", key_file)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=cert_pem)
+    except ssl.SSLError:
+        what = "a private key, not a certificate" if PEM_KEY in cert_pem else "no PEM certificate"
+        raise TlsSetupError(f"--tls-cert {cert_file}: it holds {what}") from None
+    if PEM_KEY not in key_pem:
+        raise TlsSetupError(f"--tls-key {key_file}: it holds no PEM private key")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
+    try:
+        context.load_cert_chain(cert_file, key_file, password=_refuse_passphrase)
+    except TlsSetupError as exc:
+        raise TlsSetupError(f"--tls-key {key_file}: {exc}; chatd needs it unencrypted") from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise TlsSetupError(
+                f"--tls-key {key_file} does not match the certificate in --tls-cert {cert_file}"
+            ) from None
+        raise TlsSetupError(f"--tls-key {key_file}: not a usable private key ({exc})") from None
     return context

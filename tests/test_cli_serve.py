@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import selectors
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from conftest import PASSWORD
 from wire import WireClient
 
 from chatd.cli import main
+from chatd.transcript import Transcript, TranscriptMessage, dumps_transcript
 
 # why: the installed command, as a user runs it; `python -m chatd` from the checkout
 # would import the source tree instead of the installed package.
@@ -28,10 +32,13 @@ LISTENING = re.compile(rb"listening on ([\d.]+):(\d+)")
 class ServeProcess:
     """`chatd serve` in a subprocess; knows its address once it logs `listening on`."""
 
-    def __init__(self, *args: str, env: dict[str, str], deadline: float = 20) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str], deadline: float = 20, cwd: Path | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
             [CHATD, "serve", "--port", "0", "--bcrypt-rounds", "4", "--send-rate", "0", *args],
             env=env,
+            cwd=cwd,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
         )
@@ -223,3 +230,175 @@ def test_kill_9_during_concurrent_sends_loses_no_acknowledged_message(env, tmp_p
     assert len({m["text"] for m in stored}) == len(stored)
     again.proc.send_signal(signal.SIGTERM)
     assert again.finish()[0] == 0
+
+
+def test_db_takes_a_plain_path_everywhere(env, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    transcript = tmp_path / "general.transcript"
+    transcript.write_bytes(
+        dumps_transcript(
+            Transcript("general", "", 0, (TranscriptMessage(1, "alice", "hi", 1000, None),))
+        )
+    )
+    for given, where in [
+        ("relative.db", tmp_path / "relative.db"),
+        ("~/home.db", tmp_path / "home" / "home.db"),
+        (str(tmp_path / "absolute.db"), tmp_path / "absolute.db"),
+    ]:
+        for argv in (
+            ["init-db"],
+            ["user", "add", "alice"],
+            ["backup", str(tmp_path / f"{where.name}.backup")],
+            ["import", str(transcript)],
+            ["export", "--room", "general", str(tmp_path / f"{where.name}.transcript")],
+        ):
+            monkeypatch.setattr(
+                "sys.stdin", io.TextIOWrapper(io.BytesIO(PASSWORD.encode() + b"\n"))
+            )
+            assert main([*argv, "--db", given], env) == 0, capsys.readouterr().err
+        assert where.exists()
+        capsys.readouterr()
+        assert main(["user", "list"], {**env, "CHATD_DB": given}) == 0
+        assert capsys.readouterr().out.startswith("alice ")
+
+    server = ServeProcess(env={**env, "CHATD_DB": "~/home.db", "HOME": str(tmp_path / "home")})
+    login(server.address, "alice", register=False)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.finish()[0] == 0
+    for given in (str(tmp_path / "absolute.db"), "relative.db"):
+        server = ServeProcess("--db", given, env=env, cwd=tmp_path)
+        login(server.address, "alice", register=False)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.finish()[0] == 0
+
+
+def test_the_default_database_follows_the_environment_given_to_main(tmp_path):
+    assert main(["init-db"], {"XDG_DATA_HOME": str(tmp_path / "given")}) == 0
+    assert (tmp_path / "given" / "chatd" / "chatd.db").exists()
+
+
+def test_a_db_that_is_neither_a_url_nor_a_path_is_a_usage_error(env, capsys):
+    assert main(["init-db", "--db", "postgresql://chatd@host:port/x"], env) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("chatd: --db") and err.count("\n") == 1
+
+
+def serve_failure(*args: str, env: dict[str, str], prefix: Sequence[str] = ()) -> tuple[int, str]:
+    """`chatd serve` that is expected to stop at once: its status and stderr."""
+    done = subprocess.run(
+        [*prefix, CHATD, "serve", *args], env=env, capture_output=True, timeout=30, check=False
+    )
+    return done.returncode, done.stderr.decode()
+
+
+def test_a_taken_port_is_one_plain_line_before_the_database_is_touched(env, tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        db = tmp_path / "fresh.db"
+        status, err = serve_failure("--port", str(port), "--db", str(db), env=env)
+    assert (status, err) == (1, f"chatd: port {port} is in use on 127.0.0.1\n")
+    assert not db.exists()
+
+
+def unprivileged_port_start() -> int:
+    return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+
+
+@pytest.mark.skipif(unprivileged_port_start() == 0, reason="every port is unprivileged here")
+def test_a_privileged_port_says_permission_denied(env, tmp_path):
+    # why: root may bind any port; without CAP_NET_BIND_SERVICE it may not, as a user.
+    prefix = ["setpriv", "--bounding-set", "-net_bind_service"] if os.geteuid() == 0 else []
+    port = unprivileged_port_start() - 1
+    status, err = serve_failure(
+        "--port", str(port), "--db", str(tmp_path / "x.db"), env=env, prefix=prefix
+    )
+    assert status == 1
+    assert err == (
+        f"chatd: permission denied to listen on port {port} of 127.0.0.1: ports below "
+        f"{port + 1} need root or CAP_NET_BIND_SERVICE\n"
+    )
+
+
+def test_an_unreadable_key_is_named(env, tmp_path, tls_files):
+    # why: root reads any file; without CAP_DAC_OVERRIDE it obeys the mode, as a user does.
+    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    key = tmp_path / "key.pem"
+    key.chmod(0)
+    status, err = serve_failure(
+        "--port",
+        "0",
+        "--db",
+        str(tmp_path / "x.db"),
+        "--tls-cert",
+        tls_files[0],
+        "--tls-key",
+        str(key),
+        env=env,
+        prefix=prefix if os.geteuid() == 0 else [],
+    )
+    assert (status, err) == (2, f"chatd: --tls-key {key}: cannot be read: Permission denied\n")
+
+
+def migration_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "schema" in line or "alembic" in line]
+
+
+def test_migrations_are_logged_only_when_they_run(env, tmp_path):
+    db = tmp_path / "new.db"
+    first = ServeProcess("--db", str(db), env=env)
+    first.proc.send_signal(signal.SIGTERM)
+    status, log = first.finish()
+    assert status == 0
+    assert [line.split(": ", 1)[1] for line in migration_lines(log)] == [
+        "upgrading the database schema: none -> 0001 (initial schema)",
+        "upgrading the database schema: 0001 -> 0002 (attachments)",
+        "upgrading the database schema: 0002 -> 0003 (partial message indexes)",
+    ]
+    assert "Context impl" not in log and "Will assume" not in log
+    again = ServeProcess("--db", str(db), env=env)
+    again.proc.send_signal(signal.SIGTERM)
+    status, log = again.finish()
+    assert status == 0 and migration_lines(log) == []
+    assert log.count("\n") == 3  # listening on, received SIGTERM, stopped
+
+
+@pytest.fixture
+def other_cert(certificate_authority, tmp_path):
+    cert = certificate_authority.issue_cert("localhost")
+    path = tmp_path / "other-cert.pem"
+    cert.cert_chain_pems[0].write_to_path(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "says"),
+    [
+        ("key", "key", "--tls-cert {key}: it holds a private key, not a certificate"),
+        ("other", "other", "--tls-key {other}: it holds no PEM private key"),
+        ("missing", "key", "--tls-cert {missing}: no such file"),
+        ("cert", "directory", "--tls-key {directory}: it is a directory"),
+        ("garbage", "key", "--tls-cert {garbage}: it holds no PEM certificate"),
+        ("other", "key", "--tls-key {key} does not match the certificate in --tls-cert {other}"),
+    ],
+)
+def test_a_bad_certificate_or_key_is_named_in_one_line(
+    env, tmp_path, tls_files, other_cert, capsys, cert, key, says
+):
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
+    files = {
+        "cert": tls_files[0],
+        "key": tls_files[1],
+        "missing": str(tmp_path / "missing.pem"),
+        "directory": str(tmp_path),
+        "garbage": str(garbage),
+        "other": other_cert,
+    }
+    db = tmp_path / "untouched.db"
+    argv = ["serve", "--port", "0", "--db", str(db), "--tls-cert", files[cert]]
+    assert main([*argv, "--tls-key", files[key]], env) == 2
+    err = capsys.readouterr().err
+    assert err == f"chatd: {says.format(**files)}\n"
+    assert not db.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import time
@@ -33,7 +34,10 @@ def test_message_flood_is_rate_limited_and_the_connection_stays(start_server, cl
     assert [m["text"] for m in history] == ["burst 0", "burst 1", "burst 2", "after waiting"]
 
 
-def test_failed_logins_are_throttled_per_username_and_address(start_server, clock):
+THIS_ACCOUNT_FROM_HERE = "too many failed logins for this account from your address"
+
+
+def test_failed_logins_are_throttled_per_address_and_username(start_server, clock):
     server = start_server(clock=clock, login_failures=3)
     registered(server.address, "alice")
     guesser = WireClient(server.address)
@@ -43,10 +47,92 @@ def test_failed_logins_are_throttled_per_username_and_address(start_server, cloc
         )
     reply = guesser.request("login", username="alice", password=PASSWORD)
     assert reply["error"] == "rate_limited" and reply["retry_after"] == pytest.approx(60, abs=1)
+    assert reply["message"] == f"{THIS_ACCOUNT_FROM_HERE}; try again in 60 s"
     other = WireClient(server.address)
-    assert other.request("login", username="bob", password="whatever1")["error"] == ("rate_limited")
+    assert other.error("login", username="bob", password="whatever1") == "invalid_credentials"
     clock.advance(61)
     assert guesser.ok("login", username="alice", password=PASSWORD)["username"] == "alice"
+
+
+def test_a_mistyped_name_does_not_lock_out_others_at_the_same_address(start_server, clock):
+    server = start_server(clock=clock, login_failures=5)
+    registered(server.address, "dave")
+    typist = WireClient(server.address)
+    for _ in range(5):
+        assert typist.error("login", username="nosuchuser", password="wrong guess") == (
+            "invalid_credentials"
+        )
+    dave = WireClient(server.address)
+    assert dave.ok("login", username="dave", password=PASSWORD)["username"] == "dave"
+    refused = typist.request("login", username="nosuchuser", password="wrong guess")
+    assert refused["error"] == "rate_limited" and refused["message"].startswith(
+        THIS_ACCOUNT_FROM_HERE
+    )
+
+
+def test_guessing_one_account_from_several_addresses_blocks_the_account(start_server, clock):
+    server = start_server(clock=clock, login_failures=2)
+    registered(server.address, "alice")
+    registered(server.address, "bob")
+    for n in range(2, 6):
+        if n == 5:
+            owner = WireClient(server.address, source="127.0.0.9")
+            assert owner.ok("login", username="alice", password=PASSWORD)["username"] == "alice"
+        guesser = WireClient(server.address, source=f"127.0.0.{n}")
+        for _ in range(2):
+            assert guesser.error("login", username="alice", password="bad guess") == (
+                "invalid_credentials"
+            )
+        assert guesser.request("login", username="alice", password=PASSWORD)["message"].startswith(
+            THIS_ACCOUNT_FROM_HERE
+        )
+        assert guesser.ok("login", username="bob", password=PASSWORD)["username"] == "bob"
+    owner = WireClient(server.address, source="127.0.0.10")
+    reply = owner.request("login", username="alice", password=PASSWORD)
+    assert reply["error"] == "rate_limited"
+    assert reply["message"] == "too many failed logins for this account; try again in 60 s"
+
+
+def test_spraying_from_one_address_meets_a_higher_ceiling(start_server, clock):
+    server = start_server(clock=clock, login_failures=2)
+    registered(server.address, "dave", source="127.0.0.3")
+    sprayer = WireClient(server.address, source="127.0.0.2")
+    for n in range(20):
+        assert sprayer.error("login", username=f"user{n}", password="Summer2026") == (
+            "invalid_credentials"
+        )
+    reply = WireClient(server.address, source="127.0.0.2").request(
+        "login", username="dave", password=PASSWORD
+    )
+    assert reply["error"] == "rate_limited" and reply["retry_after"] > 0
+    assert reply["message"].startswith("too many failed logins from your address")
+    elsewhere = WireClient(server.address, source="127.0.0.3")
+    assert elsewhere.ok("login", username="dave", password=PASSWORD)["username"] == "dave"
+
+
+def test_failed_and_refused_logins_are_logged_without_secrets(start_server, clock, caplog):
+    server = start_server(clock=clock, login_failures=2)
+    registered(server.address, "alice")
+    client = WireClient(server.address)
+    caplog.set_level(logging.INFO, logger="chatd.handlers")
+    secret = "my secret pass\x1b[2J"
+    for name in ("alice", "nosuchuser", secret, "alice"):
+        assert client.error("login", username=name, password="wrong guess") == (
+            "invalid_credentials"
+        )
+    for _ in range(3):
+        assert client.error("login", username="alice", password=PASSWORD) == "rate_limited"
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    peer = f"127.0.0.1:{client.sock.getsockname()[1]}"
+    assert lines == [
+        f"{peer}: failed login as alice",
+        f"{peer}: failed login as nosuchuser (no such account)",
+        f"{peer}: failed login as a name that is not a valid username ({len(secret)} characters)",
+        f"{peer}: failed login as alice",
+        f"{peer}: login as alice refused for 60 s: too many failed logins for this account "
+        "from this address (further refusals of this block are logged at debug level)",
+    ]
+    assert not any("secret" in r.getMessage() for r in caplog.records)
 
 
 def test_unknown_and_known_usernames_are_throttled_alike(start_server, clock):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.ratelimit import FailureThrottle, KeyedBuckets, TokenBucket
+from chatd.ratelimit import FailureThrottle, KeyedBuckets, LoginThrottle, TokenBucket
 
 
 class FakeClock:
@@ -73,3 +73,109 @@ def test_backoff_is_capped():
         clock.now += throttle.retry_after("x") + 1
     throttle.failed("x")
     assert throttle.retry_after("x") == pytest.approx(300)
+
+
+def test_tracked_failures_stay_bounded_even_when_every_key_is_active():
+    throttle = FailureThrottle(limit=5, window=60, clock=FakeClock(), max_keys=10)
+    for n in range(100):
+        throttle.failed(f"10.0.0.{n}")
+    assert throttle.tracked_keys == 10
+
+
+def test_making_room_forgets_quiet_keys_before_active_ones():
+    clock = FakeClock()
+    throttle = FailureThrottle(limit=2, window=60, clock=clock, max_keys=4)
+    throttle.failed("quiet")
+    throttle.failed("also quiet")
+    clock.now += 61
+    for _ in range(2):
+        throttle.failed("blocked")
+    throttle.failed("a")
+    throttle.failed("b")
+    assert throttle.tracked_keys == 3
+    assert throttle.retry_after("blocked") == pytest.approx(60)
+
+
+def test_only_the_first_refusal_of_a_block_is_reported_as_first():
+    clock = FakeClock()
+    throttle = FailureThrottle(limit=1, window=60, clock=clock)
+    throttle.failed("x")
+    assert [throttle.refused("x") for _ in range(3)] == [True, False, False]
+    clock.now += 61
+    throttle.failed("x")
+    assert throttle.refused("x") is True
+
+
+ACCOUNT = "too many failed logins for this account"
+HERE = "too many failed logins for this account from your address"
+ADDRESS = "too many failed logins from your address"
+
+
+def reason(throttle: LoginThrottle, address: str, username: str) -> str | None:
+    refusal = throttle.refusal(address, username)
+    return None if refusal is None else refusal.reason
+
+
+def test_failures_for_one_name_block_that_name_from_that_address_only():
+    throttle = LoginThrottle(limit=5, clock=FakeClock())
+    for _ in range(5):
+        throttle.failed("10.0.0.1", "nosuchuser")
+    refusal = throttle.refusal("10.0.0.1", "NoSuchUser")
+    assert refusal is not None and refusal.reason == HERE
+    assert refusal.retry_after == pytest.approx(60)
+    assert throttle.refusal("10.0.0.1", "dave") is None
+    assert throttle.refusal("10.0.0.2", "nosuchuser") is None
+
+
+def test_guessing_one_account_from_many_addresses_blocks_the_account_everywhere():
+    throttle = LoginThrottle(limit=5, clock=FakeClock())
+    for n in range(3):
+        for _ in range(5):
+            throttle.failed(f"10.0.0.{n}", "alice")
+    assert throttle.refusal("10.0.9.9", "alice") is None
+    for _ in range(5):
+        throttle.failed("10.0.0.3", "alice")
+    assert reason(throttle, "10.0.9.9", "alice") == ACCOUNT
+    assert throttle.refusal("10.0.0.3", "bob") is None
+
+
+def test_spraying_many_accounts_from_one_address_meets_the_address_ceiling():
+    throttle = LoginThrottle(limit=5, clock=FakeClock())
+    for n in range(49):
+        throttle.failed("10.0.0.1", f"user{n}")
+    assert throttle.refusal("10.0.0.1", "dave") is None
+    throttle.failed("10.0.0.1", "user49")
+    assert reason(throttle, "10.0.0.1", "dave") == ADDRESS
+    assert throttle.refusal("10.0.0.2", "dave") is None
+
+
+def test_a_correct_password_clears_its_address_and_account_only():
+    throttle = LoginThrottle(limit=5, clock=FakeClock())
+    for _ in range(4):
+        throttle.failed("10.0.0.9", "alice")
+    throttle.succeeded("10.0.0.9", "alice")
+    for _ in range(4):
+        throttle.failed("10.0.0.9", "alice")
+    assert throttle.refusal("10.0.0.9", "alice") is None
+    for n in range(2):
+        for _ in range(5):
+            throttle.failed(f"10.0.0.{n}", "alice")
+    throttle.succeeded("10.0.0.9", "alice")
+    for _ in range(2):
+        throttle.failed("10.0.0.9", "alice")
+    assert reason(throttle, "10.0.0.8", "alice") == ACCOUNT
+    assert reason(throttle, "10.0.0.0", "alice") is not None
+
+
+def test_overlong_names_share_a_short_key():
+    throttle = LoginThrottle(limit=2, clock=FakeClock())
+    throttle.failed("10.0.0.1", "x" * 40 + "a")
+    throttle.failed("10.0.0.1", "x" * 40 + "b")
+    assert reason(throttle, "10.0.0.1", "x" * 50) == HERE
+
+
+def test_a_limit_of_zero_never_refuses():
+    throttle = LoginThrottle(limit=0, clock=FakeClock())
+    for _ in range(1000):
+        throttle.failed("10.0.0.1", "alice")
+    assert throttle.refusal("10.0.0.1", "alice") is None

@@ -28,8 +28,12 @@ class WireClient:
         *,
         rcvbuf: int | None = None,
         tls: ssl.SSLContext | None = None,
+        source: str | None = None,
     ) -> None:
+        """`source`: connect from this local address (any of 127.0.0.0/8 works on Linux)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if source is not None:
+            sock.bind((source, 0))
         if rcvbuf is not None:
             # why: before connect, so the small window is what the server sees.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
