@@ -310,6 +310,13 @@ def ping(req: Request) -> dict[str, Any]:
 
 @op("quit", login_required=False)
 def quit_(req: Request) -> dict[str, Any]:
-    """quit -> {}; then the server closes the connection."""
-    req.session.quitting = True
+    """quit -> {}; then the server closes the connection.
+
+    The user is offline for everyone once this reply is out, not only when
+    the connection has finished closing.
+    """
+    session = req.session
+    session.quitting = True
+    if session.user is not None:
+        session.services.hub.disconnect(session.user.username, session)
     return {}
