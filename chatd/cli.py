@@ -19,6 +19,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from msgspec import UnsetType, structs
+
 from chatd import __version__, admin
 from chatd.config import SETTINGS, ServerConfig, UsageError, env_name
 from chatd.db import DatabaseUrlError, SchemaError, check_schema, resolve_url, upgrade
@@ -155,12 +157,13 @@ def _raise_file_limit() -> None:
 
 
 def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from chatd.server import Endpoint, Server
+    from chatd.listeners import open_listeners
+    from chatd.server import Server
 
     config = server_config(args, environ)
     _configure_logging(config.log_level)
     try:
-        endpoint = Endpoint.open(config)
+        listeners = open_listeners(config)
     except TlsSetupError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -170,9 +173,10 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         threading.stack_size(THREAD_STACK_BYTES)
         # why: blocked before any thread starts, so only sigwait below ever sees them.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        server = Server(config, endpoint=endpoint)
+        server = Server(config, listeners=listeners)
     except BaseException:
-        endpoint.close()
+        for listener in listeners:
+            listener.close()
         raise
     server.start()
     received = signal.sigwait(STOP_SIGNALS)
@@ -225,7 +229,11 @@ def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         time.time_ns() // 1_000_000,
         tuple(
             TranscriptMessage(
-                m.id, m.user, m.text, m.ts_ms, None if m.file is None else FileMeta(**m.file.wire())
+                m.id,
+                m.user,
+                m.text,
+                m.ts_ms,
+                None if isinstance(m.file, UnsetType) else FileMeta(**structs.asdict(m.file)),
             )
             for m in stored
         ),

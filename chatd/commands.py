@@ -1,86 +1,63 @@
-"""The op registry and the dispatcher: the one place requests become replies.
+"""The dispatcher: the one place a decoded request becomes its reply.
 
-Each op is declared once with `@op(...)`: whether it needs a login and the
-JSON types of its arguments. `dispatch` enforces those in the order
-PROTOCOL.md gives, calls the handler, and turns its result or its ChatError
-into the single reply of that request. Any other exception is our bug: it is
-logged with its traceback and answered with `internal`.
+Each op's handler is one function, found in one table (chatd/handlers).
+`dispatch` checks the login the op needs, calls the handler with the typed
+request, and turns its result or its ChatError into the single reply of that
+request. Any other exception is our bug: it is logged with its traceback and
+answered with `internal`. A frame that did not even decode (a `Refusal`)
+is answered by `refuse`, in the order of checks PROTOCOL.md gives.
 """
 
 from __future__ import annotations
 
-import keyword
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chatd.errors import ChatError, ErrorCode
-from chatd.protocol import RequestId, error_reply, ok_reply, request_id
-
-if TYPE_CHECKING:
-    from chatd.sendqueue import ReplySlot
-    from chatd.session import Session
+from chatd.protocol import Refusal
+from chatd.records import UserRecord
+from chatd.replies import Reply
+from chatd.requests import Op, RequestId, op_name
+from chatd.sendqueue import ReplySlot
+from chatd.services import Services
+from chatd.session import Session
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[..., dict[str, Any]]
+
+class Deferred(Reply, frozen=True):
+    """The result of a handler whose reply comes later, through a ReplySlot."""
 
 
-@dataclass(frozen=True, slots=True)
-class Argument:
-    """One argument of an op: its wire name, the handler's keyword, its JSON type."""
+DEFERRED = Deferred()
 
-    name: str
-    keyword: str
-    kind: type
-    required: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OpSpec:
-    name: str
-    handler: Handler
-    login_required: bool
-    arguments: tuple[Argument, ...]
-
-
-OPS: dict[str, OpSpec] = {}
-
-
-def op(
-    name: str,
-    *,
-    login_required: bool = True,
-    required: dict[str, type] | None = None,
-    optional: dict[str, type] | None = None,
-) -> Callable[[Handler], Handler]:
-    """Register a handler for `name`; its keyword arguments are the op's arguments."""
-
-    declared = [(arg, kind, True) for arg, kind in (required or {}).items()]
-    declared += [(arg, kind, False) for arg, kind in (optional or {}).items()]
-    arguments = tuple(
-        Argument(arg, f"{arg}_" if keyword.iskeyword(arg) else arg, kind, needed)
-        for arg, kind, needed in declared
-    )
-
-    def register(handler: Handler) -> Handler:
-        OPS[name] = OpSpec(name, handler, login_required, arguments)
-        return handler
-
-    return register
+Handler = Callable[["Request", Any], Reply]
+Handlers = Mapping[type[Op], Handler]
 
 
 @dataclass(slots=True)
 class Request:
-    """What a handler sees: the session that asked, and a way to hold locks past its return."""
+    """What a handler sees besides its arguments: who asked, and the server's services."""
 
     session: Session
     rid: RequestId = None
     _held: ExitStack | None = None  # made on first hold: most requests hold nothing
     _then: list[Callable[[], None]] | None = None  # made by the first after_reply
+
+    @property
+    def services(self) -> Services:
+        return self.session.services
+
+    @property
+    def user(self) -> UserRecord:
+        """The user logged in: only such sessions reach an op that needs a login."""
+        user = self.session.user
+        assert user is not None, "an op that needs a login was dispatched without one"
+        return user
 
     def hold(self, lock: threading.Lock) -> None:
         """Take `lock` and keep it until this request's reply is queued.
@@ -103,10 +80,7 @@ class Request:
         self._then.append(action)
 
     def finish(self) -> None:
-        """Run the after_reply actions, then let go of what `hold` took.
-
-        The dispatcher calls it once the reply is queued (or deferred).
-        """
+        """Run the after_reply actions, then let go of what `hold` took."""
         try:
             for action in self._then or ():
                 try:
@@ -126,65 +100,36 @@ class Request:
         return self.session.reserve_reply(), self.rid
 
 
-class Deferred(dict[str, Any]):
-    """The result of a handler whose reply comes later, through a ReplySlot."""
+def _login_needed(op: type[Op]) -> ChatError:
+    return ChatError(ErrorCode.AUTH_REQUIRED, f"log in before {op_name(op)}")
 
 
-DEFERRED = Deferred()
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
-
-
-def _arguments(spec: OpSpec, frame: dict[str, Any]) -> dict[str, Any]:
-    arguments: dict[str, Any] = {}
-    for arg in spec.arguments:
-        value = frame.get(arg.name)
-        if value is None:
-            if arg.required:
-                raise ChatError(ErrorCode.BAD_REQUEST, f"{spec.name} needs {arg.name!r}")
-            continue
-        # why: exact types: JSON true/false are Python bools, which isinstance calls ints.
-        if type(value) is not arg.kind:
-            raise ChatError(
-                ErrorCode.BAD_REQUEST,
-                f"{arg.name!r} must be {_TYPE_NAMES.get(arg.kind, arg.kind)}",
-            )
-        arguments[arg.keyword] = value
-    return arguments
-
-
-def _call(request: Request, frame: dict[str, Any]) -> dict[str, Any]:
-    name = frame.get("op")
-    if not isinstance(name, str):
-        raise ChatError(ErrorCode.BAD_REQUEST, "op must be a string")
-    spec = OPS.get(name)
-    if spec is None:
-        raise ChatError(ErrorCode.UNKNOWN_OP, f"unknown op {name[:64]!r}")
-    if spec.login_required and request.session.user is None:
-        raise ChatError(ErrorCode.AUTH_REQUIRED, f"log in before {name}")
-    result = spec.handler(request, **_arguments(spec, frame))
-    return result if result is DEFERRED else ok_reply(request.rid, result)
-
-
-def dispatch(session: Session, frame: dict[str, Any]) -> dict[str, Any] | None:
-    """Answer one request frame with exactly one reply, in order.
-
-    Returns the reply it queued, or None when the handler deferred it.
-    """
-    request = Request(session)
+def dispatch(session: Session, op: Op, handlers: Handlers) -> ErrorCode | None:
+    """Answer one request with exactly one reply, in order; the error code if refused."""
+    request = Request(session, op.id)
     try:
         try:
-            request.rid = request_id(frame)
-            reply = _call(request, frame)
+            if op.login_required and session.user is None:
+                raise _login_needed(type(op))
+            result = handlers[type(op)](request, op)
         except ChatError as error:
-            reply = error_reply(request.rid, error)
+            session.refuse(request.rid, error)
+            return error.code
         except Exception:
-            log.exception("%s: internal error in op %r", session.peer, frame.get("op"))
-            reply = error_reply(request.rid, ChatError(ErrorCode.INTERNAL, "internal server error"))
-        if reply is DEFERRED:
-            return None
-        session.reply(reply)
-        return reply
+            log.exception("%s: internal error in op %r", session.peer, op_name(type(op)))
+            session.refuse(request.rid, ChatError(ErrorCode.INTERNAL, "internal server error"))
+            return ErrorCode.INTERNAL
+        if result is not DEFERRED:
+            session.reply(request.rid, result)
+        return None
     finally:
         request.finish()
+
+
+def refuse(session: Session, refusal: Refusal) -> ErrorCode:
+    """Answer a frame that did not decode; auth_required first when its op needs a login."""
+    error = refusal.error
+    if refusal.op is not None and refusal.op.login_required and session.user is None:
+        error = _login_needed(refusal.op)
+    session.refuse(refusal.rid, error)
+    return error.code

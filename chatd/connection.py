@@ -1,9 +1,11 @@
-"""One client's socket: a reader thread that decodes and dispatches, and a writer (SendQueue).
+"""One client's socket, whatever it speaks: a reader thread, the login deadline, parking, closing.
 
-Requests of one connection are handled one after another on its reader
-thread, which is what makes replies come back in request order. A logged-in
-connection that goes quiet parks its socket (chatd/parking.py) and lets the
-thread end; the next bytes start a new one, so there is never more than one.
+What the bytes mean is the conversation's business (a dialect's, see
+chatd/dialects); the connection only moves them. Requests of one connection
+are handled one after another on its reader thread, which is what makes
+replies come back in request order. A logged-in connection that goes quiet
+parks its socket (chatd/parking.py) and lets the thread end; the next bytes
+start a new one, so there is never more than one.
 """
 
 from __future__ import annotations
@@ -14,24 +16,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
-from chatd import __version__
-from chatd.commands import dispatch
-from chatd.errors import ChatError, ErrorCode
+from chatd.dialects import Conversation, Dialect, Kick
+from chatd.errors import ErrorCode
 from chatd.parking import ParkingLot
-from chatd.protocol import (
-    PROTOCOL_VERSION,
-    FrameDecoder,
-    FrameTooLarge,
-    encode,
-    error_event,
-    error_reply,
-    parse_request,
-)
-from chatd.ratelimit import TokenBucket
+from chatd.ratelimit import Clock
 from chatd.sendqueue import STALL_TIMEOUT, SendQueue
-from chatd.session import Services, Session
+from chatd.services import Services
+from chatd.session import Session
 from chatd.transport import TlsTransport, Transport
 
 log = logging.getLogger(__name__)
@@ -41,17 +34,26 @@ RECV_BYTES = 64 * 1024
 PARK_AFTER = 2.0
 # why: a request under way when the server stops gets this long to finish and be answered.
 REQUEST_GRACE = 10.0
-# why: a client may recover from an occasional malformed frame, one per this many seconds.
-BAD_FRAME_REFILL_SECONDS = 10.0
-# Replies that mean the client broke the protocol, as opposed to asking for something refused.
-PROTOCOL_VIOLATIONS = frozenset({ErrorCode.BAD_REQUEST.value, ErrorCode.UNKNOWN_OP.value})
-
 
 # why: a client that vanishes without closing (a laptop put to sleep, a NAT that forgot
 # us) would otherwise stay parked and "online" for ever; TCP keepalive probes find it out.
 KEEPALIVE_IDLE = 60  # seconds of silence before the first probe
 KEEPALIVE_INTERVAL = 10
 KEEPALIVE_PROBES = 6
+
+
+class Converse(Protocol):
+    """How a listener's dialect starts reading one connection."""
+
+    def __call__(
+        self, session: Session, kick: Kick, stopping: Callable[[], bool], clock: Clock
+    ) -> Conversation: ...
+
+
+def format_address(address: tuple[str, int]) -> str:
+    """`127.0.0.1:7700`, `[::1]:7700`: an address as logs and people write it."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _keep_alive(sock: socket.socket) -> None:
@@ -73,30 +75,32 @@ class Connection:
         services: Services,
         parking: ParkingLot,
         on_close: Callable[[Connection], None],
+        dialect: Dialect,
+        converse: Converse,
     ) -> None:
         self.transport = transport
         self.sock = transport.sock
         self.address = address[0]
-        self.peer = f"{address[0]}:{address[1]}"
+        self.peer = format_address(address)
+        self._services = services
         self._config = services.config
         self._parking = parking
         self._on_close = on_close
+        self._dialect = dialect
         self.outbox = SendQueue(
             transport,
             self._config.sendq_bytes,
-            encode(error_event(ErrorCode.SENDQ_EXCEEDED, "you read too slowly; disconnecting")),
+            dialect.farewell(ErrorCode.SENDQ_EXCEEDED, "you read too slowly; disconnecting"),
             on_stop=self._writer_stopped,
         )
         self.session = Session(
-            self.peer, services, self.outbox, address=self.address, kick=self.close_with
+            self.peer, services, self.outbox, dialect, address=self.address, kick=self.close_with
         )
-        limit = self._config.max_bad_frames
-        self._bad_frames = TokenBucket(
-            1 / BAD_FRAME_REFILL_SECONDS if limit else 0, limit, services.clock
+        self._conversation = converse(
+            self.session, self.close_with, lambda: self._stopping, services.clock
         )
-        self._decoder = FrameDecoder(self._config.max_frame)
         self._login_deadline = time.monotonic() + self._config.login_timeout
-        # held while a request is handled, so a stop can wait for the one under way
+        # held while received bytes are handled, so a stop can wait for the requests under way
         self._in_request = threading.Lock()
         self._stopping = False
         # held from start until closed: join() waits on it, whichever thread closes
@@ -117,26 +121,16 @@ class Connection:
     def shutdown(self, reason: str) -> None:
         """Say goodbye after every reply still owed, then close."""
         self.stop_reading()
-        self.outbox.close(encode({"event": "shutdown", "reason": reason}))
+        self.outbox.close(self._dialect.shutdown(reason))
 
     def join(self, timeout: float) -> None:
         if self._open.acquire(timeout=timeout):
             self._open.release()
 
     def close_with(self, code: ErrorCode, message: str) -> None:
-        """Send the error event, then close: the server ends this connection."""
+        """Say why, then close: the server ends this connection."""
         log.info("%s: closing: %s", self.peer, code)
-        self.outbox.close(encode(error_event(code, message)))
-
-    def _welcome(self) -> dict[str, Any]:
-        return {
-            "event": "welcome",
-            "server": "chatd",
-            "version": __version__,
-            "protocol": PROTOCOL_VERSION,
-            "history_size": self._config.history_size,
-            "max_file_bytes": self._config.max_file_bytes,
-        }
+        self.outbox.close(self._dialect.farewell(code, message))
 
     def _spawn(self, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"chatd-conn {self.peer}", daemon=True)
@@ -151,7 +145,7 @@ class Connection:
         self._spawn(self._serve)
 
     def _run(self) -> None:
-        """The first reader thread: TLS handshake and welcome, then requests."""
+        """The first reader thread: TLS handshake and greeting, then requests."""
         self._serve(greet=True)
 
     def _serve(self, greet: bool = False) -> None:
@@ -162,7 +156,9 @@ class Connection:
                 if isinstance(self.transport, TlsTransport):
                     self.transport.handshake(self._login_deadline)
                 self.sock.settimeout(None)
-                self.outbox.put(encode(self._welcome()))
+                greeting = self._dialect.greeting()
+                if greeting:
+                    self.outbox.put(greeting)
             idle = self._read_loop()
         except OSError as exc:
             log.debug("%s: connection error: %s", self.peer, exc)
@@ -190,16 +186,9 @@ class Connection:
                 continue
             if not data:
                 return False
-            try:
-                for line in self._decoder.feed(data):
-                    if not self._handle(line):
-                        return False
-            except FrameTooLarge:
-                self.close_with(
-                    ErrorCode.FRAME_TOO_LARGE,
-                    f"a frame may hold at most {self._config.max_frame} bytes",
-                )
-                return False
+            with self._in_request:
+                if self._stopping or not self._conversation.received(data):
+                    return False
         return False
 
     def _read_timeout(self) -> float:
@@ -207,21 +196,6 @@ class Connection:
         if self.session.user is None:
             return max(0.0, self._login_deadline - time.monotonic())
         return PARK_AFTER
-
-    def _handle(self, line: bytes) -> bool:
-        """Answer one frame; False when the connection should stop reading."""
-        with self._in_request:
-            if self._stopping:
-                return False
-            try:
-                reply = dispatch(self.session, parse_request(line))
-            except ChatError as error:
-                reply = error_reply(None, error)
-                self.session.reply(reply)
-        if reply and reply.get("error") in PROTOCOL_VIOLATIONS and self._bad_frames.take():
-            self.close_with(ErrorCode.TOO_MANY_ERRORS, "too many malformed requests")
-            return False
-        return not self.session.quitting and not self.outbox.closing
 
     def _writer_stopped(self) -> None:
         if self.outbox.overflowed:
@@ -232,8 +206,8 @@ class Connection:
     def _close(self) -> None:
         user = self.session.user
         if user is not None:
-            self.session.services.hub.disconnect(user.username, self.session)
-        self.session.services.uploads.discard_owned_by(self.session)
+            self._services.hub.disconnect(user.username, self.session)
+        self._services.uploads.discard_owned_by(self.session)
         self.outbox.close()
         self.outbox.join(STALL_TIMEOUT + 1)
         self.sock.close()

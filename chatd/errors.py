@@ -55,3 +55,13 @@ class ChatError(Exception):
         self.code = code
         self.message = message
         self.retry_after = retry_after
+
+
+def rate_limited(retry_after: float, reason: str = "too many requests") -> ChatError:
+    """The rate_limited refusal; `reason` says what is limited, for the human reading it."""
+    wait = f"{retry_after:.0f}" if retry_after >= 10 else f"{max(retry_after, 0.1):.1f}"
+    return ChatError(
+        ErrorCode.RATE_LIMITED,
+        f"{reason}; try again in {wait} s",
+        retry_after=round(retry_after + 0.0005, 3),
+    )

@@ -1,17 +1,17 @@
-"""Rooms, membership and who is online, and the fan-out of events to connections.
+"""Rooms, membership and who is online, in memory: what the fan-out needs to know.
 
-The hub mirrors the stored membership in memory so that fan-out never reads
-the database, and keeps each room's last messages once a join has read them
+The hub mirrors the stored membership so that the fan-out never reads the
+database, and keeps each room's last messages once a join has read them
 (up to KEPT_HISTORY_BYTES in all), so the next join reads none either. It
-talks to connections only through `deliver(data)`, which never blocks, so
-tests can use list-backed fakes.
+delivers nothing itself: chatd/fanout.py does, through `Peer.deliver`.
 
 Locks, in the order they may be taken:
-1. `delivery_lock`: held by the message writer from a batch's commit to the
-   end of its fan-out, and by join, part and topic around their change and
-   reply, so every member sees ids ascending and a join's history meets the
-   events after it. Holders may write to the database but never block on a
-   socket: delivering only queues.
+1. a room's order lock (`order_lock(room)`): held by the fan-out of that
+   room's share of a committed batch, and by join, part and topic of that
+   room around their change and their reply. So every member sees the room's
+   ids ascending, and a join's history meets the events after it exactly.
+   Holders may write to the database (a first join waits for its fsync
+   there, stalling that room only) but never block on a socket.
 2. `Hub._lock`: guards the dicts below; held only for dict operations.
 """
 
@@ -21,18 +21,18 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from chatd.errors import ErrorCode
 from chatd.names import username_key
-from chatd.protocol import EncodedList, encode
-from chatd.records import RoomRecord
+from chatd.outgoing import Bundle, Outgoing
+from chatd.records import Message, RoomRecord
 
 
 class Peer(Protocol):
-    """What the hub needs of a connection."""
+    """What the fan-out needs of a connection."""
 
-    def deliver(self, data: bytes) -> None: ...
+    def deliver(self, item: Outgoing | Bundle) -> None: ...
 
     def kick(self, code: ErrorCode, message: str) -> None: ...
 
@@ -40,6 +40,14 @@ class Peer(Protocol):
 # why: kept history is a cache; unbounded, every room joined since the start would hold
 # up to history_size messages (as much as 50 x 16 KiB) for as long as the server runs.
 KEPT_HISTORY_BYTES = 16 * 1024 * 1024
+# what a kept message costs beyond its text: the Struct, its encodings, the deque slot
+KEPT_OVERHEAD_BYTES = 400
+
+
+def kept_size(item: Outgoing) -> int:
+    event = item.event
+    text = event.text if isinstance(event, Message) else ""
+    return len(text) * 2 + KEPT_OVERHEAD_BYTES
 
 
 @dataclass(slots=True)
@@ -47,8 +55,9 @@ class RoomState:
     record: RoomRecord
     topic: str
     members: dict[str, str] = field(default_factory=dict)  # username key -> username
-    recent: deque[bytes] | None = None  # the last messages encoded, oldest first, once read
+    recent: deque[Outgoing] | None = None  # the last messages, oldest first, once read
     recent_bytes: int = 0
+    delivered: int = 0  # the newest message id fanned out here since start; 0: none yet
 
     @property
     def current(self) -> RoomRecord:
@@ -67,13 +76,16 @@ class Hub:
     ) -> None:
         self._lock = threading.Lock()
         self._rooms: dict[str, RoomState] = {}
+        self._order_locks: dict[str, threading.Lock] = {}
         self._online: dict[str, set[Peer]] = {}
         self._history_size = history_size
         self._kept: dict[str, RoomState] = {}  # rooms with kept history, least recently used first
         self._kept_bytes = 0
         self._kept_limit = kept_bytes
-        self._last_message_id = last_message_id  # the newest message id this server knows of
-        self.delivery_lock = threading.Lock()
+        # every message up to here was stored before the fan-out knew of it (at start, or
+        # written from outside): a join may show it without waiting for a fan-out
+        self._known_before = last_message_id
+        self._last_message_id = last_message_id  # the newest message id committed
 
     def load(self, rooms: Iterable[tuple[RoomRecord, list[str]]]) -> None:
         with self._lock:
@@ -103,7 +115,33 @@ class Hub:
         with self._lock:
             return list(self._online.get(username_key(username), ()))
 
+    def peers_of_users(self, usernames: Iterable[str]) -> list[Peer]:
+        """Every connection of the named users, each once."""
+        with self._lock:
+            peers = {
+                id(peer): peer
+                for name in usernames
+                for peer in self._online.get(username_key(name), ())
+            }
+        return list(peers.values())
+
+    def room_peers(self, room: str) -> list[Peer]:
+        """Every connection of every member of `room`."""
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is None:
+                return []
+            return [peer for key in state.members for peer in self._online.get(key, ())]
+
     # rooms
+
+    def order_lock(self, room: str) -> threading.Lock:
+        """The room's order lock (tier 1), made on first use: rooms are never deleted."""
+        with self._lock:
+            lock = self._order_locks.get(room)
+            if lock is None:
+                lock = self._order_locks[room] = threading.Lock()
+            return lock
 
     def room(self, name: str) -> RoomRecord | None:
         with self._lock:
@@ -150,18 +188,29 @@ class Hub:
             online = [name for key, name in everyone if key in self._online]
             return [name for _key, name in everyone], online
 
-    # recent history (callers hold delivery_lock, so kept history and stored messages agree)
+    # history: callers hold the room's order lock, so kept history and the fan-out agree
 
-    def recent(self, room: str) -> EncodedList | None:
-        """The room's last messages (message_body), oldest first, if kept; None: read the store."""
+    def visible_upto(self, room: str) -> int:
+        """The newest id of `room` its members have been sent: a join's history stops there.
+
+        A message committed but not yet fanned out reaches a new member as an
+        event, so the history must not show it too.
+        """
+        with self._lock:
+            state = self._rooms.get(room)
+            delivered = 0 if state is None else state.delivered
+            return max(delivered, self._known_before)
+
+    def recent(self, room: str) -> list[Outgoing] | None:
+        """The room's last messages, oldest first, if kept; None: read the store."""
         with self._lock:
             state = self._rooms.get(room)
             if state is None or state.recent is None:
                 return None
             self._kept[room] = self._kept.pop(room)  # now the most recently used
-            return EncodedList(state.recent)
+            return list(state.recent)
 
-    def keep_recent(self, room: str, bodies: list[bytes]) -> None:
+    def keep_recent(self, room: str, messages: list[Outgoing]) -> None:
         """Keep what the store returned as the room's last messages (at most history_size).
 
         Kept history is bounded by KEPT_HISTORY_BYTES in all; past that the
@@ -172,32 +221,42 @@ class Hub:
             if state is None or not self._history_size:
                 return
             self._drop_recent(room, state)
-            state.recent = deque(bodies, maxlen=self._history_size)
-            state.recent_bytes = sum(map(len, state.recent))
+            state.recent = deque(messages, maxlen=self._history_size)
+            state.recent_bytes = sum(map(kept_size, state.recent))
             self._kept[room] = state
             self._kept_bytes += state.recent_bytes
             self._evict()
 
-    def stored(self, messages: Iterable[tuple[int, str | None, bytes]]) -> None:
-        """Messages just committed, in id order, as (id, room or None, message_body).
+    def committed(self, first_id: int, last_id: int) -> None:
+        """A batch with these ids was committed (before its fan-out).
 
-        Each joins its room's kept history. An id that does not follow the
-        last one means someone else stored messages in between (`chatd
-        import` while the server runs): every kept history is forgotten then,
-        and reloaded by the next join.
+        A first id that does not follow the last one means someone else
+        stored messages in between (`chatd import` while the server runs):
+        every kept history is forgotten then, reloaded by the next join, and
+        those messages are shown by joins from then on.
         """
         with self._lock:
-            for message_id, room, body in messages:
-                if message_id != self._last_message_id + 1:
-                    self._forget_recent()
-                self._last_message_id = max(self._last_message_id, message_id)
-                state = self._rooms.get(room) if room else None
-                if state is None or state.recent is None:
-                    continue
-                grown = len(body)
+            if first_id != self._last_message_id + 1:
+                self._forget_recent()
+                self._known_before = max(self._known_before, first_id - 1)
+            self._last_message_id = max(self._last_message_id, last_id)
+
+    def delivered(self, room: str, messages: list[Outgoing]) -> None:
+        """The room's messages of a batch, in id order, now fanned out (order lock held)."""
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is None:
+                return
+            last = messages[-1].event
+            assert isinstance(last, Message)
+            state.delivered = last.id
+            if state.recent is None:
+                return
+            for item in messages:
+                grown = kept_size(item)
                 if len(state.recent) == state.recent.maxlen:
-                    grown -= len(state.recent[0])  # the append pushes the oldest out
-                state.recent.append(body)
+                    grown -= kept_size(state.recent[0])  # the append pushes the oldest out
+                state.recent.append(item)
                 state.recent_bytes += grown
                 self._kept_bytes += grown
             self._evict()
@@ -205,13 +264,15 @@ class Hub:
     def check_newest(self, newest_stored: int) -> bool:
         """Forget every kept history if the store has messages this server did not write.
 
-        For imports while nobody sends (`stored` notices the others). True
-        when something was forgotten.
+        For imports while nobody sends (`committed` notices the others). Those
+        messages are shown by joins from then on. True when something was
+        forgotten. Only between batches (on the writer's thread): a batch
+        committed but not yet fanned out is not from outside.
         """
         with self._lock:
             if newest_stored <= self._last_message_id:
                 return False
-            self._last_message_id = newest_stored
+            self._last_message_id = self._known_before = newest_stored
             self._forget_recent()
             return True
 
@@ -230,43 +291,3 @@ class Hub:
             self._kept_bytes -= state.recent_bytes
         state.recent = None
         state.recent_bytes = 0
-
-    # fan-out
-
-    def room_peers(self, room: str) -> list[Peer]:
-        """Every connection of every member of `room`."""
-        return self._room_peers(room)
-
-    def peers_of_users(self, usernames: Iterable[str]) -> list[Peer]:
-        """Every connection of the named users, each once."""
-        peers: dict[int, Peer] = {}
-        for name in usernames:
-            for peer in self.peers_of(name):
-                peers[id(peer)] = peer
-        return list(peers.values())
-
-    def _room_peers(self, room: str) -> list[Peer]:
-        with self._lock:
-            state = self._rooms.get(room)
-            if state is None:
-                return []
-            return [peer for key in state.members for peer in self._online.get(key, ())]
-
-    def to_room(self, room: str, event: dict[str, Any], *, exclude: Peer | None = None) -> None:
-        """Deliver `event` to every connection of every member of `room` but `exclude`."""
-        self._fan_out(self._room_peers(room), event, exclude)
-
-    def to_room_and_user(
-        self, room: str, username: str, event: dict[str, Any], *, exclude: Peer
-    ) -> None:
-        """A membership change: the room's other members and the user's own other connections."""
-        peers = {id(peer): peer for peer in self._room_peers(room)}
-        peers.update((id(peer), peer) for peer in self.peers_of(username))
-        self._fan_out(peers.values(), event, exclude)
-
-    @staticmethod
-    def _fan_out(peers: Iterable[Peer], event: dict[str, Any], exclude: Peer | None) -> None:
-        data = encode(event)
-        for peer in peers:
-            if peer is not exclude:
-                peer.deliver(data)

@@ -7,12 +7,22 @@ it, so the format lives in exactly one place.
 
 from __future__ import annotations
 
-import json
-import json.encoder
-from collections.abc import Callable, Iterator
-from typing import Any
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any, Union
+
+import msgspec
 
 from chatd.errors import ChatError, ErrorCode
+from chatd.requests import (
+    BY_NAME,
+    INT64_MAX,
+    INT64_MIN,
+    MAX_ID_CHARS,
+    OPS,
+    Op,
+    RequestId,
+)
 
 PROTOCOL_VERSION = 1
 # why: a frame is a request, not a bulk transfer; files travel in chunks.
@@ -20,14 +30,8 @@ MAX_FRAME_BYTES = 64 * 1024
 # why: PROTOCOL.md promises clients accept server frames of at least 4 MiB.
 MAX_SERVER_FRAME_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 32
-MAX_ID_CHARS = 64
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 
 _BLANK = b" \t\r"
-# why: one string encoder (JSON string with quotes, non-ASCII kept) for every encoding path.
-_encode_string = json.encoder.encode_basestring
-_JSON_SPACE = " \t\n\r"
 
 
 class FrameTooLarge(Exception):
@@ -76,208 +80,159 @@ class FrameDecoder:
         return len(self._buffer)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+_REQUESTS = msgspec.json.Decoder(Union[OPS])  # type: ignore[valid-type]  # noqa: UP007
+_ANY_JSON = msgspec.json.Decoder()
 
 
-def _parse_int(text: str) -> int:
-    value = int(text)
-    if not INT64_MIN <= value <= INT64_MAX:
+class Refusal(Exception):
+    """A frame that is not a valid request: the reply's id, and the error.
+
+    `op` is set when the op is known and only its arguments are wrong: the
+    dispatcher answers auth_required instead when that op needs a login, as
+    PROTOCOL.md orders the checks.
+    """
+
+    def __init__(self, rid: RequestId, error: ChatError, op: type[Op] | None = None) -> None:
+        super().__init__(error.message)
+        self.rid = rid
+        self.error = error
+        self.op = op
+
+
+def decode_request(line: bytes) -> Op:
+    """One client frame as its typed request; Refusal says what is wrong with it.
+
+    The fast path is one msgspec call that checks the JSON, the op and every
+    argument. Any frame it refuses (a mistake, or merely a field chatd does
+    not know, which PROTOCOL.md says to ignore) takes the careful path,
+    which applies the protocol's checks one by one, in its order.
+    """
+    try:
+        return _REQUESTS.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return _decode_carefully(line)
+
+
+def _decode_carefully(line: bytes) -> Op:
+    try:
+        frame = parse_json_line(line)
+    except ValueError as exc:
+        raise Refusal(None, ChatError(ErrorCode.BAD_REQUEST, str(exc))) from None
+    if not isinstance(frame, dict):
+        raise Refusal(None, ChatError(ErrorCode.BAD_REQUEST, "frame is not a JSON object"))
+    rid = _request_id(frame)
+    name = frame.get("op")
+    if not isinstance(name, str):
+        raise Refusal(rid, ChatError(ErrorCode.BAD_REQUEST, "op must be a string"))
+    kind = BY_NAME.get(name)
+    if kind is None:
+        raise Refusal(rid, ChatError(ErrorCode.UNKNOWN_OP, f"unknown op {name[:64]!r}"))
+    known = {
+        field: value
+        for field, value in frame.items()
+        if field in _FIELDS[kind] and value is not None
+    }
+    try:
+        return msgspec.convert({**known, "op": name}, kind)
+    except msgspec.ValidationError as exc:
+        error = ChatError(ErrorCode.BAD_REQUEST, _argument_error(name, exc))
+        raise Refusal(rid, error, kind) from None
+
+
+# each op's argument names as they appear on the wire
+_FIELDS: dict[type[Op], frozenset[str]] = {
+    kind: frozenset(kind.__struct_encode_fields__) for kind in OPS
+}
+_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+_WRONG = re.compile(r"Expected `(?P<kind>[^`]+)`.* - at `\$\.(?P<field>[^`]+)`")
+_KINDS = {"str": "a string", "int": "an integer"}
+
+
+def _argument_error(op: str, exc: msgspec.ValidationError) -> str:
+    """msgspec's complaint in the protocol's words: what is missing or of the wrong type."""
+    text = str(exc)
+    if found := _MISSING.search(text):
+        return f"{op} needs {found['field']!r}"
+    if found := _WRONG.search(text):
+        kind = found["kind"].split(" | ")[0]
+        return f"{found['field']!r} must be {_KINDS.get(kind, kind)}"
+    return f"{op}: {text}"
+
+
+def _request_id(frame: dict[str, Any]) -> RequestId:
+    """The frame's `id`, or a Refusal when it is not a valid id."""
+    rid = frame.get("id")
+    if rid is None or (isinstance(rid, str) and len(rid) <= MAX_ID_CHARS):
+        return rid
+    if isinstance(rid, int) and not isinstance(rid, bool):
+        return rid
+    raise Refusal(
+        None,
+        ChatError(
+            ErrorCode.BAD_REQUEST,
+            f"id must be a string of at most {MAX_ID_CHARS} characters or an integer",
+        ),
+    )
+
+
+def parse_json_line(line: bytes) -> Any:
+    """Strict RFC 8259 parse of one frame; ValueError says what is wrong.
+
+    msgspec refuses what RFC 8259 does (NaN, lone surrogates, numbers that
+    overflow a double, invalid UTF-8); integers outside signed 64 bits and
+    nesting deeper than MAX_JSON_DEPTH are checked after.
+    """
+    try:
+        value = _ANY_JSON.decode(line)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"frame is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels") from None
+    if isinstance(value, dict | list):
+        _check_tree(value)
+    elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
         raise ValueError("integer outside signed 64 bits")
     return value
 
 
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError("number out of range")
-    return value
-
-
-_DECODER = json.JSONDecoder(
-    parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
-)
-
-
 def _check_tree(root: object) -> None:
-    """Refuse nesting deeper than MAX_JSON_DEPTH and lone surrogates, without recursion."""
+    """Refuse nesting deeper than MAX_JSON_DEPTH and integers outside 64 bits, without recursion."""
     stack: list[tuple[object, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, str):
-            _check_string(node)
-            continue
         if isinstance(node, dict):
-            children: list[object] = []
-            for key, value in node.items():
-                _check_string(key)
-                children.append(value)
+            children: Iterable[object] = node.values()
         elif isinstance(node, list):
             children = node
         else:
+            if type(node) is int and not INT64_MIN <= node <= INT64_MAX:
+                raise ValueError("integer outside signed 64 bits")
             continue
         if depth > MAX_JSON_DEPTH:
             raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels")
         stack.extend((child, depth + 1) for child in children)
 
 
-def _check_string(text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("lone surrogate in a string") from None
+def encode(value: Any) -> bytes:
+    """One frame (a dict or a Struct) as compact UTF-8 JSON ending in a newline."""
+    return _ENCODER.encode(value) + b"\n"
 
 
-def _decode(text: str) -> Any:
-    """JSONDecoder.decode, without its two whitespace regex matches in the usual case.
-
-    Those matches were a third of the cost of parsing a `send`. A frame that
-    starts with whitespace, or is not JSON, takes the full decode, which also
-    words the error.
-    """
-    try:
-        value, end = _DECODER.raw_decode(text)
-    except ValueError:
-        return _DECODER.decode(text)
-    if end != len(text) and text[end:].strip(_JSON_SPACE):
-        raise json.JSONDecodeError(
-            "Extra data", text, len(text) - len(text[end:].lstrip(_JSON_SPACE))
-        )
-    return value
+_ENCODER = msgspec.json.Encoder()
 
 
-def parse_json_line(line: bytes) -> Any:
-    """Strict RFC 8259 parse of one frame; ValueError says what is wrong."""
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("frame is not valid UTF-8") from None
-    try:
-        value = _decode(text)
-    except RecursionError:
-        raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError as exc:
-        raise ValueError(f"frame is not JSON: {exc}") from None
-    if (b"\\" in line and b"\\u" in line) or line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH:
-        # why: only a \u escape can make a lone surrogate out of valid UTF-8, and
-        # only that many brackets can nest that deep; most frames skip the walk.
-        _check_tree(value)
-    return value
+def encode_id(rid: RequestId) -> bytes:
+    return b"%d" % rid if type(rid) is int else _ENCODER.encode(rid)
 
 
-def parse_request(line: bytes) -> dict[str, Any]:
-    """A client frame as a dict, or ChatError(bad_request) for a bad frame."""
-    try:
-        value = parse_json_line(line)
-    except ValueError as exc:
-        raise ChatError(ErrorCode.BAD_REQUEST, str(exc)) from None
-    if not isinstance(value, dict):
-        raise ChatError(ErrorCode.BAD_REQUEST, "frame is not a JSON object")
-    return value
+def ok_frame(rid: RequestId, body: bytes) -> bytes:
+    """An ok reply whose result fields are the JSON object `body`: {"id", "ok": true, ...}."""
+    if body == b"{}":
+        return b'{"id":' + encode_id(rid) + b',"ok":true}\n'
+    return b'{"id":' + encode_id(rid) + b',"ok":true,' + body[1:] + b"\n"
 
 
-RequestId = str | int | None
-
-
-def request_id(frame: dict[str, Any]) -> RequestId:
-    """The frame's `id`, or ChatError(bad_request) when it is not a valid id."""
-    rid = frame.get("id")
-    if rid is None:
-        return None
-    if isinstance(rid, str) and len(rid) <= MAX_ID_CHARS:
-        return rid
-    if isinstance(rid, int) and not isinstance(rid, bool):
-        return rid
-    raise ChatError(
-        ErrorCode.BAD_REQUEST,
-        f"id must be a string of at most {MAX_ID_CHARS} characters or an integer",
-    )
-
-
-class EncodedList(list[bytes]):
-    """A list value whose items are already JSON: `encode` splices them in as they are.
-
-    A join's history is the same recent messages again and again; keeping
-    them encoded saves most of the cost of answering a join.
-    """
-
-
-def _make_dumps() -> Callable[[Any], bytes]:
-    """Compact UTF-8 JSON, with the C encoder built once instead of on every call.
-
-    json.dumps with arguments builds a new encoder each time, which is more
-    than half the cost of encoding one message; fan-out encodes every message
-    and every reply. The C encoder's constructor is not public API, so it is
-    used only if it builds and agrees with json.dumps; otherwise the plain way.
-    """
-    plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-    try:
-        make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
-        chunks = make(None, plain.default, _encode_string, None, ":", ",", False, False, True)
-        sample = {"a": [1, None, True, "é\n\u2028"], "b": -2.5}
-        if "".join(chunks(sample, 0)) != plain.encode(sample):
-            raise ValueError("the C encoder disagrees")
-    except (AttributeError, TypeError, ValueError):
-        return lambda value: plain.encode(value).encode("utf-8")
-    return lambda value: "".join(chunks(value, 0)).encode("utf-8")
-
-
-_dumps = _make_dumps()
-
-
-def encode(frame: dict[str, Any]) -> bytes:
-    """One frame as compact UTF-8 JSON ending in a newline."""
-    spliced = [key for key, value in frame.items() if type(value) is EncodedList]
-    if not spliced:
-        return _dumps(frame) + b"\n"
-    plain = _dumps({key: value for key, value in frame.items() if key not in spliced})
-    fields = [plain[1:-1]] if len(plain) > 2 else []
-    fields += [_dumps(key) + b":[" + b",".join(frame[key]) + b"]" for key in spliced]
-    return b"{" + b",".join(fields) + b"}\n"
-
-
-def message_body(message: dict[str, Any]) -> bytes:
-    """One message object as JSON, the form fan-out and kept history share."""
-    return _dumps(message)
-
-
-def _json_string(text: str) -> bytes:
-    return _encode_string(text).encode("utf-8")
-
-
-def room_message_body(message_id: int, room: str, user: str, text: str, ts: str) -> bytes:
-    """message_body of a room message without a file, written out directly.
-
-    The same bytes as message_body(record.wire()): the same keys in the same
-    order, through the same string encoder. Every stored message is encoded
-    here, and skipping the dict and the general encoder takes 4.0 -> 1.5 us.
-    """
-    return b'{"id":%d,"room":%s,"user":%s,"text":%s,"ts":%s}' % (
-        message_id,
-        _json_string(room),
-        _json_string(user),
-        _json_string(text),
-        _json_string(ts),
-    )
-
-
-def message_frames(body: bytes, event: str, rid: RequestId) -> tuple[bytes, bytes]:
-    """(the `event` frame, the ok reply) for one message's encoded body (message_body).
-
-    Equal to encode({"event": event, **message}) and encode(ok_reply(rid,
-    {"message": message})); this is the hot path of fan-out.
-    """
-    event_frame = b'{"event":"' + event.encode("ascii") + b'",' + body[1:] + b"\n"
-    encoded_id = b"%d" % rid if type(rid) is int else _dumps(rid)
-    reply = b'{"id":' + encoded_id + b',"ok":true,"message":' + body + b"}\n"
-    return event_frame, reply
-
-
-def ok_reply(rid: RequestId, result: dict[str, Any]) -> dict[str, Any]:
-    return {"id": rid, "ok": True, **result}
-
-
-def error_reply(rid: RequestId, error: ChatError) -> dict[str, Any]:
+def error_frame(rid: RequestId, error: ChatError) -> bytes:
     reply: dict[str, Any] = {
         "id": rid,
         "ok": False,
@@ -286,8 +241,14 @@ def error_reply(rid: RequestId, error: ChatError) -> dict[str, Any]:
     }
     if error.retry_after is not None:
         reply["retry_after"] = error.retry_after
-    return reply
+    return encode(reply)
 
 
-def error_event(code: ErrorCode, message: str) -> dict[str, Any]:
-    return {"event": "error", "error": str(code), "message": message}
+def message_event_frame(event: str, body: bytes) -> bytes:
+    """A message or dm event: the message object's fields (`body`) after `"event"`."""
+    return b'{"event":"' + event.encode("ascii") + b'",' + body[1:] + b"\n"
+
+
+def message_reply_frame(rid: RequestId, body: bytes) -> bytes:
+    """The ok reply to the request that stored the message whose object is `body`."""
+    return b'{"id":' + encode_id(rid) + b',"ok":true,"message":' + body + b"}\n"

@@ -1,24 +1,26 @@
-"""The values the server passes around: frozen records, never ORM objects.
+"""The values the server passes around: immutable msgspec Structs, never ORM objects.
 
-The store returns them, the hub and handlers consume them, and `wire()`
-turns a message into the message object of PROTOCOL.md.
+The store returns them, the hub and handlers consume them. `Message` and
+`FileInfo` are the wire's message and file objects themselves: each dialect
+encodes them as they are (JSON) or reads their fields (IRC). A Struct costs
+about 0.1 us to build, a frozen dataclass 2.4 us, and every stored message
+is built once.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
 
-from chatd.names import format_ts
+from msgspec import UNSET, Struct, UnsetType
+
+from chatd.names import format_ts, parse_ts
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class UserRecord:
+class UserRecord(Struct, frozen=True):
     id: int
     username: str
     password_hash: str
@@ -26,63 +28,49 @@ class UserRecord:
     created_ms: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class RoomRecord:
+class RoomRecord(Struct, frozen=True):
     id: int
     name: str
     topic: str
 
 
-@dataclass(frozen=True, slots=True)
-class RoomSummary:
-    name: str
+class RoomSummary(Struct, frozen=True):
+    """One entry of the `rooms` reply, as the wire has it."""
+
+    room: str
     topic: str
     members: int
     messages: int
 
 
-@dataclass(frozen=True, slots=True)
-class FileRecord:
+class FileInfo(Struct, frozen=True):
+    """An attachment's metadata: the `file` object of a message and of a `fetch` reply."""
+
     id: int
     name: str
     size: int
     mime: str
     sha256: str
 
-    def wire(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "size": self.size,
-            "mime": self.mime,
-            "sha256": self.sha256,
-        }
 
+class Message(Struct, frozen=True, omit_defaults=True):
+    """A stored message: the message object of PROTOCOL.md, field for field.
 
-@dataclass(frozen=True, slots=True)
-class MessageRecord:
+    `room` is null for a direct message, which has `to` instead; `file` only
+    when the message announces one. UNSET fields are left out on the wire.
+    """
+
     id: int
     room: str | None
     user: str
     text: str
-    ts_ms: int
-    to: str | None = None
-    file: FileRecord | None = None
+    ts: str
+    to: str | UnsetType = UNSET
+    file: FileInfo | UnsetType = UNSET
 
-    def wire(self) -> dict[str, Any]:
-        """The message object of PROTOCOL.md."""
-        message: dict[str, Any] = {
-            "id": self.id,
-            "room": self.room,
-            "user": self.user,
-            "text": self.text,
-            "ts": format_ts(self.ts_ms),
-        }
-        if self.room is None:
-            message["to"] = self.to
-        if self.file is not None:
-            message["file"] = self.file.wire()
-        return message
+    @property
+    def ts_ms(self) -> int:
+        return parse_ts(self.ts)
 
 
 def dm_pair(a: int, b: int) -> str:
@@ -90,8 +78,7 @@ def dm_pair(a: int, b: int) -> str:
     return f"{low}:{high}"
 
 
-@dataclass(frozen=True, slots=True)
-class NewFile:
+class NewFile(Struct, frozen=True):
     """An upload's metadata, stored with the message that announces it."""
 
     sha256: str
@@ -100,17 +87,15 @@ class NewFile:
     mime: str
 
 
-@dataclass(frozen=True, slots=True)
-class FileAccess:
+class FileAccess(Struct, frozen=True):
     """A stored file and who may fetch it: a room's members, or a conversation's two parties."""
 
-    file: FileRecord
+    file: FileInfo
     room: str | None
     parties: tuple[int | None, int | None]
 
 
-@dataclass(frozen=True, slots=True)
-class NewMessage:
+class NewMessage(Struct, frozen=True):
     """A message to store: to a room, or to a recipient, perhaps announcing a file."""
 
     author: UserRecord
@@ -124,23 +109,40 @@ class NewMessage:
         """A room message without a file: the common kind, which has its own fast paths."""
         return self.room is not None and self.attachment is None
 
-    def stored_as(self, message_id: int, ts_ms: int, file: FileRecord | None) -> MessageRecord:
-        """The record of this message once stored with that id, time and file."""
-        return MessageRecord(
+    def stored_as(self, message_id: int, ts: str, file: FileInfo | None) -> Message:
+        """The message as stored with that id, time (format_ts) and file."""
+        if self.room is not None:
+            return Message(
+                message_id,
+                self.room.name,
+                self.author.username,
+                self.text,
+                ts,
+                file=UNSET if file is None else file,
+            )
+        assert self.recipient is not None
+        return Message(
             message_id,
-            None if self.room is None else self.room.name,
+            None,
             self.author.username,
             self.text,
-            ts_ms,
-            None if self.recipient is None else self.recipient.username,
-            file,
+            ts,
+            self.recipient.username,
+            UNSET if file is None else file,
         )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredBatch:
+class StoredBatch(Struct, frozen=True):
     """What committing a batch gave each message, in batch order: its id and its file."""
 
     ts_ms: int  # one timestamp for the whole batch
     ids: list[int]
-    files: list[FileRecord | None]
+    files: list[FileInfo | None]
+
+    def messages(self, batch: list[NewMessage]) -> list[Message]:
+        ts = format_ts(self.ts_ms)
+        return [
+            new.stored_as(message_id, ts, file)
+            for new, message_id, file in zip(batch, self.ids, self.files, strict=True)
+        ]
+

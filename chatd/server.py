@@ -1,128 +1,39 @@
-"""The listening socket and the lifetime of the whole server.
+"""The server's lifetime: its services, its listeners, and every connection they accept.
 
-`Server` owns the services (store, hub, hasher, limits), accepts connections
-on its own thread and gives each a Connection, within the connection caps.
-`stop()` is the clean shutdown: no new requests, every connection told
-`shutdown`, the database closed.
+`Server` owns the services (store, hub, writer, limits), accepts on each
+listener with its own thread and gives each connection a Connection speaking
+that listener's dialect, within the connection caps. `stop()` is the clean
+shutdown: no new requests, every connection told `shutdown`, the database
+closed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import socket
-import ssl
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
-import chatd.attachments
-import chatd.handlers  # noqa: F401  (registers the ops)
-from chatd.blobs import BlobStore
 from chatd.config import ServerConfig
-from chatd.connection import Connection
-from chatd.db import default_files_dir, sqlite_files
+from chatd.connection import Connection, format_address
+from chatd.db import sqlite_files
 from chatd.errors import ErrorCode
-from chatd.hub import Hub
+from chatd.listeners import Listener, open_listeners
 from chatd.parking import ParkingLot
-from chatd.passwords import PasswordHasher
 from chatd.permissions import exposure_warning
-from chatd.protocol import encode, error_event
 from chatd.ratelimit import Clock
-from chatd.session import Limits, Services
-from chatd.store import Store
-from chatd.transport import PlainTransport, TlsTransport, Transport, server_context
-from chatd.uploads import Uploads
-from chatd.writer import MessageWriter
+from chatd.services import Services
+from chatd.transport import PlainTransport, TlsTransport, Transport
 
 log = logging.getLogger(__name__)
 
-LISTEN_BACKLOG = 1024
 # why: a stopping server waits this long for each connection to say goodbye.
 CLOSE_TIMEOUT = 5.0
 # why: how soon `chatd user disable`, run in another process, ends a user's sessions.
 HOUSEKEEPING_INTERVAL = 2.0
-# why: Linux's default net.ipv4.ip_unprivileged_port_start.
-FIRST_UNPRIVILEGED_PORT = 1024
-
-
-class ListenError(OSError):
-    """The address cannot be listened on; the message says why in an operator's words."""
-
-
-def _listen_problem(host: str, port: int, error: OSError) -> str:
-    if error.errno == errno.EADDRINUSE:
-        return f"port {port} is in use on {host}"
-    if error.errno == errno.EACCES:
-        return (
-            f"permission denied to listen on port {port} of {host}: ports below "
-            f"{_first_unprivileged_port()} need root or CAP_NET_BIND_SERVICE"
-        )
-    if error.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on {host}: it is not an address of this machine"
-    return f"cannot listen on port {port} of {host}: {error.strerror or error}"
-
-
-def _first_unprivileged_port() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
-    except (OSError, ValueError):
-        return FIRST_UNPRIVILEGED_PORT
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A socket listening on host:port, or ListenError saying plainly why not."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(LISTEN_BACKLOG)
-    except OSError as exc:
-        listener.close()
-        raise ListenError(_listen_problem(host, port, exc)) from None
-    return listener
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where clients connect: the listening socket and the TLS context, if any.
-
-    `chatd serve` opens it before it opens the database, so a taken port or a
-    bad certificate is reported first, and before any migration runs.
-    """
-
-    listener: socket.socket
-    tls: ssl.SSLContext | None
-
-    @classmethod
-    def open(cls, config: ServerConfig) -> Endpoint:
-        """TlsSetupError for a bad certificate or key; ListenError when the port cannot be had."""
-        tls = server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
-        return cls(listen(config.host, config.port), tls)
-
-    def close(self) -> None:
-        self.listener.close()
-
-
-def _open_services(config: ServerConfig, clock: Clock) -> Services:
-    store = Store(config.db)
-    hub = Hub(config.history_size, store.newest_message_id())
-    hub.load(store.rooms_with_members())
-    return Services(
-        config,
-        store,
-        hub,
-        PasswordHasher(config.bcrypt_rounds),
-        Limits.from_config(config, clock),
-        BlobStore(Path(config.files_dir) if config.files_dir else default_files_dir(config.db)),
-        Uploads(),
-        MessageWriter(store, hub),
-        clock,
-    )
 
 
 class Server:
@@ -131,13 +42,12 @@ class Server:
         config: ServerConfig,
         *,
         clock: Clock = time.monotonic,
-        endpoint: Endpoint | None = None,
+        listeners: Sequence[Listener] | None = None,
     ) -> None:
-        """`endpoint`, if given, is the server's to close; else `start` opens one from `config`."""
+        """`listeners`, if given, are the server's to close; else `start` opens them."""
         self.config = config
-        self._endpoint = endpoint
-        self._tls: ssl.SSLContext | None = None
-        self.services = _open_services(config, clock)
+        self._listeners = list(listeners) if listeners is not None else None
+        self.services = Services.open(config, clock)
         self._parking = ParkingLot()
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
@@ -149,20 +59,26 @@ class Server:
         self.address: tuple[str, int] = (config.host, config.port)
 
     def start(self) -> tuple[str, int]:
-        """Start accepting; returns the address actually bound (port 0 picks one)."""
-        if self._endpoint is None:
-            self._endpoint = Endpoint.open(self.config)
-        self._tls = self._endpoint.tls
-        self.address = self._endpoint.listener.getsockname()[:2]
+        """Start accepting; returns the first listener's address (port 0 picks one)."""
+        if self._listeners is None:
+            self._listeners = open_listeners(self.config)
+        self.address = self._listeners[0].address
         self._warn_about_readable_files()
         self.services.writer.start()
         self._parking.start()
-        for target, name in ((self._accept_loop, "accept"), (self._housekeeping, "housekeeping")):
-            thread = threading.Thread(target=target, name=f"chatd-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        log.info("listening on %s:%d%s", *self.address, " (TLS)" if self._tls else "")
+        for listener in self._listeners:
+            self._thread(lambda listener=listener: self._accept_loop(listener), "accept")
+        self._thread(self._housekeeping, "housekeeping")
+        for listener in self._listeners:
+            name = f"{listener.name} listening" if listener.name else "listening"
+            tls = " (TLS)" if listener.tls else ""
+            log.info("%s on %s%s", name, format_address(listener.address), tls)
         return self.address
+
+    def _thread(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=f"chatd-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def _warn_about_readable_files(self) -> None:
         """Files from before chatd made them private are left alone, but the operator is told.
@@ -174,19 +90,18 @@ class Server:
         if warning is not None:
             log.warning("%s", warning)
 
-    def _accept_loop(self) -> None:
-        assert self._endpoint is not None
+    def _accept_loop(self, listener: Listener) -> None:
         while True:
             try:
-                sock, address = self._endpoint.listener.accept()
+                sock, address = listener.sock.accept()
             except OSError:
                 if self._stopping:
                     return
                 log.exception("accept failed")
                 continue
-            self._admit(sock, address[:2])
+            self._admit(listener, sock, address[:2])
 
-    def _admit(self, sock: socket.socket, address: tuple[str, int]) -> None:
+    def _admit(self, listener: Listener, sock: socket.socket, address: tuple[str, int]) -> None:
         ip = address[0]
         cap = self.config.max_connections_per_ip
         with self._lock:
@@ -198,26 +113,36 @@ class Server:
             )
             if not full:
                 connection = Connection(
-                    self._transport(sock), address, self.services, self._parking, self._forget
+                    self._transport(listener, sock),
+                    address,
+                    self.services,
+                    self._parking,
+                    self._forget,
+                    listener.dialect,
+                    listener.converse,
                 )
                 self._connections.add(connection)
                 self._per_address[ip] += 1
         if full:
-            self._refuse(sock, ip)
+            self._refuse(listener, sock, ip)
             return
         log.debug("%s: connected", connection.peer)
         connection.start()
 
-    def _transport(self, sock: socket.socket) -> Transport:
-        return PlainTransport(sock) if self._tls is None else TlsTransport(sock, self._tls)
+    @staticmethod
+    def _transport(listener: Listener, sock: socket.socket) -> Transport:
+        return PlainTransport(sock) if listener.tls is None else TlsTransport(sock, listener.tls)
 
-    def _refuse(self, sock: socket.socket, ip: str) -> None:
+    @staticmethod
+    def _refuse(listener: Listener, sock: socket.socket, ip: str) -> None:
         """Over a connection cap: say so if the socket takes it at once, and close."""
         log.warning("%s: refused: too many connections", ip)
-        if self._tls is None:
-            event = error_event(ErrorCode.TOO_MANY_CONNECTIONS, "too many connections; try later")
+        if listener.tls is None:
+            farewell = listener.dialect.farewell(
+                ErrorCode.TOO_MANY_CONNECTIONS, "too many connections; try later"
+            )
             with contextlib.suppress(OSError):
-                sock.send(encode(event), socket.MSG_DONTWAIT)
+                sock.send(farewell, socket.MSG_DONTWAIT)
         sock.close()
 
     def _forget(self, connection: Connection) -> None:
@@ -248,12 +173,15 @@ class Server:
             except Exception:
                 log.exception("housekeeping failed")
                 continue
-            with hub.delivery_lock:
-                if hub.check_newest(newest):
-                    log.info("messages were added from outside; kept history reloads on join")
+            services.writer.submit(lambda newest=newest: self._check_outside_writes(newest))
             for name in disabled:
                 for peer in hub.peers_of(name):
                     peer.kick(ErrorCode.ACCOUNT_DISABLED, "this account has been disabled")
+
+    def _check_outside_writes(self, newest: int) -> None:
+        """Between batches (on the writer's thread), so no batch of ours looks like one."""
+        if self.services.hub.check_newest(newest):
+            log.info("messages were added from outside; kept history reloads on join")
 
     def stop(self, reason: str = "the server is shutting down") -> None:
         """Clean stop: every connection gets `shutdown`; acknowledged messages are on disk."""
@@ -263,10 +191,10 @@ class Server:
             self._stopping = True
             connections = list(self._connections)
         self._stopped.set()
-        if self._endpoint is not None:
+        for listener in self._listeners or ():
             with contextlib.suppress(OSError):
-                self._endpoint.listener.shutdown(socket.SHUT_RDWR)
-            self._endpoint.close()
+                listener.sock.shutdown(socket.SHUT_RDWR)
+            listener.close()
         for thread in self._threads:
             thread.join(CLOSE_TIMEOUT)
         for connection in connections:

@@ -1,63 +1,25 @@
-"""One client connection as handlers see it: who is logged in, and where its frames go.
+"""One client connection as handlers and the fan-out see it: who is logged in, where bytes go.
 
-The socket itself lives in connection.py; a Session only queues bytes, which
-never blocks, so the writer and handlers can deliver while holding the delivery lock.
+The socket lives in connection.py; a Session only queues bytes, which never
+blocks, so the fan-out and handlers can deliver while holding a room's
+order lock. What the bytes are is its dialect's business.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
-from chatd.blobs import BlobStore
-from chatd.config import ServerConfig
-from chatd.errors import ChatError, ErrorCode
-from chatd.hub import Hub
-from chatd.passwords import PasswordHasher
-from chatd.protocol import encode
-from chatd.ratelimit import Clock, KeyedBuckets, LoginThrottle, TokenBucket
+from chatd.dialects import Dialect
+from chatd.errors import ChatError, ErrorCode, rate_limited
+from chatd.fanout import InOrder
+from chatd.outgoing import Bundle, Outgoing
+from chatd.ratelimit import TokenBucket
 from chatd.records import UserRecord
+from chatd.replies import Reply
+from chatd.requests import RequestId
 from chatd.sendqueue import ReplySlot
-from chatd.store import Store
-from chatd.uploads import Uploads
-
-if TYPE_CHECKING:
-    from chatd.writer import MessageWriter
-
-SECONDS_PER_HOUR = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The server-wide abuse limits: failed logins, registrations per address."""
-
-    failed_logins: LoginThrottle
-    registrations: KeyedBuckets
-
-    @classmethod
-    def from_config(cls, config: ServerConfig, clock: Clock) -> Limits:
-        per_hour = config.registrations_per_hour
-        return cls(
-            LoginThrottle(config.login_failures, clock=clock),
-            KeyedBuckets(per_hour / SECONDS_PER_HOUR, per_hour, clock=clock),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What every handler may use; one per server."""
-
-    config: ServerConfig
-    store: Store
-    hub: Hub
-    hasher: PasswordHasher
-    limits: Limits
-    blobs: BlobStore
-    uploads: Uploads
-    writer: MessageWriter
-    clock: Clock = time.monotonic
+from chatd.services import Services
 
 
 class Outbox(Protocol):
@@ -70,22 +32,13 @@ class Outbox(Protocol):
     def put_in_order(self, items: Iterable[bytes | tuple[ReplySlot, bytes]]) -> None: ...
 
 
-def rate_limited(retry_after: float, reason: str = "too many requests") -> ChatError:
-    """The rate_limited refusal; `reason` says what is limited, for the human reading it."""
-    wait = f"{retry_after:.0f}" if retry_after >= 10 else f"{max(retry_after, 0.1):.1f}"
-    return ChatError(
-        ErrorCode.RATE_LIMITED,
-        f"{reason}; try again in {wait} s",
-        retry_after=round(retry_after + 0.0005, 3),
-    )
-
-
 class Session:
     def __init__(
         self,
         peer: str,
         services: Services,
         outbox: Outbox,
+        dialect: Dialect,
         *,
         address: str = "",
         kick: Callable[[ErrorCode, str], None] | None = None,
@@ -93,6 +46,7 @@ class Session:
         self.peer = peer
         self.address = address or peer.rsplit(":", 1)[0]
         self.services = services
+        self.dialect = dialect
         self._outbox = outbox
         self._kick = kick
         self.user: UserRecord | None = None
@@ -104,22 +58,47 @@ class Session:
         config = services.config
         self.send_bucket = TokenBucket(config.send_rate, config.send_burst, services.clock)
 
-    def deliver(self, data: bytes) -> None:
-        """Queue events; they may pass replies that are still waiting for a commit."""
-        self._outbox.put(data, event=True)
+    # what the fan-out calls
 
-    def reply(self, frame: dict[str, Any]) -> None:
-        self._outbox.put(encode(frame))
+    def deliver(self, item: Outgoing | Bundle) -> None:
+        """Queue events; they may pass replies still waiting for a later commit."""
+        self._outbox.put(self.dialect.events(item), event=True)
+
+    def deliver_in_order(self, items: Sequence[InOrder]) -> None:
+        """A committed batch's events and this connection's replies, in message id order."""
+        dialect = self.dialect
+        encoded: list[bytes | tuple[ReplySlot, bytes]] = []
+        replies = 0
+        for item in items:
+            if isinstance(item, Outgoing):
+                encoded.append(dialect.events(item))
+            else:
+                slot, rid, message = item
+                encoded.append((slot, dialect.message_reply(rid, message)))
+                replies += 1
+        self._outbox.put_in_order(encoded)
+        self.posts_answered += replies
+
+    def refuse_post(self, slot: ReplySlot, rid: RequestId, error: ChatError) -> None:
+        """A message the writer could not store: its reply is this error."""
+        self._outbox.fill([(slot, self.dialect.refusal(rid, error))])
+        self.posts_answered += 1
+
+    def kick(self, code: ErrorCode, message: str) -> None:
+        """Close this connection on the server's initiative, after an error event."""
+        if self._kick is not None:
+            self._kick(code, message)
+
+    # what the dispatcher and handlers call
+
+    def reply(self, rid: RequestId, result: Reply) -> None:
+        self._outbox.put(self.dialect.reply(rid, result))
+
+    def refuse(self, rid: RequestId, error: ChatError) -> None:
+        self._outbox.put(self.dialect.refusal(rid, error))
 
     def reserve_reply(self) -> ReplySlot:
         return self._outbox.reserve()
-
-    def fill_replies(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None:
-        self._outbox.fill(replies)
-
-    def deliver_in_order(self, items: Iterable[bytes | tuple[ReplySlot, bytes]]) -> None:
-        """A committed batch's events and this connection's replies, in message id order."""
-        self._outbox.put_in_order(items)
 
     def settle(self) -> None:
         """Wait until the writer has answered every message this connection handed it.
@@ -136,11 +115,6 @@ class Session:
         wait = self.send_bucket.take()
         if wait:
             raise rate_limited(wait)
-
-    def kick(self, code: ErrorCode, message: str) -> None:
-        """Close this connection on the server's initiative, after an error event."""
-        if self._kick is not None:
-            self._kick(code, message)
 
     def __repr__(self) -> str:
         return f"<Session {self.peer} {self.user.username if self.user else '-'}>"

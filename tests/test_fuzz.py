@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wire import WireClient
 
-from chatd.commands import OPS
 from chatd.errors import ErrorCode
+from chatd.requests import BY_NAME
 
 KNOWN_CODES = {code.value for code in ErrorCode}
-OPS_TO_FUZZ = sorted(set(OPS) - {"quit"})
+OPS_TO_FUZZ = sorted(set(BY_NAME) - {"quit"})
 ARG_NAMES = ["room", "text", "to", "with", "topic", "before", "limit", "username", "password"]
 
 json_scalars = st.one_of(

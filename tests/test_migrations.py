@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from msgspec import UNSET
 from sqlalchemy import event, inspect
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateIndex
@@ -248,7 +249,7 @@ def test_upgrade_keeps_the_data_of_an_older_schema(tmp_path):
         7,
         "Alice",
         "from before",
-        None,
+        UNSET,
     )
     assert (direct.id, direct.user, direct.to, direct.text) == (
         8,

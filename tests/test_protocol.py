@@ -1,23 +1,25 @@
-"""The pure codec: framing fed byte by byte, strict JSON, ids, replies."""
+"""The pure codec: framing fed byte by byte, strict JSON, typed requests, ids, replies."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from chatd.errors import CHATD_CODES, ChatError, ErrorCode
 from chatd.protocol import (
     FrameDecoder,
     FrameTooLarge,
+    Refusal,
+    decode_request,
     encode,
-    error_reply,
-    ok_reply,
-    parse_request,
-    request_id,
+    error_frame,
+    message_event_frame,
+    message_reply_frame,
+    ok_frame,
+    parse_json_line,
 )
+from chatd.requests import DmHistory, Ping, Send
 
 
 def feed_bytewise(decoder: FrameDecoder, data: bytes) -> list[bytes]:
@@ -100,29 +102,69 @@ def test_frames_before_an_oversize_one_are_still_delivered():
     ],
 )
 def test_bad_frames_are_bad_request(raw):
-    with pytest.raises(ChatError) as caught:
-        parse_request(raw)
-    assert caught.value.code is ErrorCode.BAD_REQUEST
+    with pytest.raises(Refusal) as caught:
+        decode_request(raw)
+    assert caught.value.error.code is ErrorCode.BAD_REQUEST
+    assert caught.value.rid is None
 
 
 def test_nesting_of_exactly_32_levels_and_int64_bounds_are_accepted():
     nested = b"{" + b'"a":{' * 31 + b"}" * 32
-    assert parse_request(nested)["a"]
-    frame = parse_request(b'{"lo": -9223372036854775808, "hi": 9223372036854775807, "f": 1.5}')
+    assert parse_json_line(nested)["a"]
+    frame = parse_json_line(b'{"lo": -9223372036854775808, "hi": 9223372036854775807, "f": 1.5}')
     assert frame == {"lo": -(2**63), "hi": 2**63 - 1, "f": 1.5}
-    assert parse_request(b'{"text": "99999999999999999999"}') == {"text": "9" * 20}
+    assert parse_json_line(b'{"text": "99999999999999999999"}') == {"text": "9" * 20}
+
+
+def test_a_request_decodes_into_its_typed_op():
+    assert decode_request(b'{"op":"send","id":3,"room":"a","text":"hi"}') == Send(
+        id=3, room="a", text="hi"
+    )
+    assert decode_request(b'{"op":"dm_history","with":"bob","limit":null}') == DmHistory(
+        with_="bob"
+    )
+
+
+def test_unknown_fields_are_ignored_and_a_repeated_key_keeps_its_last_value():
+    line = b'{"op":"send","room":"a","text":"one","text":"two","user":"mallory","x":[[1]]}'
+    assert decode_request(line) == Send(room="a", text="two")
 
 
 @pytest.mark.parametrize("rid", [None, 0, -5, 2**63 - 1, "", "x" * 64])
 def test_valid_ids(rid):
-    assert request_id({"id": rid}) == rid
+    assert decode_request(json.dumps({"op": "ping", "id": rid}).encode()) == Ping(id=rid)
 
 
 @pytest.mark.parametrize("rid", [True, False, 1.5, "x" * 65, [], {}])
-def test_invalid_ids_are_bad_request(rid):
-    with pytest.raises(ChatError) as caught:
-        request_id({"id": rid})
-    assert caught.value.code is ErrorCode.BAD_REQUEST
+def test_invalid_ids_are_bad_request_with_a_null_id(rid):
+    with pytest.raises(Refusal) as caught:
+        decode_request(json.dumps({"op": "ping", "id": rid}).encode())
+    assert caught.value.error.code is ErrorCode.BAD_REQUEST
+    assert caught.value.rid is None
+
+
+def test_refusals_say_what_is_wrong_in_the_order_of_checks():
+    cases = {
+        b'{"id":1}': (1, ErrorCode.BAD_REQUEST, "op must be a string", None),
+        b'{"id":1,"op":"fly"}': (1, ErrorCode.UNKNOWN_OP, "unknown op 'fly'", None),
+        b'{"id":1,"op":"send","room":"a"}': (1, ErrorCode.BAD_REQUEST, "send needs 'text'", Send),
+        b'{"id":1,"op":"send","room":5,"text":"x","y":1}': (
+            1,
+            ErrorCode.BAD_REQUEST,
+            "'room' must be a string",
+            Send,
+        ),
+    }
+    for line, (rid, code, text, op) in cases.items():
+        with pytest.raises(Refusal) as caught:
+            decode_request(line)
+        refusal = caught.value
+        assert (refusal.rid, refusal.error.code, refusal.error.message, refusal.op) == (
+            rid,
+            code,
+            text,
+            op,
+        )
 
 
 def test_encode_is_one_compact_utf8_line():
@@ -133,9 +175,10 @@ def test_encode_is_one_compact_utf8_line():
 
 
 def test_replies_carry_id_ok_and_error_fields():
-    assert ok_reply(7, {"room": "a"}) == {"id": 7, "ok": True, "room": "a"}
-    reply = error_reply("x", ChatError(ErrorCode.RATE_LIMITED, "slow down", retry_after=1.5))
-    assert reply == {
+    assert json.loads(ok_frame(7, b'{"room":"a"}')) == {"id": 7, "ok": True, "room": "a"}
+    assert json.loads(ok_frame("x", b"{}")) == {"id": "x", "ok": True}
+    reply = error_frame("x", ChatError(ErrorCode.RATE_LIMITED, "slow down", retry_after=1.5))
+    assert json.loads(reply) == {
         "id": "x",
         "ok": False,
         "error": "rate_limited",
@@ -176,45 +219,11 @@ def test_a_consumer_that_stops_early_loses_no_frame():
 
 
 def test_message_frames_equal_the_plain_encoding():
-    from chatd.protocol import message_body, message_frames
-
     message = {"id": 3, "room": None, "to": "bob", "user": "alice", "text": "é\n", "ts": "x"}
+    body = encode(message)[:-1]
+    event = message_event_frame("dm", body)
+    assert json.loads(event) == {"event": "dm", **message}
     for rid in (None, 7, 'a"b'):
-        event, reply = message_frames(message_body(message), "dm", rid)
-        assert json.loads(event) == {"event": "dm", **message}
-        assert json.loads(reply) == ok_reply(rid, {"message": message})
+        reply = message_reply_frame(rid, body)
+        assert json.loads(reply) == {"id": rid, "ok": True, "message": message}
         assert event.endswith(b"\n") and reply.endswith(b"\n")
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    message_id=st.integers(min_value=1, max_value=2**63 - 1),
-    room=st.text(max_size=8),
-    user=st.text(max_size=8),
-    text=st.text(max_size=40) | st.sampled_from(['say "hi"\\', "é\n\t\u2028\x7f", "🙂" * 3]),
-    ts_ms=st.integers(min_value=0, max_value=4102444800000),
-)
-def test_room_message_body_is_message_body_of_the_record(message_id, room, user, text, ts_ms):
-    from chatd.names import format_ts
-    from chatd.protocol import message_body, room_message_body
-    from chatd.records import MessageRecord
-
-    record = MessageRecord(message_id, room, user, text, ts_ms)
-    fast = room_message_body(message_id, room, user, text, format_ts(ts_ms))
-    assert fast == message_body(record.wire())
-
-
-def test_encoded_lists_are_spliced_in_as_they_are():
-    from chatd.protocol import EncodedList, message_body
-
-    messages = [{"id": n, "text": f"é {n}"} for n in range(3)]
-    history = EncodedList(message_body(m) for m in messages)
-    frame = {"id": 1, "ok": True, "history": history, "members": ["a"]}
-    encoded = encode(frame)
-    assert encoded.endswith(b"\n") and encoded.count(b"\n") == 1
-    assert json.loads(encoded) == {"id": 1, "ok": True, "history": messages, "members": ["a"]}
-    assert json.loads(encode({"history": EncodedList()})) == {"history": []}
-    assert json.loads(encode({"a": EncodedList([b"1"]), "b": EncodedList([b"2"])})) == {
-        "a": [1],
-        "b": [2],
-    }

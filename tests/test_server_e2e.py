@@ -9,7 +9,8 @@ import pytest
 from conftest import PASSWORD
 from wire import ConnectionClosed, WireClient
 
-from chatd.commands import OPS, OpSpec
+from chatd.handlers import HANDLERS
+from chatd.requests import Rooms
 
 
 def message_fields(frame: dict) -> dict:
@@ -259,12 +260,12 @@ def test_oversize_frame_closes_with_the_error_event_and_others_keep_going(start_
 
 
 def test_internal_errors_are_answered_and_the_connection_lives(connect, monkeypatch, caplog):
-    def explode(req):
+    def explode(req, args):
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(OPS, "explode", OpSpec("explode", explode, False, ()))
-    client = connect()
-    assert client.error("explode") == "internal"
+    monkeypatch.setitem(HANDLERS, Rooms, explode)
+    client = connect("alice")
+    assert client.error("rooms") == "internal"
     assert client.ok("ping")["ok"]
     assert any("boom" in (r.exc_text or "") for r in caplog.records)
 

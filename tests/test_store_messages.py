@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from msgspec import UNSET
 
-from chatd.records import MessageRecord, NewFile, NewMessage
+from chatd.records import FileInfo, Message, NewFile, NewMessage
 from chatd.store import Store
 
 pytestmark = pytest.mark.timeout(30)
@@ -30,7 +31,7 @@ def test_a_mixed_batch_is_stored_in_order_with_every_field(db_url: str) -> None:
 
         ids = [record.id for record in stored]
         assert ids == list(range(ids[0], ids[0] + len(batch)))
-        assert [(r.text, r.room, r.to) for r in stored] == [
+        assert [(r.text, r.room, None if r.to is UNSET else r.to) for r in stored] == [
             (new.text, new.room and new.room.name, new.recipient and new.recipient.username)
             for new in batch
         ]
@@ -38,10 +39,10 @@ def test_a_mixed_batch_is_stored_in_order_with_every_field(db_url: str) -> None:
         assert room_page == [r for r in stored if r.room == "general"]
         dm_page = store.conversation_page(bob, alice, None, 10)
         assert dm_page == [r for r in stored if r.to == "bob"]
-        files = [r.file for r in stored if r.file is not None]
+        files = [r.file for r in stored if isinstance(r.file, FileInfo)]
         assert [(f.name, f.size, f.mime, f.sha256) for f in files] == [
             (upload.name, upload.size, upload.mime, upload.sha256)
         ] * 2
-        assert all(isinstance(r, MessageRecord) for r in room_page + dm_page)
+        assert all(isinstance(r, Message) for r in room_page + dm_page)
     finally:
         store.close()

@@ -7,14 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from msgspec import UNSET
 from sqlalchemy import Connection, Engine, select
 
 from chatd.db import WRITE_OPTION, create_db_engine, is_sqlite
 from chatd.diskspace import DiskAlarm, is_storage_full
-from chatd.models import File, Membership, Message, Room, User
+from chatd.models import File, Membership, Room, User
+from chatd.models import Message as MessageRow
+from chatd.names import format_ts
 from chatd.records import (
-    FileRecord,
-    MessageRecord,
+    FileInfo,
+    Message,
     NewFile,
     NewMessage,
     UserRecord,
@@ -24,7 +27,7 @@ from chatd.records import (
 users = User.__table__
 rooms = Room.__table__
 memberships = Membership.__table__
-messages = Message.__table__
+messages = MessageRow.__table__
 files = File.__table__
 recipients = users.alias("recipients")
 
@@ -52,9 +55,11 @@ def message_query() -> Any:
     )
 
 
-def message_record(row: Any) -> MessageRecord:
-    attached = None if row[6] is None else FileRecord(row[6], row[7], row[8], row[9], row[10])
-    return MessageRecord(row[0], row[1], row[2], row[3], row[4], row[5], attached)
+def message_record(row: Any) -> Message:
+    """A row of message_query() as the wire's message."""
+    file = UNSET if row[6] is None else FileInfo(row[6], row[7], row[8], row[9], row[10])
+    to = UNSET if row[1] is not None else row[5]
+    return Message(row[0], row[1], row[2], row[3], format_ts(row[4]), to, file)
 
 
 MESSAGE_INSERT_COLUMNS = (
@@ -86,7 +91,7 @@ SQLITE_INSERT_FILE = (
 )
 
 
-def message_params(new: NewMessage, ts: int, stored: FileRecord | None) -> tuple[Any, ...]:
+def message_params(new: NewMessage, ts: int, stored: FileInfo | None) -> tuple[Any, ...]:
     """A message's values in MESSAGE_INSERT_COLUMNS order."""
     return (
         None if new.room is None else new.room.id,
@@ -107,7 +112,7 @@ def room_message_params(new: NewMessage, ts: int) -> tuple[Any, ...]:
 
 
 def file_fields(attachment: NewFile) -> tuple[str, int, str, str]:
-    """FileRecord's fields after the id."""
+    """FileInfo's fields after the id."""
     return attachment.name, attachment.size, attachment.mime, attachment.sha256
 
 

@@ -10,8 +10,8 @@ from sqlalchemy import Connection, and_, func, insert, or_, select
 
 from chatd.records import (
     FileAccess,
-    FileRecord,
-    MessageRecord,
+    FileInfo,
+    Message,
     NewFile,
     NewMessage,
     RoomRecord,
@@ -48,17 +48,13 @@ class MessageStore(StoreBase):
         room: RoomRecord | None = None,
         recipient: UserRecord | None = None,
         attachment: NewFile | None = None,
-    ) -> MessageRecord:
+    ) -> Message:
         """Store one room or direct message (with its file); committed on return."""
         return self.append_messages([NewMessage(author, text, room, recipient, attachment)])[0]
 
-    def append_messages(self, batch: Sequence[NewMessage]) -> list[MessageRecord]:
+    def append_messages(self, batch: Sequence[NewMessage]) -> list[Message]:
         """Store a batch of messages in one transaction (one fsync); ids follow the batch order."""
-        stored = self.append_batch(batch)
-        return [
-            new.stored_as(message_id, stored.ts_ms, file)
-            for new, message_id, file in zip(batch, stored.ids, stored.files, strict=True)
-        ]
+        return self.append_batch(batch).messages(list(batch))
 
     def append_batch(self, batch: Sequence[NewMessage]) -> StoredBatch:
         """As append_messages, without building records: the writer encodes messages itself."""
@@ -69,7 +65,7 @@ class MessageStore(StoreBase):
 
     def _append_portable(
         self, batch: Sequence[NewMessage], ts: int
-    ) -> tuple[list[FileRecord | None], list[int]]:
+    ) -> tuple[list[FileInfo | None], list[int]]:
         with self._write() as connection:
             stored_files = [
                 None if new.attachment is None else self._insert_file(connection, new, ts)
@@ -84,7 +80,7 @@ class MessageStore(StoreBase):
 
     def _append_sqlite(
         self, batch: Sequence[NewMessage], ts: int
-    ) -> tuple[list[FileRecord | None], list[int]]:
+    ) -> tuple[list[FileInfo | None], list[int]]:
         """The group-commit path on SQLite: the driver directly, on one kept connection.
 
         Through SQLAlchemy a one-message transaction costs about 0.5 ms of CPU,
@@ -96,7 +92,7 @@ class MessageStore(StoreBase):
         of room messages without files take the shorter INSERT.
         """
         with self._raw_write() as cursor:
-            stored_files: list[FileRecord | None] = []
+            stored_files: list[FileInfo | None] = []
             for new in batch:
                 attachment = new.attachment
                 if attachment is None:
@@ -113,7 +109,7 @@ class MessageStore(StoreBase):
                         ts,
                     ),
                 )
-                stored_files.append(FileRecord(cursor.lastrowid, *file_fields(attachment)))
+                stored_files.append(FileInfo(cursor.lastrowid, *file_fields(attachment)))
             pairs = zip(batch, stored_files, strict=True)
             for room_text, run in groupby(pairs, key=lambda pair: pair[0].is_room_text):
                 if room_text:
@@ -132,7 +128,7 @@ class MessageStore(StoreBase):
             return stored_files, list(range(first, last + 1))
 
     @staticmethod
-    def _insert_file(connection: Connection, new: NewMessage, ts: int) -> FileRecord:
+    def _insert_file(connection: Connection, new: NewMessage, ts: int) -> FileInfo:
         attachment = new.attachment
         assert attachment is not None
         file_id = connection.execute(
@@ -147,7 +143,7 @@ class MessageStore(StoreBase):
             )
             .returning(files.c.id)
         ).scalar_one()
-        return FileRecord(file_id, *file_fields(attachment))
+        return FileInfo(file_id, *file_fields(attachment))
 
     # files
 
@@ -177,7 +173,7 @@ class MessageStore(StoreBase):
             row = connection.execute(query).first()
         if row is None:
             return None
-        return FileAccess(FileRecord(*row[:5]), row[5], (row[6], row[7]))
+        return FileAccess(FileInfo(*row[:5]), row[5], (row[6], row[7]))
 
     def uploaded_bytes(self, user_id: int) -> int:
         """What a user's stored uploads add up to, for the upload quota."""
@@ -198,7 +194,7 @@ class MessageStore(StoreBase):
 
     def room_page(
         self, room: RoomRecord, before: int | None, limit: int, after: int | None = None
-    ) -> list[MessageRecord]:
+    ) -> list[Message]:
         """A page of the room's messages (see _page), oldest first."""
         return self._page(messages.c.room_id == room.id, before, after, limit)
 
@@ -209,13 +205,13 @@ class MessageStore(StoreBase):
         before: int | None,
         limit: int,
         after: int | None = None,
-    ) -> list[MessageRecord]:
+    ) -> list[Message]:
         """Direct messages between a and b, as room_page."""
         return self._page(messages.c.dm_pair == dm_pair(a.id, b.id), before, after, limit)
 
     def inbox_page(
         self, user: UserRecord, before: int | None, limit: int, after: int | None = None
-    ) -> list[MessageRecord]:
+    ) -> list[Message]:
         """Every direct message to or from `user`, in all conversations, as room_page."""
         is_direct = messages.c.recipient_id.is_not(None)
         mine = or_(
@@ -226,7 +222,7 @@ class MessageStore(StoreBase):
 
     def _page(
         self, where: Any, before: int | None, after: int | None, limit: int
-    ) -> list[MessageRecord]:
+    ) -> list[Message]:
         """Up to `limit` messages with after < id < before, oldest first.
 
         Without `after` the newest such messages (paging back); with it the

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, and_, insert, select
 
 from chatd.names import username_key
 from chatd.records import (
-    MessageRecord,
+    Message,
     RoomRecord,
     now_ms,
 )
@@ -31,7 +31,7 @@ class TranscriptStore(StoreBase):
 
     def room_export(
         self, name: str, since_ms: int | None = None, until_ms: int | None = None
-    ) -> tuple[RoomRecord, list[MessageRecord]] | None:
+    ) -> tuple[RoomRecord, list[Message]] | None:
         """The room and its messages with since <= ts < until, in id order; None if no room.
 
         One read transaction, so the export is a consistent snapshot even

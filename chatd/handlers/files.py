@@ -1,4 +1,4 @@
-"""Files in chat: the upload, chunk, finish and fetch ops, and uploads in progress.
+"""Files in chat: the upload, chunk, finish and fetch ops.
 
 Chunks are ordinary frames, so the frame limit and one-reply-per-request
 still hold, and a big transfer is interleaved with everyone's chat instead
@@ -17,15 +17,16 @@ import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
 
-from chatd.commands import Deferred, Request, op
+from chatd.commands import Deferred, Request
 from chatd.diskspace import is_storage_full
 from chatd.errors import ChatError, ErrorCode
-from chatd.handlers import existing_user, room_as_member, submit_message
+from chatd.handlers.common import existing_user, room_as_member, submit_message
 from chatd.names import clean_text, has_control, normalize_room
 from chatd.records import NewFile, NewMessage, UserRecord
-from chatd.uploads import Upload
+from chatd.replies import ChunkReceived, FileChunk, UploadStarted
+from chatd.requests import Chunk, Fetch, Finish, Upload
+from chatd.uploads import Upload as UploadInProgress
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def check_file_name(name: str) -> str:
 
 
 def _file_arguments(req: Request, size: int, sha256: str, mime: str | None, name: str) -> NewFile:
-    config = req.session.services.config
+    config = req.services.config
     if size < 0:
         raise ChatError(ErrorCode.BAD_REQUEST, "size must not be negative")
     if SHA256_RE.fullmatch(sha256) is None:
@@ -75,7 +76,7 @@ def _file_arguments(req: Request, size: int, sha256: str, mime: str | None, name
 
 
 def _check_quota(req: Request, user: UserRecord, size: int) -> None:
-    services = req.session.services
+    services = req.services
     quota = services.config.upload_quota_bytes
     if not quota:
         return
@@ -87,45 +88,30 @@ def _check_quota(req: Request, user: UserRecord, size: int) -> None:
         )
 
 
-@op(
-    "upload",
-    required={"name": str, "size": int, "sha256": str},
-    optional={"room": str, "to": str, "mime": str, "text": str},
-)
-def upload(
-    req: Request,
-    name: str,
-    size: int,
-    sha256: str,
-    room: str | None = None,
-    to: str | None = None,
-    mime: str | None = None,
-    text: str | None = None,
-) -> dict[str, Any]:
+def upload(req: Request, args: Upload) -> UploadStarted:
     """upload {room | to, name, size, sha256, mime?, text?} -> {upload, chunk_bytes}."""
     session = req.session
-    services = session.services
-    if (room is None) == (to is None):
+    services = req.services
+    if (args.room is None) == (args.to is None):
         raise ChatError(ErrorCode.BAD_REQUEST, "give exactly one of room or to")
-    meta = _file_arguments(req, size, sha256, mime, name)
-    room_name = None if room is None else normalize_room(room)
+    meta = _file_arguments(req, args.size, args.sha256, args.mime, args.name)
+    room_name = None if args.room is None else normalize_room(args.room)
+    text = args.text
     caption = clean_text(text) if text is not None and text.strip() else None
-    user = session.user
-    assert user is not None
+    user = req.user
     recipient = None
     if room_name is not None:
-        hub = services.hub
-        if not hub.is_member(room_name, user.username):
+        if not services.hub.is_member(room_name, user.username):
             raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{room_name}")
     else:
-        assert to is not None
-        recipient = existing_user(to, req)
+        assert args.to is not None
+        recipient = existing_user(req, args.to)
     _check_quota(req, user, meta.size)
     session.spend_send_token()
     path, handle = services.blobs.open_incoming()
     token = secrets.token_urlsafe(18)
     services.uploads.add(
-        Upload(
+        UploadInProgress(
             token,
             session,
             user,
@@ -138,16 +124,16 @@ def upload(
             services.clock(),
         )
     )
-    return {"upload": token, "chunk_bytes": chunk_bytes(services.config.max_frame)}
+    return UploadStarted(token, chunk_bytes(services.config.max_frame))
 
 
-@op("chunk", required={"upload": str, "offset": int, "data": str})
-def chunk(req: Request, upload: str, offset: int, data: str) -> dict[str, Any]:
+def chunk(req: Request, args: Chunk) -> ChunkReceived:
     """chunk {upload, offset, data} -> {received}; offset must equal the bytes so far."""
-    services = req.session.services
-    current = services.uploads.owned(upload, req.session)
+    services = req.services
+    offset = args.offset
+    current = services.uploads.owned(args.upload, req.session)
     try:
-        raw = base64.b64decode(data, validate=True)
+        raw = base64.b64decode(args.data, validate=True)
     except (binascii.Error, ValueError):
         raise ChatError(ErrorCode.BAD_REQUEST, "data must be base64") from None
     with _discarded_when_full(req, current), current.lock:
@@ -172,7 +158,7 @@ def chunk(req: Request, upload: str, offset: int, data: str) -> dict[str, Any]:
 
 
 @contextmanager
-def _discarded_when_full(req: Request, current: Upload) -> Iterator[None]:
+def _discarded_when_full(req: Request, current: UploadInProgress) -> Iterator[None]:
     """An upload that found the disk full is dropped (freeing its bytes): storage_full.
 
     Outside the upload's lock, which dropping it takes.
@@ -182,17 +168,16 @@ def _discarded_when_full(req: Request, current: Upload) -> Iterator[None]:
     except OSError as exc:
         if not is_storage_full(exc):
             raise
-        services = req.session.services
+        services = req.services
         with suppress(OSError):  # closing flushes what the disk did not take
             services.uploads.remove(current, discard=True)
         raise services.store.disk.refusal(exc) from None
 
 
-@op("finish", required={"upload": str})
-def finish(req: Request, upload: str) -> Deferred:
+def finish(req: Request, args: Finish) -> Deferred:
     """finish {upload} -> {message} once the bytes match and the file is stored durably."""
-    services = req.session.services
-    current = services.uploads.owned(upload, req.session)
+    services = req.services
+    current = services.uploads.owned(args.upload, req.session)
     meta = current.meta
     with current.lock:
         if current.received < meta.size:
@@ -210,32 +195,26 @@ def finish(req: Request, upload: str) -> Deferred:
         services.uploads.remove(current, discard=False)
         services.blobs.keep(current.path, meta.sha256)
     log.info("%s: stored %s (%d bytes)", req.session.peer, meta.sha256[:12], meta.size)
-    user = req.session.user
-    assert user is not None
-    return submit_message(req, NewMessage(user, text, room, current.recipient, meta))
+    return submit_message(req, NewMessage(req.user, text, room, current.recipient, meta))
 
 
-@op("fetch", required={"file": int}, optional={"offset": int})
-def fetch(req: Request, file: int, offset: int = 0) -> dict[str, Any]:
+def fetch(req: Request, args: Fetch) -> FileChunk:
     """fetch {file, offset?} -> {file, offset, data, eof}; for those who could see it."""
-    services = req.session.services
-    user = req.session.user
-    assert user is not None
-    access = services.store.file_access(file)
+    services = req.services
+    user = req.user
+    offset = args.offset or 0
+    access = services.store.file_access(args.file)
     allowed = access is not None and (
         services.hub.is_member(access.room, user.username)
         if access.room is not None
         else user.id in access.parties
     )
     if not allowed or access is None:
-        raise ChatError(ErrorCode.NO_SUCH_FILE, f"there is no file {file} you may fetch")
+        raise ChatError(ErrorCode.NO_SUCH_FILE, f"there is no file {args.file} you may fetch")
     size = access.file.size
     if not 0 <= offset <= size:
         raise ChatError(ErrorCode.BAD_REQUEST, f"offset must be 0-{size}")
     data = services.blobs.read(access.file.sha256, offset, chunk_bytes(services.config.max_frame))
-    return {
-        "file": access.file.wire(),
-        "offset": offset,
-        "data": base64.b64encode(data).decode("ascii"),
-        "eof": offset + len(data) >= size,
-    }
+    return FileChunk(
+        access.file, offset, base64.b64encode(data).decode("ascii"), offset + len(data) >= size
+    )

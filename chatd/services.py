@@ -1,0 +1,72 @@
+"""What every handler may use, one of each per server: the store, the hub, the writer, limits.
+
+Handlers reach them through the request (`req.services`), never through a
+connection, so a handler is the same whichever dialect or listener the
+request came in by.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatd.blobs import BlobStore
+from chatd.config import ServerConfig
+from chatd.db import default_files_dir
+from chatd.hub import Hub
+from chatd.passwords import PasswordHasher
+from chatd.ratelimit import Clock, KeyedBuckets, LoginThrottle
+from chatd.store import Store
+from chatd.uploads import Uploads
+from chatd.writer import MessageWriter
+
+SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The server-wide abuse limits: failed logins, registrations per address."""
+
+    failed_logins: LoginThrottle
+    registrations: KeyedBuckets
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, clock: Clock) -> Limits:
+        per_hour = config.registrations_per_hour
+        return cls(
+            LoginThrottle(config.login_failures, clock=clock),
+            KeyedBuckets(per_hour / SECONDS_PER_HOUR, per_hour, clock=clock),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    config: ServerConfig
+    store: Store
+    hub: Hub
+    hasher: PasswordHasher
+    limits: Limits
+    blobs: BlobStore
+    uploads: Uploads
+    writer: MessageWriter
+    clock: Clock = time.monotonic
+
+    @classmethod
+    def open(cls, config: ServerConfig, clock: Clock = time.monotonic) -> Services:
+        """Open the database and build everything on it (the writer is not started yet)."""
+        store = Store(config.db)
+        hub = Hub(config.history_size, store.newest_message_id())
+        hub.load(store.rooms_with_members())
+        files = Path(config.files_dir) if config.files_dir else default_files_dir(config.db)
+        return cls(
+            config,
+            store,
+            hub,
+            PasswordHasher(config.bcrypt_rounds),
+            Limits.from_config(config, clock),
+            BlobStore(files),
+            Uploads(),
+            MessageWriter(store, hub),
+            clock,
+        )
