@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 from chatd.names import parse_ts
@@ -261,7 +261,12 @@ def file_lines(
     return lines
 
 
-def _is_count(value: object) -> bool:
+def _count(value: object, noun: str) -> str:
+    """`counted` for a number received from the server, which may not be one."""
+    return counted(value, noun) if _is_count(value) else f"? {noun}s"
+
+
+def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -381,7 +386,7 @@ def rooms_lines(reply: Mapping[str, Any], joined: set[str], style: Style) -> lis
         name = sanitize(entry.get("room"))
         mark = "*" if name in joined else " "
         topic = sanitize(entry.get("topic"))
-        counts = f"{sanitize(entry.get('members'))} members, {sanitize(entry.get('messages'))} msgs"
+        counts = f"{_count(entry.get('members'), 'member')}, {_count(entry.get('messages'), 'msg')}"
         lines.append(
             notice_line(f"{mark} #{name:<20} {counts}" + (f"  {topic}" if topic else ""), style)
         )

@@ -199,6 +199,15 @@ def test_who_and_rooms_lines() -> None:
     assert "no rooms" in render.rooms_lines({"rooms": []}, set(), PLAIN)[0]
 
 
+def test_rooms_counts_read_as_english() -> None:
+    rooms = render.rooms_lines(
+        {"rooms": [{"room": "a", "topic": "", "members": 1, "messages": 1}]}, set(), PLAIN
+    )
+    assert rooms[0].endswith("1 member, 1 msg")
+    hostile = render.rooms_lines({"rooms": [{"room": "a", "members": "x\x1b[2J"}]}, set(), PLAIN)
+    assert hostile[0].endswith("? members, ? msgs")
+
+
 def test_counts_read_as_english() -> None:
     assert render.counted(1, "member") == "1 member"
     assert render.counted(0, "member") == "0 members"
