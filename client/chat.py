@@ -305,7 +305,7 @@ class Chat:
         elif kind == "error":
             self.error(f"server: {render.error_text(frame)}")
         elif kind == "shutdown":
-            self.notice(f"the server is shutting down: {render.sanitize(frame.get('reason'))}")
+            self.notice(render.shutdown_text(frame.get("reason")))
 
     def _membership(self, frame: Frame) -> None:
         kind = frame.get("event")

@@ -393,6 +393,19 @@ def rooms_lines(reply: Mapping[str, Any], joined: set[str], style: Style) -> lis
     return lines
 
 
+SHUTTING_DOWN = "the server is shutting down"
+
+
+def shutdown_text(reason: object) -> str:
+    """The `shutdown` event in words; a reason that already says it is not said twice."""
+    why = sanitize(reason).strip()
+    if not why:
+        return SHUTTING_DOWN
+    if why.lower().startswith(SHUTTING_DOWN):
+        return why
+    return f"{SHUTTING_DOWN}: {why}"
+
+
 def error_text(reply: Mapping[str, Any]) -> str:
     """One clear line for an error reply: our wording for the code, the server's otherwise."""
     code = sanitize(reply.get("error"))

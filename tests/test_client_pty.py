@@ -226,3 +226,13 @@ def test_reconnects_after_a_server_restart(start_server: Callable[..., Server], 
     child.sendline("/quit")
     assert finish(child) == 0
     alice.close()
+
+
+def test_a_server_shutdown_is_announced_once(server: Server, children) -> None:
+    WireClient(server.address).ok("register", username="bob", password=PASSWORD)
+    child = logged_in(server.address, "bob", children)
+    server.stop()
+    child.expect(r"the server is shutting down([^\r\n]*)\r\n")
+    assert child.match.group(1) == ""
+    child.sendline("/quit")
+    assert finish(child) == 0

@@ -212,3 +212,13 @@ def test_counts_read_as_english() -> None:
     assert render.counted(1, "member") == "1 member"
     assert render.counted(0, "member") == "0 members"
     assert render.counted(2, "member") == "2 members"
+
+
+def test_shutdown_reason_is_said_once() -> None:
+    assert render.shutdown_text("the server is shutting down") == "the server is shutting down"
+    assert render.shutdown_text("") == "the server is shutting down"
+    assert render.shutdown_text(None) == "the server is shutting down"
+    assert render.shutdown_text("The server is shutting down for an upgrade.") == (
+        "The server is shutting down for an upgrade."
+    )
+    assert render.shutdown_text("maintenance\x1b[2J") == "the server is shutting down: maintenance"
