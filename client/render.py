@@ -282,8 +282,10 @@ def message_lines(
 
     A room other than the current one gets its `#room`; a direct message shows
     `*from*` when received and `-> *to*` when sent by us; a text starting with
-    `/me ` is an action, `* user waves`. Continuation lines are indented under
-    the text. A message announcing a file is shown by `file_lines`.
+    `/me ` is an action, `* user waves`, after that mark in a direct message
+    (`*alice* * alice waves`, `-> *bob* * alice waves`). Continuation lines
+    are indented under the text. A message announcing a file is shown by
+    `file_lines`.
     """
     if isinstance(message.get("file"), Mapping):
         return file_lines(message, me=me, current_room=current_room, style=style, tz=tz)
@@ -306,13 +308,13 @@ def message_lines(
         if room_name != current_room:
             plain_head.append(f"#{room_name}")
             head.append(style.paint(BOLD, f"#{room_name}"))
-        if text.startswith("/me ") and room is not None:
-            text = text[4:]
-            plain_head.append(f"* {user}")
-            head.append(f"* {paint_name(user, style)}")
-        else:
-            plain_head.append(f"<{user}>")
-            head.append(f"<{paint_name(user, style)}>")
+    if text.startswith("/me "):
+        text = text[4:]
+        plain_head.append(f"* {user}")
+        head.append(f"* {paint_name(user, style)}")
+    elif room is not None:
+        plain_head.append(f"<{user}>")
+        head.append(f"<{paint_name(user, style)}>")
     lines = [linkify(line, style) for line in text.split("\n")]
     width = len(" ".join(plain_head)) + 1
     body = _indent(width, lines)

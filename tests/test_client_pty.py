@@ -236,3 +236,16 @@ def test_a_server_shutdown_is_announced_once(server: Server, children) -> None:
     assert child.match.group(1) == ""
     child.sendline("/quit")
     assert finish(child) == 0
+
+
+def test_an_action_in_a_direct_message_is_shown_as_an_action(connect, server, children) -> None:
+    alice = connect("alice")
+    connect("bob")
+    child = logged_in(server.address, "bob", children)
+    child.sendline("/msg alice /me waves")
+    child.expect(r"-> \*alice\* \* bob waves")
+    assert alice.next_event("dm")["text"] == "/me waves"
+    alice.ok("dm", to="bob", text="/me waves back")
+    child.expect(r"\*alice\* \* alice waves back")
+    child.sendline("/quit")
+    assert finish(child) == 0

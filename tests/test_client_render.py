@@ -110,8 +110,13 @@ def test_action_and_direct_messages() -> None:
     assert lines(msg(text="/me waves")) == ["23:45 * alice waves"]
     assert lines(msg(room=None, to="bob")) == ["23:45 *alice* hi"]
     assert lines(msg(room=None, user="bob", to="alice")) == ["23:45 -> *alice* hi"]
-    # an action is a room-message convention only
-    assert lines(msg(room=None, to="bob", text="/me x")) == ["23:45 *alice* /me x"]
+
+
+def test_an_action_in_a_direct_message_keeps_the_direct_mark() -> None:
+    assert lines(msg(room=None, to="bob", text="/me waves")) == ["23:45 *alice* * alice waves"]
+    sent = msg(room=None, user="bob", to="alice", text="/me waves")
+    assert lines(sent) == ["23:45 -> *alice* * bob waves"]
+    assert lines(msg(room=None, to="bob", text="/message")) == ["23:45 *alice* /message"]
 
 
 def test_multiline_message_is_indented_under_its_text() -> None:
