@@ -357,9 +357,16 @@ def cmd_open(chat: ChatApi, args: list[str]) -> None:
     chat.open_file(_file_id(args[0]))
 
 
-@COMMANDS.command("quit", [], "leave the chat (Ctrl-D does the same)", aliases=["exit"])
+@COMMANDS.command(
+    "quit",
+    [Param("REASON", "text", optional=True, rest=True)],
+    "leave the chat (Ctrl-D does the same)",
+    aliases=["exit"],
+)
 def cmd_quit(chat: ChatApi, args: list[str]) -> None:
-    """/quit"""
+    """/quit [REASON]  (the protocol's quit carries no reason, so it is only accepted)"""
+    if args:
+        chat.notice("the reason is not sent: chatd has no quit messages")
     chat.quit()
 
 

@@ -163,6 +163,13 @@ def test_me_sends_an_action() -> None:
 def test_quit_and_exit() -> None:
     assert run("/quit").quitted
     assert run("/exit").quitted
+    assert run("/quit").notices == []
+
+
+def test_quit_takes_a_reason_and_says_it_is_not_sent() -> None:
+    chat = run("/quit bye all")
+    assert chat.quitted and chat.errors == []
+    assert chat.notices == ["the reason is not sent: chatd has no quit messages"]
 
 
 def test_help_is_generated_from_the_registry() -> None:
