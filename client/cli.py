@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from chatd import __version__
 from chatd.names import PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, is_valid_username
 from client import render
 from client.connection import Backoff, ConnectionLost, UntrustedServer
@@ -95,7 +96,9 @@ def parse_server(text: str) -> tuple[str, int]:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chat", description="chat: the chatd terminal client")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # why: not argparse's "version" action, which prints to sys.stdout, not the Console
+    parser.add_argument("--version", action="store_true", help="print chat's version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in (
         ("register", "create an account on the server"),
         ("login", "log in and chat (reads commands from stdin when it is not a terminal)"),
@@ -267,6 +270,13 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    if args.version:
+        console.say(f"chat {__version__}")
+        return EXIT_OK
+    if args.command is None:
+        parser.print_usage(console.stderr)
+        console.complain("a command is needed: register or login (chat --help says more)")
+        return EXIT_USAGE
     try:
         return COMMANDS[args.command](args, env, console)
     except UsageError as exc:

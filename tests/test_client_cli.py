@@ -13,6 +13,7 @@ import pytest
 from client_helpers import ROOT, chat_env
 from conftest import PASSWORD
 
+import chatd
 from client.cli import Console, main, parse_server
 
 
@@ -182,3 +183,10 @@ def test_scripted_mode_through_the_installed_entry_point(connect, server) -> Non
     assert result.returncode == 0, result.stderr
     assert "<alice> from a pipe" in result.stdout
     assert bob.next_event("message")["text"] == "from a pipe"
+
+
+def test_version_prints_the_package_version_and_exits_0() -> None:
+    con = console()
+    assert main(["--version"], {}, con) == 0
+    assert out(con) == f"chat {chatd.__version__}\n"
+    assert err(con) == ""
