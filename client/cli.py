@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import shlex
 import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -70,6 +71,13 @@ class Console:
         if self.terminal is not None:
             return self.terminal
         return self.stdin.isatty() and self.stdout.isatty()
+
+    @property
+    def piped(self) -> bool:
+        """Standard input is a pipe or a file: something else feeds it."""
+        if self.terminal is not None:
+            return not self.terminal
+        return not self.stdin.isatty()
 
     def say(self, text: str) -> None:
         print(text, file=self.stdout, flush=True)
@@ -146,6 +154,31 @@ def _password_source(env: Mapping[str, str], console: Console) -> str | None:
     return None
 
 
+def _password_without_asking(env: Mapping[str, str], console: Console) -> str | None:
+    """CHAT_PASSWORD, else the first line of a piped stdin (as `chatd user add` reads it).
+
+    None when stdin is a terminal: the caller asks, twice.
+    """
+    if env.get("CHAT_PASSWORD") or not console.piped:
+        return _password_source(env, console)
+    line = console.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise UsageError("no password on standard input: pipe one line, or set CHAT_PASSWORD")
+    return line
+
+
+def _login_hint(args: argparse.Namespace, username: str) -> str:
+    """The `chat login` command to run next, with the connection flags given, ready to paste."""
+    words = ["chat", "login"]
+    if args.server:
+        words += ["--server", args.server]
+    if args.tls:
+        words.append("--tls")
+    if args.ca:
+        words += ["--ca", args.ca]
+    return shlex.join([*words, "--user", username])
+
+
 def _open(
     address: tuple[str, int],
     give_up_after: float | None = None,
@@ -162,13 +195,13 @@ def _open(
 
 
 def register(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
-    """chat register: username, then the password twice; exit 0, or 1 when refused."""
+    """chat register: username, then the password (twice, or once from a pipe); 0, or 1 refused."""
     address = _address(args, env)
     tls = _tls(args, env)
     username = _username(args, console)
     if not is_valid_username(username):
         raise Refused(render.ERROR_TEXT["invalid_username"])
-    password = _password_source(env, console)
+    password = _password_without_asking(env, console)
     tries = 0
     while password is None:
         tries += 1
@@ -193,7 +226,7 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
     if not reply.get("ok"):
         raise Refused(render.error_text(reply))
     name = render.sanitize(reply.get("username", username))
-    console.say(f"registered {name}; now: chat login --user {name}")
+    console.say(f"registered {name}; now: {_login_hint(args, name)}")
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from client_helpers import ROOT, chat_env
 from conftest import PASSWORD
+from wire import WireClient
 
 import chatd
 from client.cli import Console, main, parse_server
@@ -190,3 +191,30 @@ def test_version_prints_the_package_version_and_exits_0() -> None:
     assert main(["--version"], {}, con) == 0
     assert out(con) == f"chat {chatd.__version__}\n"
     assert err(con) == ""
+
+
+def test_register_reads_the_password_from_a_pipe(server) -> None:
+    con = console("piped secret\nnot read\n")
+    assert run(server, "register", "--user", "alice", con=con, password=None) == 0, err(con)
+    assert "registered alice" in out(con)
+    WireClient(server.address).ok("login", username="alice", password="piped secret")
+
+
+def test_chat_password_wins_over_a_pipe(server) -> None:
+    con = console("piped secret\n")
+    assert run(server, "register", "--user", "alice", con=con) == 0, err(con)
+    WireClient(server.address).ok("login", username="alice", password=PASSWORD)
+
+
+def test_register_with_an_empty_pipe_is_a_usage_error(server) -> None:
+    con = console("")
+    assert run(server, "register", "--user", "alice", con=con, password=None) == 2
+    assert "CHAT_PASSWORD" in err(con)
+
+
+def test_register_hint_repeats_the_server_flag(server) -> None:
+    con = console()
+    address = "{}:{}".format(*server.address)
+    argv = ["register", "--server", address, "--user", "alice"]
+    assert main(argv, {"CHAT_PASSWORD": PASSWORD}, con) == 0
+    assert out(con) == f"registered alice; now: chat login --server {address} --user alice\n"

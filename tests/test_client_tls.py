@@ -8,11 +8,12 @@ from test_client_cli import console, err, out, run
 def test_register_and_script_over_tls(start_server, tls_files, certificate_authority, tmp_path):
     cert_file, key_file = tls_files
     server = start_server(tls_cert=cert_file, tls_key=key_file)
-    ca_file = tmp_path / "ca.pem"
+    ca_file = tmp_path / "our ca.pem"
     certificate_authority.cert_pem.write_to_path(str(ca_file))
     con = console()
     assert run(server, "register", "--tls", "--ca", str(ca_file), "--user", "alice", con=con) == 0
-    assert "registered alice" in out(con)
+    # a hint that works when pasted: the TLS flags again, the path quoted for the shell
+    assert f"now: chat login --tls --ca '{ca_file}' --user alice" in out(con)
     con = console("/join secure\nhello over tls\n/quit\n")
     assert run(server, "login", "--ca", str(ca_file), "--user", "alice", con=con) == 0
     assert "hello over tls" in out(con)
