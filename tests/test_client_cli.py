@@ -218,3 +218,13 @@ def test_register_hint_repeats_the_server_flag(server) -> None:
     argv = ["register", "--server", address, "--user", "alice"]
     assert main(argv, {"CHAT_PASSWORD": PASSWORD}, con) == 0
     assert out(con) == f"registered alice; now: chat login --server {address} --user alice\n"
+
+
+def test_readme_quickstart_shows_the_client_against_its_own_server() -> None:
+    """Two fenced blocks stay (CI runs the second); the chat example is an indented one."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    assert quickstart.count("```sh") == 2
+    indented = [line.strip() for line in quickstart.splitlines() if line.startswith("    ")]
+    assert ".venv/bin/chat register --user alice" in indented
+    assert ".venv/bin/chat login --user alice" in indented
