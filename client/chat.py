@@ -19,6 +19,15 @@ from client.commands import COMMANDS, Names, run_line
 from client.session import NOT_SENT, Frame, Session, State
 from client.transfers import Transfers
 
+# What a request queued while disconnected (session.QUEUEABLE) will do.
+WHEN_RECONNECTED = {
+    "send": "the message will be sent after reconnecting",
+    "dm": "the message will be sent after reconnecting",
+    "join": "will join #{room} after reconnecting",
+    "part": "will leave #{room} after reconnecting",
+    "topic": "will set the topic of #{room} after reconnecting",
+}
+
 
 class Display(Protocol):
     def show(self, line: str, *, error: bool = False) -> None: ...
@@ -134,8 +143,9 @@ class Chat:
             self.error(self._describe_failure(op, args, reply))
 
         req = self.session.request(op, on_reply, **args)
-        if req.queued and op in ("send", "dm"):
-            self.notice("not connected: the message will be sent after reconnecting")
+        if req.queued:
+            later = WHEN_RECONNECTED.get(op, "it will be done after reconnecting")
+            self.notice("not connected: " + later.format(**args))
 
     def _describe_failure(self, op: str, args: dict[str, Any], reply: Frame) -> str:
         why = render.error_text(reply)

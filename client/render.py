@@ -422,6 +422,8 @@ def error_text(reply: Mapping[str, Any]) -> str:
         "file_too_large",
     ):
         text = server_text or text  # the server's wording names the room or user
+    elif code == "not_sent":
+        text = server_text or text  # the client's own reason: not connected, or lost
     retry = reply.get("retry_after")
     if code == "rate_limited" and isinstance(retry, int | float) and not isinstance(retry, bool):
         text += f"; try again in {max(retry, 0):.0f} s" if retry >= 1 else "; try again shortly"

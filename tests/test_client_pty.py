@@ -249,3 +249,28 @@ def test_an_action_in_a_direct_message_is_shown_as_an_action(connect, server, ch
     child.expect(r"\*alice\* \* alice waves back")
     child.sendline("/quit")
     assert finish(child) == 0
+
+
+def test_offline_join_is_queued_and_who_says_not_connected(
+    start_server: Callable[..., Server], children
+) -> None:
+    first = start_server()
+    address = first.address
+    setup = WireClient(address)
+    setup.ok("register", username="bob", password=PASSWORD)
+    setup.close()
+    child = logged_in(address, "bob", children)
+    first.stop()
+    child.expect("connection lost")
+    # reconnect attempts are reported meanwhile: match the lines these commands cause
+    child.sendline("/join lobby")
+    child.expect(r"-!- ([^\r\n]*lobby[^\r\n]*)\r\n", timeout=5)
+    assert child.match.group(1) == "not connected: will join #lobby after reconnecting"
+    child.sendline("/who lobby")
+    child.expect(r"-!- ([^\r\n]*who[^\r\n]*)\r\n")
+    assert child.match.group(1) == "/who failed: not connected to the server"
+    start_server(port=address[1])
+    child.expect("reconnected")
+    child.expect("now in #lobby")
+    child.sendline("/quit")
+    assert finish(child) == 0
