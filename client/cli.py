@@ -21,7 +21,13 @@ from typing import TextIO
 from chatd import __version__
 from chatd.names import PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, is_valid_username
 from client import render
-from client.connection import Backoff, ConnectionLost, UntrustedServer
+from client.connection import (
+    Backoff,
+    ConnectionLost,
+    UntrustedServer,
+    network_error_text,
+    show_address,
+)
 from client.session import LoginFailed, Session
 
 EXIT_OK = 0
@@ -189,8 +195,10 @@ def _open(
         session.open()
     except UntrustedServer as exc:
         raise Refused(str(exc)) from None
-    except (OSError, ConnectionLost) as exc:
-        raise Refused(f"cannot reach {address[0]}:{address[1]}: {exc}") from None
+    except OSError as exc:
+        raise Refused(f"cannot reach {show_address(address)}: {network_error_text(exc)}") from None
+    except ConnectionLost as exc:
+        raise Refused(f"cannot reach {show_address(address)}: {exc}") from None
     return session
 
 

@@ -8,6 +8,7 @@ Reconnect timing (`Backoff`) lives here too, as pure arithmetic.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import select
 import socket
@@ -30,6 +31,42 @@ log = logging.getLogger(__name__)
 
 Frame = dict[str, Any]
 IO_TIMEOUT = 10.0
+
+
+# errno values in words; anything else gets the system's own text, lower-cased.
+_ERRNO_TEXT = {
+    errno.ECONNREFUSED: "connection refused (is chatd running?)",
+    errno.ECONNRESET: "the connection was reset",
+    errno.ECONNABORTED: "the connection was aborted",
+    errno.EPIPE: "the connection was closed",
+    errno.ETIMEDOUT: "no answer in time (timed out)",
+    errno.EHOSTUNREACH: "no route to the host",
+    errno.ENETUNREACH: "the network is unreachable",
+    errno.EADDRNOTAVAIL: "the address is not available here",
+}
+_LOOKUP_TEXT = {
+    socket.EAI_NONAME: "unknown host",
+    socket.EAI_AGAIN: "the host name could not be looked up",
+}
+
+
+def show_address(address: tuple[str, int]) -> str:
+    """`host:port` as --server takes it: an IPv6 address in brackets, `[::1]:7700`."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def network_error_text(exc: OSError) -> str:
+    """What went wrong connecting or talking, in words (never `[Errno 111] ...`)."""
+    if isinstance(exc, socket.gaierror):
+        return _LOOKUP_TEXT.get(exc.errno or 0, "the host name could not be looked up")
+    if isinstance(exc, TimeoutError) and exc.errno is None:
+        return _ERRNO_TEXT[errno.ETIMEDOUT]
+    if exc.errno in _ERRNO_TEXT:
+        return _ERRNO_TEXT[exc.errno]
+    if exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return str(exc) or type(exc).__name__
 
 
 class ConnectionLost(Exception):
@@ -114,8 +151,10 @@ class Connection:
                     if not readable:
                         continue
                 data = self._transport.recv(65536)
-            except (OSError, ValueError) as exc:  # ValueError: the socket was closed
-                raise ConnectionLost(str(exc) or type(exc).__name__) from None
+            except OSError as exc:
+                raise ConnectionLost(network_error_text(exc)) from None
+            except ValueError:  # the socket was closed
+                raise ConnectionLost("the connection was closed") from None
             if not data:
                 raise ConnectionLost("the server closed the connection")
             try:

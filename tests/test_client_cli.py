@@ -109,16 +109,24 @@ def test_usage_errors_exit_2(argv: list[str], env: dict[str, str]) -> None:
     assert main(argv, env, console()) == 2
 
 
-def test_unreachable_server_exits_1() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+@pytest.mark.parametrize(
+    ("family", "host", "shown"),
+    [
+        (socket.AF_INET, "127.0.0.1", "127.0.0.1"),
+        (socket.AF_INET6, "::1", "[::1]"),
+    ],
+    ids=["ipv4", "ipv6"],
+)
+def test_unreachable_server_exits_1_in_plain_words(family: int, host: str, shown: str) -> None:
+    with socket.socket(family) as probe:
+        probe.bind((host, 0))
         port = probe.getsockname()[1]
     con = console()
-    status = main(
-        ["login", "--user", "a"], {"CHAT_SERVER": f"127.0.0.1:{port}", "CHAT_PASSWORD": "x"}, con
+    env = {"CHAT_SERVER": f"{shown}:{port}", "CHAT_PASSWORD": "x"}
+    assert main(["login", "--user", "a"], env, con) == 1
+    assert (
+        err(con) == f"chat: cannot reach {shown}:{port}: connection refused (is chatd running?)\n"
     )
-    assert status == 1
-    assert "cannot reach" in err(con)
 
 
 def test_parse_server() -> None:
