@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import threading
 
 import pytest
 from client_helpers import SOCKET_TIMEOUT
@@ -53,3 +54,28 @@ def test_a_reset_connection_is_reported_in_plain_words() -> None:
             assert str(lost.value) == "the connection was reset"
         finally:
             wire.close()
+
+
+def test_a_slow_plain_server_is_probed_harmlessly_and_still_greets() -> None:
+    """Blank lines are all a silent server gets; a chatd that greets late is still welcome."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(SOCKET_TIMEOUT)
+        received: list[bytes] = []
+
+        def greet_late() -> None:
+            peer, _ = listener.accept()
+            with peer:
+                peer.settimeout(SOCKET_TIMEOUT)
+                received.append(peer.recv(1024))  # the probe, sent after a second of silence
+                peer.sendall(encode({"event": "welcome", "protocol": 1}))
+                peer.recv(1024)  # until the client closes
+
+        server = threading.Thread(target=greet_late, daemon=True)
+        server.start()
+        wire = Connection.open(listener.getsockname()[:2])
+        try:
+            assert wire.welcome()["event"] == "welcome"
+        finally:
+            wire.close()
+        server.join(SOCKET_TIMEOUT)
+        assert received and received[0].strip(b"\n") == b""
