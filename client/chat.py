@@ -33,6 +33,9 @@ class Display(Protocol):
     def show(self, line: str, *, error: bool = False) -> None: ...
     def refresh(self) -> None: ...
     def status(self, text: str | None) -> None: ...
+    def width(self) -> int | None:
+        """Columns to wrap lines at now; None: never wrap (scripts get whole lines)."""
+        ...
 
 
 class Chat:
@@ -167,12 +170,21 @@ class Chat:
         self.request("send", self.show_own, room=self.current, text=text)
 
     def notice(self, text: str) -> None:
-        self.display.show(render.notice_line(text, self.style))
+        self._show(render.notice_lines(text, self.style, width=self.display.width()))
 
     def error(self, text: str) -> None:
         """An error line; a script that saw one exits 1."""
         self.failures += 1
-        self.display.show(render.notice_line(text, self.style, error=True), error=True)
+        lines = render.notice_lines(text, self.style, width=self.display.width(), error=True)
+        self._show(lines, error=True)
+
+    def show_table(self, rows: list[tuple[str, str]]) -> None:
+        """Two columns of notices, such as /help."""
+        self._show(render.table_lines(rows, self.style, width=self.display.width()))
+
+    def _show(self, lines: Iterable[str], *, error: bool = False) -> None:
+        for line in lines:
+            self.display.show(line, error=error)
 
     def entered(self, reply: Frame) -> None:
         """A join reply: the room becomes current; header, then history, then live."""
@@ -182,8 +194,7 @@ class Chat:
             self._rooms.add(room)
             self._learn(reply)
             self.current = room
-            for line in render.room_header(reply, self.style):
-                self.display.show(line)
+            self._show(render.room_header(reply, self.style, width=self.display.width()))
             history = reply.get("history") or []
             self.show_messages(history)
         self.display.refresh()
@@ -218,14 +229,13 @@ class Chat:
 
     def show_rooms(self, reply: Frame) -> None:
         self._learn_rooms(reply)
-        for line in render.rooms_lines(reply, set(self.joined()), self.style):
-            self.display.show(line)
+        joined = set(self.joined())
+        self._show(render.rooms_lines(reply, joined, self.style, width=self.display.width()))
 
     def show_who(self, reply: Frame) -> None:
         with self._lock:
             self._learn(reply)
-        for line in render.who_lines(reply, self.style):
-            self.display.show(line)
+        self._show(render.who_lines(reply, self.style, width=self.display.width()))
 
     def show_history(self, room: str, reply: Frame) -> None:
         messages = reply.get("messages") or []
@@ -270,6 +280,7 @@ class Chat:
 
     def show_messages(self, messages: Iterable[Any]) -> None:
         """Messages as lines, with a day line whenever the date changes."""
+        width = self.display.width()
         with self._lock:
             for message in messages:
                 if not isinstance(message, dict):
@@ -294,10 +305,16 @@ class Chat:
                     file_id = file.get("id")
                     if isinstance(file_id, int) and not isinstance(file_id, bool):
                         self._files.add(str(file_id))
-                for line in render.message_lines(
-                    message, me=self.me, current_room=self.current, style=self.style, tz=self.tz
-                ):
-                    self.display.show(line)
+                self._show(
+                    render.message_lines(
+                        message,
+                        me=self.me,
+                        current_room=self.current,
+                        style=self.style,
+                        tz=self.tz,
+                        width=width,
+                    )
+                )
 
     def _day(self, when: datetime | None) -> None:
         if when is not None and when.date() != self._last_day:
@@ -328,9 +345,8 @@ class Chat:
                 self._users.add(user)
             moment = self._now()
             self._day(moment)
-            line = render.event_line(frame, moment=moment, style=self.style)
-            if line is not None:
-                self.display.show(line)
+            width = self.display.width()
+            self._show(render.event_lines(frame, moment=moment, style=self.style, width=width))
             if user.lower() == self.me.lower() and kind == "part" and self.current == room:
                 rest = self.joined()
                 self.current = rest[0] if rest else None

@@ -13,6 +13,7 @@ line, so it cannot garble it either; scripts get no progress lines.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterable
@@ -70,6 +71,16 @@ class TerminalDisplay:
     def _toolbar(self) -> str:
         return self._status or ""
 
+    def width(self) -> int | None:
+        """The terminal's width now (it may have been resized); None if it cannot be told."""
+        app = self.app
+        try:
+            if app is not None:
+                return app.output.get_size().columns
+            return os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            return None
+
 
 class PlainDisplay:
     """Plain lines for scripts: events and results to stdout, errors to stderr."""
@@ -91,6 +102,9 @@ class PlainDisplay:
 
     def status(self, text: str | None) -> None:
         """No progress lines in scripts: the result line says what happened."""
+
+    def width(self) -> None:
+        """Scripts get whole lines, however long: whatever reads them does its own layout."""
 
 
 def run_terminal(chat: Chat, display: TerminalDisplay) -> int:

@@ -39,16 +39,19 @@ def chat_env(**extra: str) -> dict[str, str]:
 
 
 def spawn_chat(
-    address: tuple[str, int], *args: str, env: dict[str, str] | None = None
+    address: tuple[str, int],
+    *args: str,
+    env: dict[str, str] | None = None,
+    columns: int = 100,
 ) -> pexpect.spawn:
-    """The real `chat` command in a real pseudo-terminal."""
+    """The real `chat` command in a real pseudo-terminal, `columns` wide."""
     argv = ["-m", "client", *args, "--server", f"{address[0]}:{address[1]}"]
     child = pexpect.spawn(
         sys.executable,
         argv,
         env=env or chat_env(),
         cwd=str(ROOT),
-        dimensions=(30, 100),
+        dimensions=(30, columns),
         timeout=PTY_TIMEOUT,
         encoding="utf-8",
         codec_errors="replace",

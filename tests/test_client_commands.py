@@ -33,6 +33,7 @@ class FakeChat:
         self.callbacks: list[Callable[[dict[str, Any]], None] | None] = []
         self.said: list[str] = []
         self.notices: list[str] = []
+        self.tables: list[list[tuple[str, str]]] = []
         self.errors: list[str] = []
         self.switched: list[str] = []
         self.quitted = False
@@ -53,6 +54,9 @@ class FakeChat:
 
     def error(self, text: str) -> None:
         self.errors.append(text)
+
+    def show_table(self, rows: list[tuple[str, str]]) -> None:
+        self.tables.append(rows)
 
     def entered(self, reply: dict[str, Any]) -> None: ...
     def left(self, room: str) -> None: ...
@@ -173,7 +177,8 @@ def test_quit_takes_a_reason_and_says_it_is_not_sent() -> None:
 
 
 def test_help_is_generated_from_the_registry() -> None:
-    notices = run("/help").notices
+    (rows,) = run("/help").tables
+    syntaxes = [syntax for syntax, _ in rows]
     for name in (
         "join",
         "part",
@@ -187,8 +192,9 @@ def test_help_is_generated_from_the_registry() -> None:
         "quit",
         "help",
     ):
-        assert any(line.startswith(f"/{name}") for line in notices), name
-    assert len(notices) == len(COMMANDS.commands) + 2
+        assert any(syntax.startswith(f"/{name}") for syntax in syntaxes), name
+    assert len(rows) == len(COMMANDS.commands) + 2
+    assert ("/msg USER TEXT...", "send a direct message") in rows
     assert run("/help msg").notices == [
         "/msg USER TEXT...  send a direct message",
         "also: /dm",

@@ -42,6 +42,9 @@ class Lines:
     def refresh(self) -> None:
         pass
 
+    def width(self) -> int | None:
+        return None
+
     def status(self, text: str | None) -> None:
         with self._lock:
             self.statuses.append(text)

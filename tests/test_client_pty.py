@@ -278,3 +278,51 @@ def test_offline_join_is_queued_and_who_says_not_connected(
     child.expect("now in #lobby")
     child.sendline("/quit")
     assert finish(child) == 0
+
+
+FOX = "the quick brown fox jumps over the lazy dog again and again"
+
+
+def test_long_lines_wrap_at_words_under_the_text_in_a_narrow_terminal(
+    connect, server, children
+) -> None:
+    alice = connect("alice")
+    alice.ok("join", room="general")
+    connect("bob")
+    child = spawn_chat(server.address, "login", "--user", "bob", columns=40)
+    children.append(child)
+    child.expect("password: ")
+    child.sendline(PASSWORD)
+    child.expect("lists commands")
+    child.sendline("/join general")
+    child.expect("now in #general")
+    alice.ok("send", room="general", text=FOX)
+    child.expect(r"\d\d:\d\d <alice> the quick brown fox jumps\r\n")
+    child.expect_exact("              over the lazy dog again\r\n")
+    child.expect_exact("              and again\r\n")
+    child.sendline("/quit")
+    assert finish(child) == 0
+
+
+def test_help_and_rooms_wrap_under_their_own_column_in_a_narrow_terminal(
+    connect, server, children
+) -> None:
+    alice = connect("alice")
+    alice.ok("join", room="general")
+    alice.ok("topic", room="general", topic="release planning for the next version")
+    connect("bob")
+    child = spawn_chat(server.address, "login", "--user", "bob", columns=40)
+    children.append(child)
+    child.expect("password: ")
+    child.sendline(PASSWORD)
+    child.expect("lists commands")
+    child.sendline("/help")
+    child.expect_exact("-!- /join ROOM        join a room\r\n")
+    child.expect_exact("                      (creating it) and\r\n")
+    child.expect_exact("-!- /upload [@USER] PATH [CAPTION]\r\n")
+    child.expect_exact("                      send a file to the\r\n")
+    child.sendline("/rooms")
+    child.expect_exact("-!-   #general  1 member, 0 msgs\r\n")
+    child.expect_exact("                release planning for the\r\n")
+    child.sendline("/quit")
+    assert finish(child) == 0

@@ -1,0 +1,125 @@
+"""How wide text is on a terminal, and where to break it: pure, no terminal, no clock.
+
+A line is built from `Run`s, pieces of text that each have one look (a
+colour, a hyperlink); render.py turns runs into escape sequences only after
+they are wrapped, so escape sequences never count toward a width. Widths are
+terminal cells as wcwidth counts them: an east-asian wide character takes 2,
+a combining mark 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from wcwidth import wcwidth
+
+ZERO_WIDTH_JOINER = "\u200d"
+_WORD = re.compile(r"[^ ]+")
+# what render.py writes around runs: SGR colours and OSC 8 hyperlinks
+_OWN_ESCAPES = re.compile(r"\x1b\[[0-9;]*m|\x1b\]8;[^\x1b]*\x1b\\")
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A piece of a line with one look: SGR parameters, and the OSC 8 target of a link."""
+
+    text: str
+    sgr: str = ""
+    link: str | None = None
+
+
+def _clusters(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(end, cells) of each character of text[start:end] with the marks that join it.
+
+    Breaking inside a cluster would strand an accent or split an emoji
+    sequence, so a line is only ever cut between clusters.
+    """
+    index = start
+    while index < end:
+        cells = max(wcwidth(text[index]), 0)
+        index += 1
+        while index < end:
+            joined = text[index - 1] == ZERO_WIDTH_JOINER
+            if not joined and wcwidth(text[index]) != 0:
+                break
+            index += 1
+        yield index, cells
+
+
+def text_width(text: str) -> int:
+    """Cells that plain text (no escape sequences) takes on a terminal."""
+    if text.isascii() and text.isprintable():
+        return len(text)
+    return sum(cells for _, cells in _clusters(text, 0, len(text)))
+
+
+def display_width(line: str) -> int:
+    """Cells a line painted by render.py takes: its colours and links take none."""
+    return text_width(_OWN_ESCAPES.sub("", line))
+
+
+def wrap_spans(text: str, width: int) -> list[tuple[int, int]]:
+    """Where to cut one line of plain text into pieces of at most `width` cells.
+
+    Cuts fall between words, and the spaces at a cut are dropped; spaces at
+    the very start (an indented line) are kept. A word longer than a whole
+    line is cut between characters, starting on the current line when there
+    is room. Returns (start, end) offsets into `text`, so that callers can
+    cut styled runs at the same places.
+    """
+    if width < 1 or text_width(text) <= width:
+        return [(0, len(text))]
+    spans: list[tuple[int, int]] = []
+    start = end = used = 0  # the piece being filled is text[start:end], `used` cells
+    for word in _WORD.finditer(text):
+        gap = text_width(text[end : word.start()])
+        size = text_width(word.group())
+        if used + gap + size <= width:
+            end, used = word.end(), used + gap + size
+            continue
+        if size <= width:
+            if end > start:
+                spans.append((start, end))
+            start, end, used = word.start(), word.end(), size
+            continue
+        if end > start and used + gap < width:
+            used += gap
+        else:
+            if end > start:
+                spans.append((start, end))
+            start, used = word.start(), 0
+        cut = word.start()
+        for stop, cells in _clusters(text, word.start(), word.end()):
+            if used + cells > width and used > 0:
+                spans.append((start, cut))
+                start, used = cut, 0
+            used += cells
+            cut = stop
+        end = word.end()
+    if end > start:
+        spans.append((start, end))
+    return spans or [(0, len(text))]
+
+
+def wrap_runs(runs: Sequence[Run], width: int) -> list[list[Run]]:
+    """Runs cut into lines of at most `width` cells, each piece keeping its run's look.
+
+    A link cut in two stays a link to the whole target on both lines.
+    """
+    text = "".join(run.text for run in runs)
+    return [_slice(runs, start, end) for start, end in wrap_spans(text, width)]
+
+
+def _slice(runs: Sequence[Run], start: int, end: int) -> list[Run]:
+    pieces = []
+    offset = 0
+    for run in runs:
+        run_end = offset + len(run.text)
+        low, high = max(start, offset), min(end, run_end)
+        if low < high:
+            pieces.append(dataclasses.replace(run, text=run.text[low - offset : high - offset]))
+        offset = run_end
+    return pieces
