@@ -1,4 +1,5 @@
-"""How wide text is on a terminal, and where to break it: pure, no terminal, no clock.
+"""How wide text is on a terminal, where to break it, and where a terminal that
+rewraps it on a resize moves things: pure, no terminal, no clock.
 
 A line is built from `Run`s, pieces of text that each have one look (a
 colour, a hyperlink); render.py turns runs into escape sequences only after
@@ -123,3 +124,18 @@ def _slice(runs: Sequence[Run], start: int, end: int) -> list[Run]:
             pieces.append(dataclasses.replace(run, text=run.text[low - offset : high - offset]))
         offset = run_end
     return pieces
+
+
+def cursor_after_reflow(
+    row_widths: Sequence[int], cursor: tuple[int, int], width: int
+) -> tuple[int, int]:
+    """The cursor (x, y from the first row drawn) once a narrower terminal rewrapped the rows.
+
+    Terminals that reflow (most now do) cut every line wider than a new,
+    narrower width into several rows, and keep the cursor on its cell. Each
+    row here is a line of its own (prompt_toolkit ends its rows explicitly),
+    so a row `w` cells wide becomes ceil(w / width) rows.
+    """
+    x, y = cursor
+    above = sum(max(1, -(-row // width)) for row in row_widths[:y])
+    return x % width, above + x // width

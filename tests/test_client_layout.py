@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.layout import Run, display_width, text_width, wrap_runs, wrap_spans
+from client.layout import (
+    Run,
+    cursor_after_reflow,
+    display_width,
+    text_width,
+    wrap_runs,
+    wrap_spans,
+)
 
 
 def wrapped(text: str, width: int) -> list[str]:
@@ -69,3 +76,19 @@ def test_runs_keep_their_look_across_a_cut() -> None:
         [Run("ab", "31")],
         [Run("cd", "32")],
     ]
+
+
+@pytest.mark.parametrize(
+    ("rows", "cursor", "width", "moved"),
+    [
+        ([], (48, 0), 30, (18, 1)),  # one long row cut in two
+        ([], (30, 0), 30, (0, 1)),
+        ([], (12, 0), 30, (12, 0)),  # it still fits: nothing moves
+        ([100, 100], (5, 2), 30, (5, 8)),  # each full row above became four
+        ([0, 20], (3, 2), 30, (3, 2)),
+    ],
+)
+def test_cursor_after_reflow(
+    rows: list[int], cursor: tuple[int, int], width: int, moved: tuple[int, int]
+) -> None:
+    assert cursor_after_reflow(rows, cursor, width) == moved

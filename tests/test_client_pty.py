@@ -6,11 +6,13 @@ codes), and every expect has a deadline.
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Callable, Iterator
 
 import pexpect
 import pytest
-from client_helpers import FakeServer, chat_env, finish, spawn_chat
+from client_helpers import FakeServer, Tmux, chat_env, finish, spawn_chat
 from conftest import PASSWORD
 from wire import WireClient
 
@@ -326,3 +328,56 @@ def test_help_and_rooms_wrap_under_their_own_column_in_a_narrow_terminal(
     child.expect_exact("                release planning for the\r\n")
     child.sendline("/quit")
     assert finish(child) == 0
+
+
+@pytest.fixture
+def tmux_chat(server) -> Iterator[Callable[..., Tmux]]:
+    """tmux_chat(user) -> `chat login` as `user` in a tmux pane, a terminal that reflows."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    panes: list[Tmux] = []
+
+    def start(user: str) -> Tmux:
+        address = "{}:{}".format(*server.address)
+        command = [sys.executable, "-m", "client", "login", "--user", user, "--server", address]
+        env = {"CHAT_PASSWORD": PASSWORD, "NO_COLOR": "1", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        pane = Tmux(command, env, columns=100, rows=20)
+        panes.append(pane)
+        return pane
+
+    yield start
+    for pane in panes:
+        pane.close()
+
+
+def test_resizing_a_reflowing_terminal_leaves_no_duplicated_prompt(connect, tmux_chat) -> None:
+    """A prompt row the narrower terminal rewrapped is erased whole, not its last row only."""
+    alice = connect("alice")
+    alice.ok("join", room="general")
+    connect("bob")
+    pane = tmux_chat("bob")
+    # keys typed before the prompt is drawn would be echoed by the tty, outside the app
+    pane.wait_for(lambda lines: "(no room)>" in lines, "the prompt")
+    pane.type("/join general", enter=True)
+    pane.wait_for(lambda lines: "-!- now in #general" in lines, "the join")
+    prompt = "#general> typing a fairly long line of text here"
+    pane.type(prompt.removeprefix("#general> "))
+    pane.wait_for(lambda lines: prompt in lines, "the typed text")
+    for columns in (30, 60, 25, 100, 20):
+        pane.resize(columns)
+        # a line printed after the resize: the app has handled the resize by then
+        said = f"at {columns}"
+        alice.ok("send", room="general", text=said)
+        lines = pane.wait_for(prompt_below(f"<alice> {said}"), f"the prompt below {said!r}")
+        prompts = [line for line in lines if line.startswith("#general>")]
+        assert prompts == [prompt[:columns]], "\n".join(lines)
+
+
+def prompt_below(text: str) -> Callable[[list[str]], bool]:
+    """A screen on which the prompt has been drawn again below the line ending with `text`."""
+
+    def drawn(lines: list[str]) -> bool:
+        shown = [index for index, line in enumerate(lines) if line.endswith(text)]
+        return bool(shown) and any(line.startswith("#general>") for line in lines[shown[-1] :])
+
+    return drawn
