@@ -1,25 +1,34 @@
-"""How wide text is on a terminal, where to break it, and where a terminal that
-rewraps it on a resize moves things: pure, no terminal, no clock.
+"""Lines on a terminal: how wide text is, where to break it, how it is painted,
+and where a terminal that rewraps it on a resize moves things. Pure: no
+terminal, no clock.
 
 A line is built from `Run`s, pieces of text that each have one look (a
-colour, a hyperlink); render.py turns runs into escape sequences only after
-they are wrapped, so escape sequences never count toward a width. Widths are
+colour, a hyperlink). Runs become escape sequences (`paint`) only after they
+are wrapped, so escape sequences never count toward a width. Widths are
 terminal cells as wcwidth counts them: an east-asian wide character takes 2,
-a combining mark 0.
+a combining mark 0. render.py decides what the lines say.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 
 from wcwidth import wcwidth
 
 ZERO_WIDTH_JOINER = "\u200d"
+RESET = "\x1b[0m"
+UNDERLINE, UNDERLINE_OFF = "\x1b[4m", "\x1b[24m"
+# why: OSC 8 is how terminals mark a hyperlink; terminals without it ignore it.
+OSC8_OPEN, OSC8_CLOSE = "\x1b]8;;{url}\x1b\\", "\x1b]8;;\x1b\\"
+# why: beside a very long head, a text narrower than this is harder to read than one the
+# terminal wraps
+MIN_TEXT_COLUMNS = 12
 _WORD = re.compile(r"[^ ]+")
-# what render.py writes around runs: SGR colours and OSC 8 hyperlinks
+# what `paint` writes around runs: SGR colours and OSC 8 hyperlinks
 _OWN_ESCAPES = re.compile(r"\x1b\[[0-9;]*m|\x1b\]8;[^\x1b]*\x1b\\")
 
 
@@ -30,6 +39,50 @@ class Run:
     text: str
     sgr: str = ""
     link: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """Whether lines carry colour and hyperlinks (a terminal) or are plain (scripts, pipes)."""
+
+    colour: bool = True
+    links: bool = False
+
+    def paint(self, sgr: str, text: str) -> str:
+        return f"\x1b[{sgr}m{text}{RESET}" if self.colour and text else text
+
+
+PLAIN = Style(colour=False)
+
+
+def hang(head: list[Run], bodies: list[list[Run]], width: int | None, style: Style) -> list[str]:
+    """`head`, then the body lines; continuation lines start under the first body's column.
+
+    Without a width (a script) each body line stays whole. With one, each is
+    wrapped at word boundaries into what the head leaves of the width (at
+    least MIN_TEXT_COLUMNS, so that a very long head still leaves room).
+    """
+    column = text_width("".join(run.text for run in head))
+    room = None if width is None else max(width - column, MIN_TEXT_COLUMNS)
+    rows: list[list[Run]] = []
+    for body in bodies:
+        rows.extend([body] if room is None else wrap_runs(body, room))
+    first, *rest = rows or [[]]
+    pad = " " * column
+    return [paint([*head, *first], style), *(pad + paint(row, style) for row in rest)]
+
+
+def paint(runs: Iterable[Run], style: Style) -> str:
+    """Runs as terminal text: each with its colour, a link with OSC 8 and an underline."""
+    painted = []
+    for (sgr, link), group in groupby(runs, key=lambda run: (run.sgr, run.link)):
+        text = "".join(run.text for run in group)
+        if not text:
+            continue
+        if link is not None and style.links:
+            text = OSC8_OPEN.format(url=link) + UNDERLINE + text + UNDERLINE_OFF + OSC8_CLOSE
+        painted.append(style.paint(sgr, text) if sgr else text)
+    return "".join(painted)
 
 
 def _clusters(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:

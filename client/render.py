@@ -11,15 +11,15 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, tzinfo
-from itertools import groupby
 from typing import Any, TypeGuard
 from urllib.parse import quote
 
 from chatd.names import parse_ts
-from client.layout import Run, text_width, wrap_runs
+from client.layout import PLAIN as PLAIN  # re-exported
+from client.layout import Run, hang, paint, text_width
+from client.layout import Style as Style  # re-exported
 
 # Escape sequences are removed whole, so that no "[31m" debris is left behind.
 _ESCAPES = re.compile(
@@ -41,14 +41,10 @@ TAB = "    "
 
 # Readable on dark and light backgrounds alike; black and white are left out.
 NAME_COLOURS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
-RESET = "\x1b[0m"
 DIM = "2"
 BOLD = "1"
 ERROR = "1;31"
 NOTICE = "36"
-UNDERLINE, UNDERLINE_OFF = "\x1b[4m", "\x1b[24m"
-# why: OSC 8 is how terminals mark a hyperlink; terminals without it ignore it.
-OSC8_OPEN, OSC8_CLOSE = "\x1b]8;;{url}\x1b\\", "\x1b]8;;\x1b\\"
 # Runs of printable non-space characters after http:// or https://; the text
 # they are found in is already sanitized, so it holds no ESC or control character.
 _URL = re.compile(r"\bhttps?://[^\s<>\"'`\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
@@ -59,9 +55,6 @@ _URL_SAFE = "".join(chr(c) for c in range(33, 127))
 PROGRESS_WIDTH = 20
 NOTICE_MARK = "-!-"
 NOTICE_WIDTH = len(NOTICE_MARK) + 1
-# why: beside a very long head, a text narrower than this is harder to read than one the
-# terminal wraps
-MIN_TEXT_COLUMNS = 12
 COLUMN_GAP = 2
 
 # A line of text from chat.py, one per client-side problem, keyed by wire error code.
@@ -93,18 +86,6 @@ ERROR_TEXT: Mapping[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Style:
-    """Whether lines carry colour and hyperlinks (a terminal) or are plain (scripts, pipes)."""
-
-    colour: bool = True
-    links: bool = False
-
-    def paint(self, sgr: str, text: str) -> str:
-        return f"\x1b[{sgr}m{text}{RESET}" if self.colour and text else text
-
-
-PLAIN = Style(colour=False)
 _NOTICE_HEAD = [Run(NOTICE_MARK, NOTICE), Run(" ")]
 _DM_STAR = Run("*", BOLD)
 
@@ -163,38 +144,8 @@ def notice_lines(
     Wrapped to `width`, continuation lines under the text.
     """
     if error:
-        return _hang([Run(NOTICE_MARK + " ", ERROR)], [[Run(text, ERROR)]], width, style)
-    return _hang(_NOTICE_HEAD, [[Run(text)]], width, style)
-
-
-def _hang(head: list[Run], bodies: list[list[Run]], width: int | None, style: Style) -> list[str]:
-    """`head`, then the body lines; continuation lines start under the first body's column.
-
-    Without a width (a script) each body line stays whole. With one, each is
-    wrapped at word boundaries into what the head leaves of the width (at
-    least MIN_TEXT_COLUMNS, so that a very long head still leaves room).
-    """
-    column = text_width("".join(run.text for run in head))
-    room = None if width is None else max(width - column, MIN_TEXT_COLUMNS)
-    rows: list[list[Run]] = []
-    for body in bodies:
-        rows.extend([body] if room is None else wrap_runs(body, room))
-    first, *rest = rows or [[]]
-    pad = " " * column
-    return [paint([*head, *first], style), *(pad + paint(row, style) for row in rest)]
-
-
-def paint(runs: Iterable[Run], style: Style) -> str:
-    """Runs as terminal text: each with its colour, a link with OSC 8 and an underline."""
-    painted = []
-    for (sgr, link), group in groupby(runs, key=lambda run: (run.sgr, run.link)):
-        text = "".join(run.text for run in group)
-        if not text:
-            continue
-        if link is not None and style.links:
-            text = OSC8_OPEN.format(url=link) + UNDERLINE + text + UNDERLINE_OFF + OSC8_CLOSE
-        painted.append(style.paint(sgr, text) if sgr else text)
-    return "".join(painted)
+        return hang([Run(NOTICE_MARK + " ", ERROR)], [[Run(text, ERROR)]], width, style)
+    return hang(_NOTICE_HEAD, [[Run(text)]], width, style)
 
 
 def counted(count: int, noun: str) -> str:
@@ -299,7 +250,7 @@ def file_lines(
     caption = sanitize(message.get("text"), keep_newlines=True)
     if caption.strip() and caption != name:
         bodies.extend(text_runs(line) for line in caption.split("\n"))
-    return _hang(_time_head(message, tz), bodies, width, style)
+    return hang(_time_head(message, tz), bodies, width, style)
 
 
 def _time_head(message: Mapping[str, Any], tz: tzinfo | None) -> list[Run]:
@@ -358,7 +309,7 @@ def message_lines(
         head += [Run("* "), _name(user), Run(" ")]
     elif room is not None:
         head += [Run("<"), _name(user), Run("> ")]
-    return _hang(head, [text_runs(line) for line in text.split("\n")], width, style)
+    return hang(head, [text_runs(line) for line in text.split("\n")], width, style)
 
 
 def event_lines(
@@ -381,7 +332,7 @@ def event_lines(
         )
     else:
         return []
-    return _hang([Run(f"{clock(moment)} -- ", DIM)], [[Run(text, DIM)]], width, style)
+    return hang([Run(f"{clock(moment)} -- ", DIM)], [[Run(text, DIM)]], width, style)
 
 
 def room_header(reply: Mapping[str, Any], style: Style, *, width: int | None = None) -> list[str]:
@@ -454,11 +405,11 @@ def table_lines(
     for left, right in rows:
         room = column - text_width(left)
         if room >= COLUMN_GAP:
-            lines += _hang([*_NOTICE_HEAD, Run(left + " " * room)], [[Run(right)]], width, style)
+            lines += hang([*_NOTICE_HEAD, Run(left + " " * room)], [[Run(right)]], width, style)
         else:
-            lines += _hang(_NOTICE_HEAD, [[Run(left)]], width, style)
+            lines += hang(_NOTICE_HEAD, [[Run(left)]], width, style)
             pad = [Run(" " * (NOTICE_WIDTH + column))]
-            lines += _hang(pad, [[Run(right)]], width, style)
+            lines += hang(pad, [[Run(right)]], width, style)
     return lines
 
 
