@@ -145,4 +145,3 @@ class StoredBatch(Struct, frozen=True):
             new.stored_as(message_id, ts, file)
             for new, message_id, file in zip(batch, self.ids, self.files, strict=True)
         ]
-

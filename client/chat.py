@@ -21,11 +21,23 @@ from client.session import NOT_SENT, RECONNECT_ASKED, Frame, Session, State
 from client.state import SeenMarkers
 from client.transfers import Transfers
 
+# What a request queued while disconnected (session.QUEUEABLE) will do.
+WHEN_RECONNECTED = {
+    "send": "the message will be sent after reconnecting",
+    "dm": "the message will be sent after reconnecting",
+    "join": "will join #{room} after reconnecting",
+    "part": "will leave #{room} after reconnecting",
+    "topic": "will set the topic of #{room} after reconnecting",
+}
+
 
 class Display(Protocol):
     def show(self, line: str, *, error: bool = False) -> None: ...
     def refresh(self) -> None: ...
     def status(self, text: str | None) -> None: ...
+    def width(self) -> int | None:
+        """Columns to wrap lines at now; None: never wrap (scripts get whole lines)."""
+        ...
 
 
 class Chat:
@@ -159,8 +171,9 @@ class Chat:
             self.error(self._describe_failure(op, args, reply))
 
         req = self.session.request(op, on_reply, **args)
-        if req.queued and op in ("send", "dm"):
-            self.notice("not connected: the message will be sent after reconnecting")
+        if req.queued:
+            later = WHEN_RECONNECTED.get(op, "it will be done after reconnecting")
+            self.notice("not connected: " + later.format(**args))
 
     def _describe_failure(self, op: str, args: dict[str, Any], reply: Frame) -> str:
         why = render.error_text(reply)
@@ -182,12 +195,21 @@ class Chat:
         self.request("send", self.show_own, room=self.current, text=text)
 
     def notice(self, text: str) -> None:
-        self.display.show(render.notice_line(text, self.style))
+        self._show(render.notice_lines(text, self.style, width=self.display.width()))
 
     def error(self, text: str) -> None:
         """An error line; a script that saw one exits 1."""
         self.failures += 1
-        self.display.show(render.notice_line(text, self.style, error=True), error=True)
+        lines = render.notice_lines(text, self.style, width=self.display.width(), error=True)
+        self._show(lines, error=True)
+
+    def show_table(self, rows: list[tuple[str, str]]) -> None:
+        """Two columns of notices, such as /help."""
+        self._show(render.table_lines(rows, self.style, width=self.display.width()))
+
+    def _show(self, lines: Iterable[str], *, error: bool = False) -> None:
+        for line in lines:
+            self.display.show(line, error=error)
 
     def entered(self, reply: Frame) -> None:
         """A join reply: the room becomes current; header, then history, then live."""
@@ -197,8 +219,7 @@ class Chat:
             self._rooms.add(room)
             self._learn(reply)
             self.current = room
-            for line in render.room_header(reply, self.style):
-                self.display.show(line)
+            self._show(render.room_header(reply, self.style, width=self.display.width()))
             history = reply.get("history") or []
             self.show_messages(history)
         self.display.refresh()
@@ -233,14 +254,13 @@ class Chat:
 
     def show_rooms(self, reply: Frame) -> None:
         self._learn_rooms(reply)
-        for line in render.rooms_lines(reply, set(self.joined()), self.style):
-            self.display.show(line)
+        joined = set(self.joined())
+        self._show(render.rooms_lines(reply, joined, self.style, width=self.display.width()))
 
     def show_who(self, reply: Frame) -> None:
         with self._lock:
             self._learn(reply)
-        for line in render.who_lines(reply, self.style):
-            self.display.show(line)
+        self._show(render.who_lines(reply, self.style, width=self.display.width()))
 
     def older(self, room: str, count: int) -> None:
         """/history: fill what a reconnect left out first, then page back from the oldest shown."""
@@ -319,6 +339,7 @@ class Chat:
 
     def show_messages(self, messages: Iterable[Any]) -> None:
         """Messages as lines, with a day line whenever the date changes."""
+        width = self.display.width()
         with self._lock:
             for message in messages:
                 if not isinstance(message, dict):
@@ -345,10 +366,16 @@ class Chat:
                     file_id = file.get("id")
                     if isinstance(file_id, int) and not isinstance(file_id, bool):
                         self._files.add(str(file_id))
-                for line in render.message_lines(
-                    message, me=self.me, current_room=self.current, style=self.style, tz=self.tz
-                ):
-                    self.display.show(line)
+                self._show(
+                    render.message_lines(
+                        message,
+                        me=self.me,
+                        current_room=self.current,
+                        style=self.style,
+                        tz=self.tz,
+                        width=width,
+                    )
+                )
 
     def _day(self, when: datetime | None) -> None:
         if when is not None and when.date() != self._last_day:
@@ -366,7 +393,7 @@ class Chat:
         elif kind == "error":
             self.error(f"server: {render.error_text(frame)}")
         elif kind == "shutdown":
-            self.notice(f"the server is shutting down: {render.sanitize(frame.get('reason'))}")
+            self.notice(render.shutdown_text(frame.get("reason")))
 
     def _membership(self, frame: Frame) -> None:
         kind = frame.get("event")
@@ -379,9 +406,8 @@ class Chat:
                 self._users.add(user)
             moment = self._now()
             self._day(moment)
-            line = render.event_line(frame, moment=moment, style=self.style)
-            if line is not None:
-                self.display.show(line)
+            width = self.display.width()
+            self._show(render.event_lines(frame, moment=moment, style=self.style, width=width))
             if user.lower() == self.me.lower() and kind == "part" and self.current == room:
                 rest = self.joined()
                 self.current = rest[0] if rest else None

@@ -11,15 +11,24 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import shlex
 import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from chatd import __version__
 from chatd.names import PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, is_valid_username
 from client import render
-from client.connection import Backoff, ConnectionLost, UntrustedServer
+from client.connection import (
+    Backoff,
+    ConnectionLost,
+    UntrustedServer,
+    WrongTransport,
+    network_error_text,
+    show_address,
+)
 from client.session import LoginFailed, Session
 from client.state import SeenMarkers
 
@@ -29,6 +38,8 @@ EXIT_USAGE = 2
 DEFAULT_SERVER = "127.0.0.1:7700"
 DEFAULT_PORT = 7700
 PASSWORD_TRIES = 3
+TLS_YES = frozenset({"1", "yes", "true", "on"})
+TLS_NO = frozenset({"", "0", "no", "false", "off"})
 # why: a script should end, not wait forever for a server that is gone.
 SCRIPT_GIVE_UP_AFTER = 30.0
 # why: on a machine where this account never ran chat, the latest few stand for "unseen".
@@ -73,6 +84,13 @@ class Console:
             return self.terminal
         return self.stdin.isatty() and self.stdout.isatty()
 
+    @property
+    def piped(self) -> bool:
+        """Standard input is a pipe or a file: something else feeds it."""
+        if self.terminal is not None:
+            return not self.terminal
+        return not self.stdin.isatty()
+
     def say(self, text: str) -> None:
         print(text, file=self.stdout, flush=True)
 
@@ -98,7 +116,9 @@ def parse_server(text: str) -> tuple[str, int]:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chat", description="chat: the chatd terminal client")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # why: not argparse's "version" action, which prints to sys.stdout, not the Console
+    parser.add_argument("--version", action="store_true", help="print chat's version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in (
         ("register", "create an account on the server"),
         ("login", "log in and chat (reads commands from stdin when it is not a terminal)"),
@@ -107,7 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--server", help=f"HOST:PORT (env CHAT_SERVER; default {DEFAULT_SERVER})")
         sub.add_argument("--user", help="your username (asked for when missing)")
         sub.add_argument(
-            "--tls", action="store_true", help="use TLS, verifying the server (env CHAT_TLS=1)"
+            "--tls", action="store_true", help="use TLS, verifying the server (env CHAT_TLS=yes)"
         )
         sub.add_argument(
             "--ca", metavar="FILE", help="trust this CA certificate (PEM) instead of the system's"
@@ -115,14 +135,39 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tls(args: argparse.Namespace, env: Mapping[str, str]) -> ssl.SSLContext | None:
-    """A verifying TLS context when --tls, --ca or CHAT_TLS=1 asks for one."""
-    if not (args.tls or args.ca or env.get("CHAT_TLS") == "1"):
-        return None
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The server to talk to and how; `tls_switches` says what asked for TLS, for advice."""
+
+    address: tuple[str, int]
+    tls: ssl.SSLContext | None = None
+    tls_switches: tuple[str, ...] = ()  # of "--tls", "--ca", "CHAT_TLS"
+    ca: str | None = None
+
+
+def _target(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
+    """The server (--server, CHAT_SERVER); a verifying TLS context if --tls, --ca or CHAT_TLS."""
+    address = parse_server(args.server or env.get("CHAT_SERVER") or DEFAULT_SERVER)
+    asked = (("--tls", bool(args.tls)), ("--ca", bool(args.ca)), ("CHAT_TLS", _env_tls(env)))
+    switches = tuple(name for name, given in asked if given)
+    if not switches:
+        return Target(address)
     try:
-        return ssl.create_default_context(cafile=args.ca)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot use --ca {args.ca}: {exc}") from None
+        context = ssl.create_default_context(cafile=args.ca)
+    except ssl.SSLError:
+        raise UsageError(f"cannot use --ca {args.ca}: it holds no PEM certificate") from None
+    except OSError as exc:
+        raise UsageError(f"cannot use --ca {args.ca}: {network_error_text(exc)}") from None
+    return Target(address, context, switches, args.ca)
+
+
+def _env_tls(env: Mapping[str, str]) -> bool:
+    """CHAT_TLS as a yes or no; a value that is neither is a usage error, not a silent no."""
+    value = env.get("CHAT_TLS", "")
+    word = value.strip().lower()
+    if word in TLS_YES or word in TLS_NO:
+        return word in TLS_YES
+    raise UsageError(f"CHAT_TLS={value!r} is neither yes nor no (1/0, true/false, on/off)")
 
 
 def _username(args: argparse.Namespace, console: Console) -> str:
@@ -146,29 +191,81 @@ def _password_source(env: Mapping[str, str], console: Console) -> str | None:
     return None
 
 
-def _open(
-    address: tuple[str, int],
-    give_up_after: float | None = None,
-    tls: ssl.SSLContext | None = None,
-) -> Session:
-    session = Session(address, backoff=Backoff(), give_up_after=give_up_after, tls=tls)
+def _password_without_asking(env: Mapping[str, str], console: Console) -> str | None:
+    """CHAT_PASSWORD, else the first line of a piped stdin (as `chatd user add` reads it).
+
+    None when stdin is a terminal: the caller asks, twice.
+    """
+    if env.get("CHAT_PASSWORD") or not console.piped:
+        return _password_source(env, console)
+    line = console.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise UsageError("no password on standard input: pipe one line, or set CHAT_PASSWORD")
+    return line
+
+
+def _login_hint(args: argparse.Namespace, username: str) -> str:
+    """The `chat login` command to run next, with the connection flags given, ready to paste."""
+    words = ["chat", "login"]
+    if args.server:
+        words += ["--server", args.server]
+    if args.tls:
+        words.append("--tls")
+    if args.ca:
+        words += ["--ca", args.ca]
+    return shlex.join([*words, "--user", username])
+
+
+def _open(target: Target, give_up_after: float | None = None) -> Session:
+    session = Session(
+        target.address, backoff=Backoff(), give_up_after=give_up_after, tls=target.tls
+    )
+    where = show_address(target.address)
     try:
         session.open()
     except UntrustedServer as exc:
-        raise Refused(str(exc)) from None
-    except (OSError, ConnectionLost) as exc:
-        raise Refused(f"cannot reach {address[0]}:{address[1]}: {exc}") from None
+        raise Refused(f"{exc}{_trust_advice(exc, target)}") from None
+    except WrongTransport as exc:
+        raise Refused(f"cannot talk to {where}: {exc}{_transport_advice(exc, target)}") from None
+    except OSError as exc:
+        raise Refused(f"cannot reach {where}: {network_error_text(exc)}") from None
+    except ConnectionLost as exc:
+        raise Refused(f"cannot reach {where}: {exc}") from None
     return session
 
 
+def _trust_advice(exc: UntrustedServer, target: Target) -> str:
+    """What would get past an untrusted certificate, in the user's own flags."""
+    if exc.names and "*" not in exc.names[0]:
+        by_name = show_address((exc.names[0], target.address[1]))
+        return f": connect by that name (--server {by_name})"
+    if not exc.unknown_issuer:
+        return ""
+    if target.ca:
+        return f"; the CA in {target.ca} did not sign it"
+    return "; for a private CA use --ca FILE"
+
+
+def _transport_advice(exc: WrongTransport, target: Target) -> str:
+    """TLS on one side only: turn it on, or off the way it was turned on."""
+    if exc.server_tls:
+        return ": add --tls"
+    steps = []
+    flags = [switch for switch in target.tls_switches if switch.startswith("--")]
+    if flags:
+        steps.append("leave out " + " and ".join(flags))
+    if "CHAT_TLS" in target.tls_switches:
+        steps.append("unset CHAT_TLS")
+    return f" ({', and '.join(steps)})"
+
+
 def register(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
-    """chat register: username, then the password twice; exit 0, or 1 when refused."""
-    address = _address(args, env)
-    tls = _tls(args, env)
+    """chat register: username, then the password (twice, or once from a pipe); 0, or 1 refused."""
+    target = _target(args, env)
     username = _username(args, console)
     if not is_valid_username(username):
         raise Refused(render.ERROR_TEXT["invalid_username"])
-    password = _password_source(env, console)
+    password = _password_without_asking(env, console)
     tries = 0
     while password is None:
         tries += 1
@@ -183,7 +280,7 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
             console.complain("the passwords do not match")
         if tries >= PASSWORD_TRIES:
             raise Refused("no password chosen")
-    session = _open(address, tls=tls)
+    session = _open(target)
     try:
         reply = session.call("register", username=username, password=password)
     except ConnectionLost as exc:
@@ -193,12 +290,8 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
     if not reply.get("ok"):
         raise Refused(render.error_text(reply))
     name = render.sanitize(reply.get("username", username))
-    console.say(f"registered {name}; now: chat login --user {name}")
+    console.say(f"registered {name}; now: {_login_hint(args, name)}")
     return EXIT_OK
-
-
-def _address(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int]:
-    return parse_server(args.server or env.get("CHAT_SERVER") or DEFAULT_SERVER)
 
 
 def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
@@ -206,8 +299,7 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
     from client.chat import Chat
     from client.ui import PlainDisplay, TerminalDisplay, run_script, run_terminal
 
-    address = _address(args, env)
-    tls = _tls(args, env)
+    target = _target(args, env)
     username = _username(args, console)
     fixed = _password_source(env, console)
     interactive = console.interactive
@@ -216,7 +308,7 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
     for attempt in range(1, PASSWORD_TRIES + 1):
         password = fixed if fixed is not None else console.ask_password("password: ")
         if session is None:
-            session = _open(address, give_up_after, tls)
+            session = _open(target, give_up_after)
         try:
             reply = session.login(username, password)
             break
@@ -237,7 +329,7 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
         raise Refused("not logged in")
     assert session is not None
     if interactive:
-        seen = SeenMarkers.for_account(env, address, session.username)
+        seen = SeenMarkers.for_account(env, target.address, session.username)
         try:
             direct, gap = session.direct_since(seen.get(), RECENT_DIRECT)
         except ConnectionLost as exc:
@@ -281,6 +373,13 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    if args.version:
+        console.say(f"chat {__version__}")
+        return EXIT_OK
+    if args.command is None:
+        parser.print_usage(console.stderr)
+        console.complain("a command is needed: register or login (chat --help says more)")
+        return EXIT_USAGE
     try:
         return COMMANDS[args.command](args, env, console)
     except UsageError as exc:

@@ -39,6 +39,7 @@ class ChatApi(Protocol):
     def say(self, text: str) -> None: ...
     def notice(self, text: str) -> None: ...
     def error(self, text: str) -> None: ...
+    def show_table(self, rows: list[tuple[str, str]]) -> None: ...
     def entered(self, reply: Frame) -> None: ...
     def left(self, room: str) -> None: ...
     def switch(self, room: str) -> None: ...
@@ -137,12 +138,12 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._by_alias)
 
-    def help_lines(self) -> list[str]:
-        width = max(len(cmd.syntax) for cmd in self.commands.values())
-        lines = [f"{cmd.syntax:<{width}}  {cmd.summary}" for cmd in self.commands.values()]
-        lines.append(f"{'//TEXT':<{width}}  send a line that begins with /")
-        lines.append(f"{'TEXT':<{width}}  send TEXT to the current room")
-        return lines
+    def help_rows(self) -> list[tuple[str, str]]:
+        """/help as (syntax, summary) rows, laid out by whoever shows them."""
+        rows = [(cmd.syntax, cmd.summary) for cmd in self.commands.values()]
+        rows.append(("//TEXT", "send a line that begins with /"))
+        rows.append(("TEXT", "send TEXT to the current room"))
+        return rows
 
 
 COMMANDS = Registry()
@@ -353,9 +354,16 @@ def cmd_open(chat: ChatApi, args: list[str]) -> None:
     chat.open_file(_file_id(args[0]))
 
 
-@COMMANDS.command("quit", [], "leave the chat (Ctrl-D does the same)", aliases=["exit"])
+@COMMANDS.command(
+    "quit",
+    [Param("REASON", "text", optional=True, rest=True)],
+    "leave the chat (Ctrl-D does the same)",
+    aliases=["exit"],
+)
 def cmd_quit(chat: ChatApi, args: list[str]) -> None:
-    """/quit"""
+    """/quit [REASON]  (the protocol's quit carries no reason, so it is only accepted)"""
+    if args:
+        chat.notice("the reason is not sent: chatd has no quit messages")
     chat.quit()
 
 
@@ -376,5 +384,4 @@ def cmd_help(chat: ChatApi, args: list[str]) -> None:
         if cmd.aliases:
             chat.notice("also: " + ", ".join(f"/{alias}" for alias in cmd.aliases))
         return
-    for line in COMMANDS.help_lines():
-        chat.notice(line)
+    chat.show_table(COMMANDS.help_rows())

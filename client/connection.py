@@ -2,12 +2,15 @@
 
 Blocking, with a deadline on every read: `select` waits, so the socket's own
 timeout only bounds writes and one thread may write while another reads.
-Reconnect timing (`Backoff`) lives here too, as pure arithmetic.
+Reconnect timing (`Backoff`) lives here too, as pure arithmetic, and so does
+the wording of what goes wrong on the way: network errors in words, TLS on
+one side only, a certificate that does not verify and why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import select
 import socket
@@ -25,6 +28,7 @@ from chatd.protocol import (
     parse_json_line,
 )
 from chatd.transport import PlainTransport, TlsTransport, Transport
+from client.render import sanitize
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +36,87 @@ Frame = dict[str, Any]
 IO_TIMEOUT = 10.0
 
 
+# errno values in words; anything else gets the system's own text, lower-cased.
+_ERRNO_TEXT = {
+    errno.ECONNREFUSED: "connection refused (is chatd running?)",
+    errno.ECONNRESET: "the connection was reset",
+    errno.ECONNABORTED: "the connection was aborted",
+    errno.EPIPE: "the connection was closed",
+    errno.ETIMEDOUT: "no answer in time (timed out)",
+    errno.EHOSTUNREACH: "no route to the host",
+    errno.ENETUNREACH: "the network is unreachable",
+    errno.EADDRNOTAVAIL: "the address is not available here",
+}
+_LOOKUP_TEXT = {
+    socket.EAI_NONAME: "unknown host",
+    socket.EAI_AGAIN: "the host name could not be looked up",
+}
+
+
+# why: chatd greets at once; a server silent this long may be a TLS server awaiting our hello
+TLS_PROBE_AFTER = 1.0
+# Blank lines: chatd ignores them, a TLS server cannot read them as a record and hangs up.
+_TLS_PROBE = b"\n" * 8
+_TLS_ALERT = b"\x15\x03"  # the start of a TLS alert record, all a TLS server might answer
+# OpenSSL's reasons for a handshake answered with bytes that are not TLS at all
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"}
+)
+# X509_V_ERR_* codes: the certificate is for another name; no trusted CA signed it
+_WRONG_NAME = frozenset({62, 64})
+_UNKNOWN_ISSUER = frozenset({2, 18, 19, 20, 21})
+_NAME_KINDS = ("DNS", "IP Address")  # the subjectAltName entries a server is reached by
+
+
+def show_address(address: tuple[str, int]) -> str:
+    """`host:port` as --server takes it: an IPv6 address in brackets, `[::1]:7700`."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def network_error_text(exc: OSError) -> str:
+    """What went wrong connecting or talking, in words (never `[Errno 111] ...`)."""
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "unknown reason").lower().replace("_", " ")
+        return f"the TLS handshake failed ({reason})"
+    if isinstance(exc, socket.gaierror):
+        return _LOOKUP_TEXT.get(exc.errno or 0, "the host name could not be looked up")
+    if isinstance(exc, TimeoutError) and exc.errno is None:
+        return _ERRNO_TEXT[errno.ETIMEDOUT]
+    if exc.errno in _ERRNO_TEXT:
+        return _ERRNO_TEXT[exc.errno]
+    if exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return str(exc) or type(exc).__name__
+
+
 class ConnectionLost(Exception):
     """The connection ended or stopped answering."""
 
 
+class WrongTransport(ConnectionLost):
+    """TLS on one side only: `server_tls` says whether it is the server's side."""
+
+    def __init__(self, *, server_tls: bool) -> None:
+        super().__init__(
+            "this looks like a TLS server" if server_tls else "the server does not speak TLS"
+        )
+        self.server_tls = server_tls
+
+
 class UntrustedServer(ConnectionError):
-    """TLS: the server's certificate did not verify."""
+    """TLS: the server's certificate did not verify; the message says why.
+
+    `unknown_issuer`: no CA we trust signed it (a private CA would explain
+    that). `names`: it is valid, but for these names and not the one we used.
+    """
+
+    def __init__(
+        self, message: str, *, unknown_issuer: bool = False, names: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.unknown_issuer = unknown_issuer
+        self.names = names
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +142,7 @@ class Connection:
         self._transport = transport or PlainTransport(sock)
         self._decoder = FrameDecoder(MAX_SERVER_FRAME_BYTES)
         self._frames: deque[Frame] = deque()
+        self._first_bytes = b""  # what the server said first, to recognise a TLS alert
 
     @classmethod
     def open(
@@ -81,19 +161,37 @@ class Connection:
             transport.handshake(time.monotonic() + timeout)
         except ssl.SSLCertVerificationError as exc:
             sock.close()
-            raise UntrustedServer(
-                f"the server's TLS certificate is not trusted ({exc.verify_message}); "
-                "for a private CA use --ca FILE"
-            ) from None
-        except (OSError, ssl.SSLError):
+            raise _untrusted(exc, address, tls, timeout) from None
+        except ssl.SSLError as exc:
+            sock.close()
+            if exc.reason in _NOT_TLS:
+                raise WrongTransport(server_tls=False) from None
+            raise
+        except OSError:
             sock.close()
             raise
         sock.settimeout(timeout)
         return cls(sock, transport)
 
     def welcome(self) -> Frame:
-        """The server's first frame, which must be `welcome`; ConnectionLost otherwise."""
-        frame = self.read(IO_TIMEOUT)
+        """The server's first frame, which must be `welcome`; ConnectionLost otherwise.
+
+        Over plain TCP, a server still silent after TLS_PROBE_AFTER is sent a few
+        blank lines: chatd ignores them, while a TLS server, which waits for the
+        client to speak first, takes them for a broken handshake and hangs up.
+        So a missing --tls is named (WrongTransport) in a second, not reported
+        as a puzzling silence after IO_TIMEOUT.
+        """
+        frame = self.read(TLS_PROBE_AFTER)
+        if frame is None and isinstance(self._transport, PlainTransport):
+            with contextlib.suppress(OSError):
+                self.sock.sendall(_TLS_PROBE)
+            try:
+                frame = self.read(IO_TIMEOUT - TLS_PROBE_AFTER)
+            except ConnectionLost:
+                if self._first_bytes in (b"", _TLS_ALERT):
+                    raise WrongTransport(server_tls=True) from None
+                raise
         if frame is None or frame.get("event") != "welcome":
             raise ConnectionLost("the server did not say welcome")
         return frame
@@ -114,10 +212,14 @@ class Connection:
                     if not readable:
                         continue
                 data = self._transport.recv(65536)
-            except (OSError, ValueError) as exc:  # ValueError: the socket was closed
-                raise ConnectionLost(str(exc) or type(exc).__name__) from None
+            except OSError as exc:
+                raise ConnectionLost(network_error_text(exc)) from None
+            except ValueError:  # the socket was closed
+                raise ConnectionLost("the connection was closed") from None
             if not data:
                 raise ConnectionLost("the server closed the connection")
+            if len(self._first_bytes) < len(_TLS_ALERT):
+                self._first_bytes = (self._first_bytes + data)[: len(_TLS_ALERT)]
             try:
                 lines = list(self._decoder.feed(data))
             except FrameTooLarge:
@@ -149,3 +251,54 @@ class Connection:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+def _untrusted(
+    exc: ssl.SSLCertVerificationError,
+    address: tuple[str, int],
+    tls: ssl.SSLContext,
+    timeout: float,
+) -> UntrustedServer:
+    """Why the certificate failed, in words; for a wrong name, the names it is for."""
+    host = address[0]
+    if exc.verify_code in _WRONG_NAME:
+        names = _certificate_names(address, tls, timeout)
+        if names:
+            return UntrustedServer(
+                f"the server's TLS certificate is for {', '.join(names)}, not {host}", names=names
+            )
+        return UntrustedServer(f"the server's TLS certificate is for another name, not {host}")
+    return UntrustedServer(
+        f"the server's TLS certificate is not trusted ({exc.verify_message})",
+        unknown_issuer=exc.verify_code in _UNKNOWN_ISSUER,
+    )
+
+
+def _certificate_names(
+    address: tuple[str, int], tls: ssl.SSLContext, timeout: float
+) -> tuple[str, ...]:
+    """The names the server's certificate is for; () when they cannot be learnt.
+
+    A second handshake, only to word the error: it checks the chain against
+    the same CAs but not the name, and nothing is sent over it.
+    """
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname = False
+    authorities = tls.get_ca_certs(binary_form=True)
+    try:
+        if authorities:
+            probe.load_verify_locations(cadata=b"".join(authorities))
+        else:
+            probe.load_default_certs()
+        with (
+            socket.create_connection(address, timeout=timeout) as raw,
+            probe.wrap_socket(raw, server_hostname=address[0]) as wrapped,
+        ):
+            cert = wrapped.getpeercert() or {}
+    except (OSError, ValueError):
+        return ()
+    names = [value for kind, value in cert.get("subjectAltName", ()) if kind in _NAME_KINDS]
+    if not names:  # an old-style certificate: its subject's common name
+        subject = cert.get("subject", ())
+        names = [value for part in subject for key, value in part if key == "commonName"]
+    return tuple(sanitize(name) for name in names)

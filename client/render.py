@@ -11,13 +11,15 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, tzinfo
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 from chatd.names import parse_ts
+from client.layout import PLAIN as PLAIN  # re-exported
+from client.layout import Run, hang, paint, text_width
+from client.layout import Style as Style  # re-exported
 
 # Escape sequences are removed whole, so that no "[31m" debris is left behind.
 _ESCAPES = re.compile(
@@ -39,14 +41,10 @@ TAB = "    "
 
 # Readable on dark and light backgrounds alike; black and white are left out.
 NAME_COLOURS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
-RESET = "\x1b[0m"
 DIM = "2"
 BOLD = "1"
 ERROR = "1;31"
 NOTICE = "36"
-UNDERLINE, UNDERLINE_OFF = "\x1b[4m", "\x1b[24m"
-# why: OSC 8 is how terminals mark a hyperlink; terminals without it ignore it.
-OSC8_OPEN, OSC8_CLOSE = "\x1b]8;;{url}\x1b\\", "\x1b]8;;\x1b\\"
 # Runs of printable non-space characters after http:// or https://; the text
 # they are found in is already sanitized, so it holds no ESC or control character.
 _URL = re.compile(r"\bhttps?://[^\s<>\"'`\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
@@ -55,6 +53,9 @@ _PAIRS = {")": "(", "]": "[", "}": "{"}
 # why: OSC 8 allows only bytes 32-126 in the URI; anything else is percent-encoded.
 _URL_SAFE = "".join(chr(c) for c in range(33, 127))
 PROGRESS_WIDTH = 20
+NOTICE_MARK = "-!-"
+NOTICE_WIDTH = len(NOTICE_MARK) + 1
+COLUMN_GAP = 2
 
 # A line of text from chat.py, one per client-side problem, keyed by wire error code.
 ERROR_TEXT: Mapping[str, str] = {
@@ -85,18 +86,8 @@ ERROR_TEXT: Mapping[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Style:
-    """Whether lines carry colour and hyperlinks (a terminal) or are plain (scripts, pipes)."""
-
-    colour: bool = True
-    links: bool = False
-
-    def paint(self, sgr: str, text: str) -> str:
-        return f"\x1b[{sgr}m{text}{RESET}" if self.colour and text else text
-
-
-PLAIN = Style(colour=False)
+_NOTICE_HEAD = [Run(NOTICE_MARK, NOTICE), Run(" ")]
+_DM_STAR = Run("*", BOLD)
 
 
 def sanitize(text: object, *, keep_newlines: bool = False) -> str:
@@ -125,10 +116,6 @@ def name_colour(name: str) -> int:
     return NAME_COLOURS[zlib.crc32(name.lower().encode("utf-8")) % len(NAME_COLOURS)]
 
 
-def paint_name(name: str, style: Style) -> str:
-    return style.paint(str(name_colour(name)), name)
-
-
 def local_time(ts: object, tz: tzinfo | None = None) -> datetime | None:
     """A message's RFC 3339 `ts` in local time (or `tz`); None if it is not a timestamp."""
     if not isinstance(ts, str):
@@ -149,16 +136,16 @@ def day_line(day: date, style: Style) -> str:
     return style.paint(DIM, f"-- {day:%A %d %B %Y} --")
 
 
-def notice_line(text: str, style: Style, *, error: bool = False) -> str:
-    """A line from the client itself (not from a peer); `text` is already safe."""
+def notice_lines(
+    text: str, style: Style, *, width: int | None = None, error: bool = False
+) -> list[str]:
+    """A line from the client itself (not from a peer); `text` is already safe.
+
+    Wrapped to `width`, continuation lines under the text.
+    """
     if error:
-        return style.paint(ERROR, f"-!- {text}")
-    return f"{style.paint(NOTICE, '-!-')} {text}"
-
-
-def _indent(prefix_width: int, lines: list[str]) -> list[str]:
-    pad = " " * prefix_width
-    return [lines[0], *(pad + line for line in lines[1:])]
+        return hang([Run(NOTICE_MARK + " ", ERROR)], [[Run(text, ERROR)]], width, style)
+    return hang(_NOTICE_HEAD, [[Run(text)]], width, style)
 
 
 def counted(count: int, noun: str) -> str:
@@ -186,17 +173,23 @@ def linkify(text: str, style: Style) -> str:
     the escape sequences here are the only ones in the result, and the URL
     inside them is percent-encoded down to printable ASCII.
     """
-    if not style.links or "://" not in text:
-        return text
-    return _URL.sub(lambda found: _link(found.group(0)), text)
+    return paint(text_runs(text), style)
 
 
-def _link(found: str) -> str:
-    url = _trim_url(found)
-    rest = found[len(url) :]
-    target = quote(url, safe=_URL_SAFE)
-    link = OSC8_OPEN.format(url=target) + UNDERLINE + url + UNDERLINE_OFF + OSC8_CLOSE
-    return link + rest
+def text_runs(text: str) -> list[Run]:
+    """Sanitized text as runs in which each http(s) URL is a link to itself.
+
+    A URL cut by wrapping stays a link to the whole URL on every line.
+    """
+    runs = []
+    done = 0
+    for found in _URL.finditer(text):
+        url = _trim_url(found.group(0))
+        runs.append(Run(text[done : found.start()]))
+        runs.append(Run(url, link=quote(url, safe=_URL_SAFE)))
+        done = found.start() + len(url)
+    runs.append(Run(text[done:]))
+    return [run for run in runs if run.text]
 
 
 def _trim_url(url: str) -> str:
@@ -225,43 +218,56 @@ def file_lines(
     current_room: str | None,
     style: Style,
     tz: tzinfo | None = None,
+    width: int | None = None,
 ) -> list[str]:
     """A file message: `HH:MM alice shared cat.png (2.0 KiB, image/png) - /download 3`.
 
-    The caption, when it says more than the file name, follows on indented
-    lines. Direct messages are marked as in `message_lines`.
+    The caption, when it says more than the file name, follows on lines
+    indented under the time, where the file line continues when it wraps.
+    Direct messages are marked as in `message_lines`.
     """
     file = message.get("file")
     file = file if isinstance(file, Mapping) else {}
-    when = clock(local_time(message.get("ts"), tz))
     user = sanitize(message.get("user")) or "?"
     name = sanitize(file.get("name")) or "?"
     size = file.get("size")
     size_text = human_size(size) if _is_count(size) else "? B"
     mime = sanitize(file.get("mime")) or "application/octet-stream"
     file_id = file.get("id")
-    head = [when]
     room = message.get("room")
     if room is None:
         if user.lower() == me.lower():
-            head.append(f"-> *{paint_name(sanitize(message.get('to')) or '?', style)}* you")
+            who = [Run("-> *"), _name(sanitize(message.get("to")) or "?"), Run("* you")]
         else:
-            head.append(style.paint(BOLD, "*") + paint_name(user, style) + style.paint(BOLD, "*"))
+            who = [_DM_STAR, _name(user), _DM_STAR]
     else:
         room_name = sanitize(room)
-        if room_name != current_room:
-            head.append(style.paint(BOLD, f"#{room_name}"))
-        head.append(paint_name(user, style))
+        where = [] if room_name == current_room else [Run(f"#{room_name}", BOLD), Run(" ")]
+        who = [*where, _name(user)]
     fetch = f"/download {file_id}" if _is_count(file_id) else "(no file id)"
-    lines = [" ".join(head) + f" shared {name} ({size_text}, {mime}) - {style.paint(BOLD, fetch)}"]
+    shared = [*who, Run(f" shared {name} ({size_text}, {mime}) - "), Run(fetch, BOLD)]
+    bodies = [shared]
     caption = sanitize(message.get("text"), keep_newlines=True)
     if caption.strip() and caption != name:
-        pad = " " * (len(when) + 1)
-        lines.extend(pad + linkify(line, style) for line in caption.split("\n"))
-    return lines
+        bodies.extend(text_runs(line) for line in caption.split("\n"))
+    return hang(_time_head(message, tz), bodies, width, style)
 
 
-def _is_count(value: object) -> bool:
+def _time_head(message: Mapping[str, Any], tz: tzinfo | None) -> list[Run]:
+    return [Run(clock(local_time(message.get("ts"), tz)) + " ")]
+
+
+def _name(name: str) -> Run:
+    """A username in its own colour."""
+    return Run(name, str(name_colour(name)))
+
+
+def _count(value: object, noun: str) -> str:
+    """`counted` for a number received from the server, which may not be one."""
+    return counted(value, noun) if _is_count(value) else f"? {noun}s"
+
+
+def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -272,50 +278,44 @@ def message_lines(
     current_room: str | None,
     style: Style,
     tz: tzinfo | None = None,
+    width: int | None = None,
 ) -> list[str]:
     """One room or direct message as display lines: `HH:MM [#room] <user> text`.
 
     A room other than the current one gets its `#room`; a direct message shows
     `*from*` when received and `-> *to*` when sent by us; a text starting with
-    `/me ` is an action, `* user waves`. Continuation lines are indented under
-    the text. A message announcing a file is shown by `file_lines`.
+    `/me ` is an action, `* user waves`, after that mark in a direct message
+    (`*alice* * alice waves`, `-> *bob* * alice waves`). Continuation lines,
+    of a multi-line text or of one wrapped to `width`, are indented under the
+    text. A message announcing a file is shown by `file_lines`.
     """
     if isinstance(message.get("file"), Mapping):
-        return file_lines(message, me=me, current_room=current_room, style=style, tz=tz)
-    when = clock(local_time(message.get("ts"), tz))
+        return file_lines(
+            message, me=me, current_room=current_room, style=style, tz=tz, width=width
+        )
     user = sanitize(message.get("user")) or "?"
     text = sanitize(message.get("text"), keep_newlines=True)
     room = message.get("room")
-    plain_head = [when]
-    head = [when]
+    head = _time_head(message, tz)
     if room is None:
-        to = sanitize(message.get("to")) or "?"
         if user.lower() == me.lower():
-            plain_head.append(f"-> *{to}*")
-            head.append(f"-> *{paint_name(to, style)}*")
+            head += [Run("-> *"), _name(sanitize(message.get("to")) or "?"), Run("* ")]
         else:
-            plain_head.append(f"*{user}*")
-            head.append(style.paint(BOLD, "*") + paint_name(user, style) + style.paint(BOLD, "*"))
-    else:
-        room_name = sanitize(room)
-        if room_name != current_room:
-            plain_head.append(f"#{room_name}")
-            head.append(style.paint(BOLD, f"#{room_name}"))
-        if text.startswith("/me ") and room is not None:
-            text = text[4:]
-            plain_head.append(f"* {user}")
-            head.append(f"* {paint_name(user, style)}")
-        else:
-            plain_head.append(f"<{user}>")
-            head.append(f"<{paint_name(user, style)}>")
-    lines = [linkify(line, style) for line in text.split("\n")]
-    width = len(" ".join(plain_head)) + 1
-    body = _indent(width, lines)
-    return [" ".join(head) + " " + body[0], *body[1:]]
+            head += [_DM_STAR, _name(user), _DM_STAR, Run(" ")]
+    elif (room_name := sanitize(room)) != current_room:
+        head += [Run(f"#{room_name}", BOLD), Run(" ")]
+    if text.startswith("/me "):
+        text = text[4:]
+        head += [Run("* "), _name(user), Run(" ")]
+    elif room is not None:
+        head += [Run("<"), _name(user), Run("> ")]
+    return hang(head, [text_runs(line) for line in text.split("\n")], width, style)
 
 
-def event_line(event: Mapping[str, Any], *, moment: datetime, style: Style) -> str | None:
-    """A join, part or topic event as one dim line; None for any other event."""
+def event_lines(
+    event: Mapping[str, Any], *, moment: datetime, style: Style, width: int | None = None
+) -> list[str]:
+    """A join, part or topic event as a dim line (a long topic wraps); [] for other events."""
     kind = event.get("event")
     user = sanitize(event.get("user")) or "?"
     room = sanitize(event.get("room"))
@@ -331,23 +331,21 @@ def event_line(event: Mapping[str, Any], *, moment: datetime, style: Style) -> s
             else f"{user} cleared the topic of #{room}"
         )
     else:
-        return None
-    return style.paint(DIM, f"{clock(moment)} -- {text}")
+        return []
+    return hang([Run(f"{clock(moment)} -- ", DIM)], [[Run(text, DIM)]], width, style)
 
 
-def room_header(reply: Mapping[str, Any], style: Style) -> list[str]:
+def room_header(reply: Mapping[str, Any], style: Style, *, width: int | None = None) -> list[str]:
     """What `/join` prints before the history: the room, its topic and who is there."""
     room = sanitize(reply.get("room"))
     topic = sanitize(reply.get("topic"))
     members = _names(reply.get("members"))
     online = _names(reply.get("online"))
-    lines = [notice_line(f"now in #{room}" + (f": {topic}" if topic else ""), style)]
-    lines.append(
-        notice_line(
-            f"{counted(len(members), 'member')}, {len(online)} online: {', '.join(online)}", style
-        )
-    )
-    return lines
+    who = f"{counted(len(members), 'member')}, {len(online)} online: {', '.join(online)}"
+    return [
+        *notice_lines(f"now in #{room}" + (f": {topic}" if topic else ""), style, width=width),
+        *notice_lines(who, style, width=width),
+    ]
 
 
 def _names(value: object) -> list[str]:
@@ -356,7 +354,7 @@ def _names(value: object) -> list[str]:
     return [sanitize(name) for name in value]
 
 
-def who_lines(reply: Mapping[str, Any], style: Style) -> list[str]:
+def who_lines(reply: Mapping[str, Any], style: Style, *, width: int | None = None) -> list[str]:
     """Members of a room, the online ones first and marked with `+`."""
     room = sanitize(reply.get("room"))
     members = _names(reply.get("members"))
@@ -364,28 +362,68 @@ def who_lines(reply: Mapping[str, Any], style: Style) -> list[str]:
     ordered = sorted(members, key=lambda name: (name not in online, name.lower()))
     shown = " ".join(("+" if name in online else "") + name for name in ordered)
     return [
-        notice_line(f"#{room}: {counted(len(members), 'member')}, {len(online)} online", style),
-        notice_line(shown or "(nobody)", style),
+        *notice_lines(
+            f"#{room}: {counted(len(members), 'member')}, {len(online)} online", style, width=width
+        ),
+        *notice_lines(shown or "(nobody)", style, width=width),
     ]
 
 
-def rooms_lines(reply: Mapping[str, Any], joined: set[str], style: Style) -> list[str]:
+def rooms_lines(
+    reply: Mapping[str, Any], joined: set[str], style: Style, *, width: int | None = None
+) -> list[str]:
     """The room list; `*` marks the rooms we are in."""
     rooms = reply.get("rooms")
     if not isinstance(rooms, list) or not rooms:
-        return [notice_line("there are no rooms yet: /join NAME creates one", style)]
-    lines = []
+        return notice_lines("there are no rooms yet: /join NAME creates one", style, width=width)
+    rows = []
     for entry in rooms:
         if not isinstance(entry, Mapping):
             continue
         name = sanitize(entry.get("room"))
         mark = "*" if name in joined else " "
         topic = sanitize(entry.get("topic"))
-        counts = f"{sanitize(entry.get('members'))} members, {sanitize(entry.get('messages'))} msgs"
-        lines.append(
-            notice_line(f"{mark} #{name:<20} {counts}" + (f"  {topic}" if topic else ""), style)
-        )
+        counts = f"{_count(entry.get('members'), 'member')}, {_count(entry.get('messages'), 'msg')}"
+        rows.append((f"{mark} #{name}", counts + (f"  {topic}" if topic else "")))
+    return table_lines(rows, style, width=width)
+
+
+def table_lines(
+    rows: Sequence[tuple[str, str]], style: Style, *, width: int | None = None
+) -> list[str]:
+    """Two columns of notices (`/help`, `/rooms`), the second wrapped under its own column.
+
+    With a width, the first column takes at most half of it; a first cell
+    wider than that gets a line of its own, and its second cell starts on the
+    next line, in the column.
+    """
+    widest = max((text_width(left) for left, _ in rows), default=0)
+    column = widest + COLUMN_GAP
+    if width is not None:
+        column = min(column, max((width - NOTICE_WIDTH) // 2, COLUMN_GAP + 1))
+    lines = []
+    for left, right in rows:
+        room = column - text_width(left)
+        if room >= COLUMN_GAP:
+            lines += hang([*_NOTICE_HEAD, Run(left + " " * room)], [[Run(right)]], width, style)
+        else:
+            lines += hang(_NOTICE_HEAD, [[Run(left)]], width, style)
+            pad = [Run(" " * (NOTICE_WIDTH + column))]
+            lines += hang(pad, [[Run(right)]], width, style)
     return lines
+
+
+SHUTTING_DOWN = "the server is shutting down"
+
+
+def shutdown_text(reason: object) -> str:
+    """The `shutdown` event in words; a reason that already says it is not said twice."""
+    why = sanitize(reason).strip()
+    if not why:
+        return SHUTTING_DOWN
+    if why.lower().startswith(SHUTTING_DOWN):
+        return why
+    return f"{SHUTTING_DOWN}: {why}"
 
 
 def error_text(reply: Mapping[str, Any]) -> str:
@@ -402,6 +440,8 @@ def error_text(reply: Mapping[str, Any]) -> str:
         "file_too_large",
     ):
         text = server_text or text  # the server's wording names the room or user
+    elif code == "not_sent":
+        text = server_text or text  # the client's own reason: not connected, or lost
     retry = reply.get("retry_after")
     if code == "rate_limited" and isinstance(retry, int | float) and not isinstance(retry, bool):
         text += f"; try again in {max(retry, 0):.0f} s" if retry >= 1 else "; try again shortly"

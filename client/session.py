@@ -35,7 +35,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from client.connection import IO_TIMEOUT, Backoff, Connection, ConnectionLost, Frame
+from client.connection import (
+    IO_TIMEOUT,
+    Backoff,
+    Connection,
+    ConnectionLost,
+    Frame,
+    network_error_text,
+)
 from client.recovery import (
     MISSED_CAP,
     Missed,
@@ -199,7 +206,7 @@ class Session:
             try:
                 return self._wire.call(frame, self._early, timeout)
             except OSError as exc:
-                raise ConnectionLost(str(exc)) from None
+                raise ConnectionLost(network_error_text(exc)) from None
         return self.request(op, **args).wait(timeout)
 
     def login(self, username: str, password: str) -> Frame:

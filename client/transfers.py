@@ -304,8 +304,10 @@ class Transfers:
         """fetch... into a temp file beside the target; keep it only if the sha256 matches."""
         first = self._call(transfer, "fetch", file=file_id, offset=0)
         meta = FileMeta.parse(first.get("file"), file_id)
-        name = chosen or files.safe_name(meta.name, file_id)
-        transfer.label, transfer.total = name, meta.size
+        # why: messages name the file that was shared; only the path says where it went
+        shared = files.safe_name(meta.name, file_id)
+        name = chosen or shared
+        transfer.label, transfer.total = shared, meta.size
         existing = directory / name
         if then_open and existing.is_file() and _sha256_of(existing) == meta.sha256:
             self._opened(existing)
@@ -322,18 +324,20 @@ class Transfers:
                 os.fsync(out.fileno())
             if transfer.done != meta.size or digest != meta.sha256:
                 raise TransferFailed(
-                    f"file {file_id} ({name}) did not arrive intact (sha256 mismatch): "
+                    f"file {file_id} ({shared}) did not arrive intact (sha256 mismatch): "
                     "nothing was saved"
                 )
             final = files.claim(temp, directory, name)
         except OSError as exc:
-            raise TransferFailed(f"cannot save {name}: {exc.strerror or exc}") from None
+            raise TransferFailed(
+                f"cannot save {shared} in {directory}: {exc.strerror or exc}"
+            ) from None
         finally:
             temp.unlink(missing_ok=True)
         if then_open:
             self._opened(final)
         else:
-            self.host.notice(f"saved {name} ({render.human_size(meta.size)}) as {final}")
+            self.host.notice(f"saved {shared} ({render.human_size(meta.size)}) as {final}")
 
     def _receive(self, transfer: Transfer, reply: Frame, meta: FileMeta, out: Any) -> str:
         """Write each fetched piece; the sha256 of what arrived."""

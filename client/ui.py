@@ -13,19 +13,23 @@ line, so it cannot garble it either; scripts get no progress lines.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import Application
+from prompt_toolkit.data_structures import Point
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.layout.screen import Char
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from client.chat import Chat
 from client.commands import ChatCompleter
+from client.layout import cursor_after_reflow
 
 # why: a script waits for each reply; a reconnect is bounded by the session's
 # give_up_after, and this is the last resort if the server accepts but never answers.
@@ -71,6 +75,16 @@ class TerminalDisplay:
     def _toolbar(self) -> str:
         return self._status or ""
 
+    def width(self) -> int | None:
+        """The terminal's width now (it may have been resized); None if it cannot be told."""
+        app = self.app
+        try:
+            if app is not None:
+                return app.output.get_size().columns
+            return os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            return None
+
 
 class PlainDisplay:
     """Plain lines for scripts: events and results to stdout, errors to stderr."""
@@ -93,6 +107,9 @@ class PlainDisplay:
     def status(self, text: str | None) -> None:
         """No progress lines in scripts: the result line says what happened."""
 
+    def width(self) -> None:
+        """Scripts get whole lines, however long: whatever reads them does its own layout."""
+
 
 def run_terminal(chat: Chat, display: TerminalDisplay) -> int:
     """The interactive loop: read lines until /quit or Ctrl-D (exit 0)."""
@@ -106,6 +123,8 @@ def run_terminal(chat: Chat, display: TerminalDisplay) -> int:
     )
     display.app = prompt.app
     display.prompt = prompt
+    if terminal_reflows(os.environ):
+        follow_reflow(prompt.app)
     with patch_stdout(raw=True):
         while not chat.done:
             try:
@@ -133,6 +152,56 @@ def _key_bindings(chat: Chat) -> KeyBindings:
         chat.screen_cleared()
 
     return bindings
+
+
+def terminal_reflows(env: Mapping[str, str]) -> bool:
+    """Whether the terminal rewraps its lines when it gets narrower.
+
+    Most do (VTE, Konsole, kitty, iTerm2, Terminal.app, Windows Terminal,
+    Alacritty, WezTerm, foot, tmux); xterm, the Linux console and GNU screen
+    cut lines instead, and say who they are.
+    """
+    term = env.get("TERM", "")
+    if "XTERM_VERSION" in env or term == "linux":
+        return False
+    return not (term.startswith("screen") and "TMUX" not in env)
+
+
+def follow_reflow(app: Application[str]) -> None:
+    """Make prompt_toolkit erase its prompt where a reflowing terminal has moved it.
+
+    prompt_toolkit erases its prompt on a resize, before patch_stdout prints
+    a line above it, and when a line is entered (erase_when_done), always by
+    going back as many rows as it drew. A narrower terminal that rewrapped a
+    prompt row too wide for it has made that row several, so the rows above
+    the cursor stayed on the screen as duplicated prompt lines. Before each
+    erase, the renderer's idea of the cursor is moved to where the terminal
+    put it (layout.cursor_after_reflow). This reads three private attributes
+    of the renderer; should a prompt_toolkit release rename them, erasing
+    is left as it was.
+    """
+    renderer = app.renderer
+    erase = renderer.erase
+
+    def erase_reflowed(leave_alternate_screen: bool = True) -> None:
+        screen = getattr(renderer, "_last_screen", None)
+        size = getattr(renderer, "_last_size", None)
+        cursor = getattr(renderer, "_cursor_pos", None)
+        if screen is not None and size is not None and isinstance(cursor, Point):
+            width = app.output.get_size().columns
+            if 0 < width < size.columns:
+                rows = [_row_width(screen.data_buffer[y]) for y in range(cursor.y)]
+                x, y = cursor_after_reflow(rows, (cursor.x, cursor.y), width)
+                renderer._cursor_pos = Point(x=x, y=y)
+        erase(leave_alternate_screen)
+
+    renderer.erase = erase_reflowed  # type: ignore[method-assign]
+
+
+def _row_width(row: Mapping[int, Char]) -> int:
+    """Cells of a drawn row up to its last visible character, as prompt_toolkit writes it."""
+    drawn = [x + cell.width for x, cell in row.items() if cell.char != " "]
+    return max(drawn, default=0)
 
 
 def run_script(chat: Chat, lines: Iterable[str]) -> int:

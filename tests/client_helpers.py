@@ -7,11 +7,18 @@ socket closes, so a failing test cannot hang the suite.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import itertools
 import json
 import os
+import shlex
+import shutil
 import socket
+import struct
+import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -45,16 +52,19 @@ def chat_env(**extra: str) -> dict[str, str]:
 
 
 def spawn_chat(
-    address: tuple[str, int], *args: str, env: dict[str, str] | None = None
+    address: tuple[str, int],
+    *args: str,
+    env: dict[str, str] | None = None,
+    columns: int = 100,
 ) -> pexpect.spawn:
-    """The real `chat` command in a real pseudo-terminal."""
+    """The real `chat` command in a real pseudo-terminal, `columns` wide."""
     argv = ["-m", "client", *args, "--server", f"{address[0]}:{address[1]}"]
     child = pexpect.spawn(
         sys.executable,
         argv,
         env=env or chat_env(),
         cwd=str(ROOT),
-        dimensions=(30, 100),
+        dimensions=(30, columns),
         timeout=PTY_TIMEOUT,
         encoding="utf-8",
         codec_errors="replace",
@@ -78,6 +88,94 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+class Tmux:
+    """A pane of a private tmux server: a terminal that rewraps its lines when resized.
+
+    pexpect's pty has no screen; tmux keeps one, reflows it like most desktop
+    terminals do, and shows it with `capture-pane`. Each instance has its own
+    server socket, killed by `close()`.
+    """
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, command: list[str], env: dict[str, str], *, columns: int, rows: int) -> None:
+        self.socket = f"chat-test-{os.getpid()}-{next(self._numbers)}"
+        shell = shlex.join(["env", *(f"{key}={value}" for key, value in env.items()), *command])
+        self._tmux(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            str(columns),
+            "-y",
+            str(rows),
+            "-c",
+            str(ROOT),
+            shell,
+        )
+
+    def _tmux(self, *args: str) -> str:
+        tmux = shutil.which("tmux")
+        assert tmux is not None
+        result = subprocess.run(
+            [tmux, "-L", self.socket, *args], capture_output=True, text=True, timeout=SOCKET_TIMEOUT
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def lines(self) -> list[str]:
+        """The visible screen, one string per row, trailing spaces dropped."""
+        return [line.rstrip() for line in self._tmux("capture-pane", "-p").splitlines()]
+
+    def type(self, text: str, *, enter: bool = False) -> None:
+        self._tmux("send-keys", "-l", text)
+        if enter:
+            self._tmux("send-keys", "Enter")
+
+    def resize(self, columns: int) -> None:
+        """Resize, and wait until the program in the pane has been told (SIGWINCH).
+
+        tmux reflows its screen at once but may pass a new size on to the
+        pane's pty a little later; whatever the program prints in between is
+        laid out for the old width, which no program can get right.
+        """
+        self._tmux("resize-window", "-x", str(columns))
+        tty = self._tmux("display-message", "-p", "#{pane_tty}").strip()
+        wait_for(lambda: _pty_columns(tty) == columns, timeout=PTY_TIMEOUT, what="the pty's size")
+
+    def wait_for(self, predicate: Callable[[list[str]], bool], what: str) -> list[str]:
+        """Poll the screen until predicate(lines) holds; the lines that satisfied it."""
+        screen: list[str] = []
+
+        def seen() -> bool:
+            nonlocal screen
+            screen = self.lines()
+            return predicate(screen)
+
+        try:
+            wait_for(seen, timeout=PTY_TIMEOUT, what=what)
+        except AssertionError:
+            raise AssertionError(
+                f"timed out waiting for {what}; the screen:\n" + "\n".join(screen)
+            ) from None
+        return screen
+
+    def close(self) -> None:
+        with contextlib.suppress(AssertionError, OSError, subprocess.SubprocessError):
+            self._tmux("kill-server")
+
+
+def _pty_columns(tty: str) -> int:
+    """The width the kernel gives a pty, the one its program reads."""
+    fd = os.open(tty, os.O_RDONLY | os.O_NOCTTY)
+    try:
+        packed = fcntl.ioctl(fd, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    finally:
+        os.close(fd)
+    return struct.unpack("HHHH", packed)[1]
 
 
 class CuttingProxy:

@@ -50,6 +50,9 @@ class Lines:
     def refresh(self) -> None:
         pass
 
+    def width(self) -> int | None:
+        return None
+
 
 def make() -> tuple[Chat, FakeSession, Lines]:
     session, display = FakeSession(), Lines()

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from client_helpers import ROOT, chat_env
 from conftest import PASSWORD
+from wire import WireClient
 
+import chatd
 from client.cli import Console, main, parse_server
 
 
@@ -107,16 +109,24 @@ def test_usage_errors_exit_2(argv: list[str], env: dict[str, str]) -> None:
     assert main(argv, env, console()) == 2
 
 
-def test_unreachable_server_exits_1() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+@pytest.mark.parametrize(
+    ("family", "host", "shown"),
+    [
+        (socket.AF_INET, "127.0.0.1", "127.0.0.1"),
+        (socket.AF_INET6, "::1", "[::1]"),
+    ],
+    ids=["ipv4", "ipv6"],
+)
+def test_unreachable_server_exits_1_in_plain_words(family: int, host: str, shown: str) -> None:
+    with socket.socket(family) as probe:
+        probe.bind((host, 0))
         port = probe.getsockname()[1]
     con = console()
-    status = main(
-        ["login", "--user", "a"], {"CHAT_SERVER": f"127.0.0.1:{port}", "CHAT_PASSWORD": "x"}, con
+    env = {"CHAT_SERVER": f"{shown}:{port}", "CHAT_PASSWORD": "x"}
+    assert main(["login", "--user", "a"], env, con) == 1
+    assert (
+        err(con) == f"chat: cannot reach {shown}:{port}: connection refused (is chatd running?)\n"
     )
-    assert status == 1
-    assert "cannot reach" in err(con)
 
 
 def test_parse_server() -> None:
@@ -182,3 +192,47 @@ def test_scripted_mode_through_the_installed_entry_point(connect, server) -> Non
     assert result.returncode == 0, result.stderr
     assert "<alice> from a pipe" in result.stdout
     assert bob.next_event("message")["text"] == "from a pipe"
+
+
+def test_version_prints_the_package_version_and_exits_0() -> None:
+    con = console()
+    assert main(["--version"], {}, con) == 0
+    assert out(con) == f"chat {chatd.__version__}\n"
+    assert err(con) == ""
+
+
+def test_register_reads_the_password_from_a_pipe(server) -> None:
+    con = console("piped secret\nnot read\n")
+    assert run(server, "register", "--user", "alice", con=con, password=None) == 0, err(con)
+    assert "registered alice" in out(con)
+    WireClient(server.address).ok("login", username="alice", password="piped secret")
+
+
+def test_chat_password_wins_over_a_pipe(server) -> None:
+    con = console("piped secret\n")
+    assert run(server, "register", "--user", "alice", con=con) == 0, err(con)
+    WireClient(server.address).ok("login", username="alice", password=PASSWORD)
+
+
+def test_register_with_an_empty_pipe_is_a_usage_error(server) -> None:
+    con = console("")
+    assert run(server, "register", "--user", "alice", con=con, password=None) == 2
+    assert "CHAT_PASSWORD" in err(con)
+
+
+def test_register_hint_repeats_the_server_flag(server) -> None:
+    con = console()
+    address = "{}:{}".format(*server.address)
+    argv = ["register", "--server", address, "--user", "alice"]
+    assert main(argv, {"CHAT_PASSWORD": PASSWORD}, con) == 0
+    assert out(con) == f"registered alice; now: chat login --server {address} --user alice\n"
+
+
+def test_readme_quickstart_shows_the_client_against_its_own_server() -> None:
+    """Two fenced blocks stay (CI runs the second); the chat example is an indented one."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    assert quickstart.count("```sh") == 2
+    indented = [line.strip() for line in quickstart.splitlines() if line.startswith("    ")]
+    assert ".venv/bin/chat register --user alice" in indented
+    assert ".venv/bin/chat login --user alice" in indented

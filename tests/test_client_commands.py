@@ -33,6 +33,7 @@ class FakeChat:
         self.callbacks: list[Callable[[dict[str, Any]], None] | None] = []
         self.said: list[str] = []
         self.notices: list[str] = []
+        self.tables: list[list[tuple[str, str]]] = []
         self.errors: list[str] = []
         self.switched: list[str] = []
         self.quitted = False
@@ -52,6 +53,9 @@ class FakeChat:
 
     def error(self, text: str) -> None:
         self.errors.append(text)
+
+    def show_table(self, rows: list[tuple[str, str]]) -> None:
+        self.tables.append(rows)
 
     def entered(self, reply: dict[str, Any]) -> None: ...
     def left(self, room: str) -> None: ...
@@ -161,10 +165,18 @@ def test_me_sends_an_action() -> None:
 def test_quit_and_exit() -> None:
     assert run("/quit").quitted
     assert run("/exit").quitted
+    assert run("/quit").notices == []
+
+
+def test_quit_takes_a_reason_and_says_it_is_not_sent() -> None:
+    chat = run("/quit bye all")
+    assert chat.quitted and chat.errors == []
+    assert chat.notices == ["the reason is not sent: chatd has no quit messages"]
 
 
 def test_help_is_generated_from_the_registry() -> None:
-    notices = run("/help").notices
+    (rows,) = run("/help").tables
+    syntaxes = [syntax for syntax, _ in rows]
     for name in (
         "join",
         "part",
@@ -178,8 +190,9 @@ def test_help_is_generated_from_the_registry() -> None:
         "quit",
         "help",
     ):
-        assert any(line.startswith(f"/{name}") for line in notices), name
-    assert len(notices) == len(COMMANDS.commands) + 2
+        assert any(syntax.startswith(f"/{name}") for syntax in syntaxes), name
+    assert len(rows) == len(COMMANDS.commands) + 2
+    assert ("/msg USER TEXT...", "send a direct message") in rows
     assert run("/help msg").notices == [
         "/msg USER TEXT...  send a direct message",
         "also: /dm",

@@ -321,7 +321,7 @@ def test_file_command_mistakes_are_usage_errors() -> None:
 
 
 def test_help_lists_the_file_commands() -> None:
-    syntaxes = [line.split("  ")[0].strip() for line in COMMANDS.help_lines()]
+    syntaxes = [syntax for syntax, _ in COMMANDS.help_rows()]
     for syntax in ("/upload [@USER] PATH [CAPTION]", "/download ID [DEST...]", "/open ID"):
         assert syntax in syntaxes
 

@@ -42,6 +42,9 @@ class Lines:
     def refresh(self) -> None:
         pass
 
+    def width(self) -> int | None:
+        return None
+
     def status(self, text: str | None) -> None:
         with self._lock:
             self.statuses.append(text)
@@ -292,7 +295,7 @@ def test_scripted_upload_and_download_wait_for_the_transfer(
         server, "bob", f"/join general\n/download {file_id.group(1)} {dest}\n"
     )
     assert (status, err) == (0, "")
-    assert f"saved saved.pdf (1.0 MiB) as {dest}" in out
+    assert f"saved report.pdf (1.0 MiB) as {dest}" in out  # the file it is, where it went
     assert dest.read_bytes() == data
 
     status, out, err = script(server, "bob", f"/download 9999 {tmp_path}\n")

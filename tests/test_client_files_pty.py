@@ -60,7 +60,10 @@ def test_upload_and_download_in_a_terminal(
     connect("bob")
     home = tmp_path / "home"
     (home / "Downloads").mkdir(parents=True)
-    child = spawn_chat(server.address, "login", "--user", "bob", env=chat_env(HOME=str(home)))
+    # wide enough for the saved path (under pytest's tmp_path) to stay on one line
+    child = spawn_chat(
+        server.address, "login", "--user", "bob", env=chat_env(HOME=str(home)), columns=300
+    )
     children.append(child)
     child.expect("password: ")
     child.sendline(PASSWORD)

@@ -6,11 +6,13 @@ codes), and every expect has a deadline.
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Callable, Iterator
 
 import pexpect
 import pytest
-from client_helpers import FakeServer, chat_env, finish, spawn_chat
+from client_helpers import FakeServer, Tmux, chat_env, finish, spawn_chat
 from conftest import PASSWORD
 from wire import WireClient
 
@@ -226,3 +228,156 @@ def test_reconnects_after_a_server_restart(start_server: Callable[..., Server], 
     child.sendline("/quit")
     assert finish(child) == 0
     alice.close()
+
+
+def test_a_server_shutdown_is_announced_once(server: Server, children) -> None:
+    WireClient(server.address).ok("register", username="bob", password=PASSWORD)
+    child = logged_in(server.address, "bob", children)
+    # why: no request may be in flight: the server resets a connection it stops
+    # reading mid-request, and the reset can swallow the shutdown event
+    child.sendline("/rooms")
+    child.expect("there are no rooms yet")
+    server.stop()
+    child.expect(r"the server is shutting down([^\r\n]*)\r\n")
+    assert child.match.group(1) == ""
+    child.sendline("/quit")
+    assert finish(child) == 0
+
+
+def test_an_action_in_a_direct_message_is_shown_as_an_action(connect, server, children) -> None:
+    alice = connect("alice")
+    connect("bob")
+    child = logged_in(server.address, "bob", children)
+    child.sendline("/msg alice /me waves")
+    child.expect(r"-> \*alice\* \* bob waves")
+    assert alice.next_event("dm")["text"] == "/me waves"
+    alice.ok("dm", to="bob", text="/me waves back")
+    child.expect(r"\*alice\* \* alice waves back")
+    child.sendline("/quit")
+    assert finish(child) == 0
+
+
+def test_offline_join_is_queued_and_who_says_not_connected(
+    start_server: Callable[..., Server], children
+) -> None:
+    first = start_server()
+    address = first.address
+    setup = WireClient(address)
+    setup.ok("register", username="bob", password=PASSWORD)
+    setup.close()
+    child = logged_in(address, "bob", children)
+    first.stop()
+    child.expect("connection lost")
+    # reconnect attempts are reported meanwhile: match the lines these commands cause
+    child.sendline("/join lobby")
+    child.expect(r"-!- ([^\r\n]*lobby[^\r\n]*)\r\n", timeout=5)
+    assert child.match.group(1) == "not connected: will join #lobby after reconnecting"
+    child.sendline("/who lobby")
+    child.expect(r"-!- ([^\r\n]*who[^\r\n]*)\r\n")
+    assert child.match.group(1) == "/who failed: not connected to the server"
+    start_server(port=address[1])
+    child.expect("reconnected")
+    child.expect("now in #lobby")
+    child.sendline("/quit")
+    assert finish(child) == 0
+
+
+FOX = "the quick brown fox jumps over the lazy dog again and again"
+
+
+def test_long_lines_wrap_at_words_under_the_text_in_a_narrow_terminal(
+    connect, server, children
+) -> None:
+    alice = connect("alice")
+    alice.ok("join", room="general")
+    connect("bob")
+    child = spawn_chat(server.address, "login", "--user", "bob", columns=40)
+    children.append(child)
+    child.expect("password: ")
+    child.sendline(PASSWORD)
+    child.expect("lists commands")
+    child.sendline("/join general")
+    child.expect("now in #general")
+    alice.ok("send", room="general", text=FOX)
+    child.expect(r"\d\d:\d\d <alice> the quick brown fox jumps\r\n")
+    child.expect_exact("              over the lazy dog again\r\n")
+    child.expect_exact("              and again\r\n")
+    child.sendline("/quit")
+    assert finish(child) == 0
+
+
+def test_help_and_rooms_wrap_under_their_own_column_in_a_narrow_terminal(
+    connect, server, children
+) -> None:
+    alice = connect("alice")
+    alice.ok("join", room="general")
+    alice.ok("topic", room="general", topic="release planning for the next version")
+    connect("bob")
+    child = spawn_chat(server.address, "login", "--user", "bob", columns=40)
+    children.append(child)
+    child.expect("password: ")
+    child.sendline(PASSWORD)
+    child.expect("lists commands")
+    child.sendline("/help")
+    child.expect_exact("-!- /join ROOM        join a room\r\n")
+    child.expect_exact("                      (creating it) and\r\n")
+    child.expect_exact("-!- /upload [@USER] PATH [CAPTION]\r\n")
+    child.expect_exact("                      send a file to the\r\n")
+    child.sendline("/rooms")
+    child.expect_exact("-!-   #general  1 member, 0 msgs\r\n")
+    child.expect_exact("                release planning for the\r\n")
+    child.sendline("/quit")
+    assert finish(child) == 0
+
+
+@pytest.fixture
+def tmux_chat(server) -> Iterator[Callable[..., Tmux]]:
+    """tmux_chat(user) -> `chat login` as `user` in a tmux pane, a terminal that reflows."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    panes: list[Tmux] = []
+
+    def start(user: str) -> Tmux:
+        address = "{}:{}".format(*server.address)
+        command = [sys.executable, "-m", "client", "login", "--user", user, "--server", address]
+        env = {"CHAT_PASSWORD": PASSWORD, "NO_COLOR": "1", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        pane = Tmux(command, env, columns=100, rows=20)
+        panes.append(pane)
+        return pane
+
+    yield start
+    for pane in panes:
+        pane.close()
+
+
+def test_resizing_a_reflowing_terminal_leaves_no_duplicated_prompt(connect, tmux_chat) -> None:
+    """A prompt row the narrower terminal rewrapped is erased whole, not its last row only."""
+    alice = connect("alice")
+    alice.ok("join", room="general")
+    connect("bob")
+    pane = tmux_chat("bob")
+    # keys typed before the prompt is drawn would be echoed by the tty, outside the app
+    pane.wait_for(lambda lines: "(no room)>" in lines, "the prompt")
+    pane.type("/join general", enter=True)
+    pane.wait_for(lambda lines: "-!- now in #general" in lines, "the join")
+    prompt = "#general> typing a fairly long line of text here"
+    pane.type(prompt.removeprefix("#general> "))
+    pane.wait_for(lambda lines: prompt in lines, "the typed text")
+    for columns in (30, 60, 25, 100, 20):
+        pane.resize(columns)
+        # a line printed after the resize: the app has handled the resize by then
+        said = f"at {columns}"
+        alice.ok("send", room="general", text=said)
+        lines = pane.wait_for(prompt_below(f"<alice> {said}"), f"the prompt below {said!r}")
+        prompts = [line for line in lines if line.startswith("#general>")]
+        assert prompts == [prompt[:columns]], "\n".join(lines)
+
+
+def prompt_below(text: str) -> Callable[[list[str]], bool]:
+    """A screen on which the prompt has been drawn again below the line ending with `text`."""
+
+    def drawn(lines: list[str]) -> bool:
+        shown = [index for index, line in enumerate(lines) if line.endswith(text)]
+        return bool(shown) and any(line.startswith("#general>") for line in lines[shown[-1] :])
+
+    return drawn

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import UTC, date, datetime
 
 import pytest
 
 from client import render
+from client.layout import display_width
 from client.render import PLAIN, Style
 
 COLOUR = Style(colour=True)
 TS = "2026-11-24T23:45:56.123Z"
+AT_40 = {"me": "bob", "current_room": "general", "style": PLAIN, "tz": UTC, "width": 40}
+OSC8 = re.compile(r"\x1b\]8;;([^\x1b]*)\x1b\\")
 
 
 def msg(**fields: object) -> dict[str, object]:
@@ -110,8 +114,13 @@ def test_action_and_direct_messages() -> None:
     assert lines(msg(text="/me waves")) == ["23:45 * alice waves"]
     assert lines(msg(room=None, to="bob")) == ["23:45 *alice* hi"]
     assert lines(msg(room=None, user="bob", to="alice")) == ["23:45 -> *alice* hi"]
-    # an action is a room-message convention only
-    assert lines(msg(room=None, to="bob", text="/me x")) == ["23:45 *alice* /me x"]
+
+
+def test_an_action_in_a_direct_message_keeps_the_direct_mark() -> None:
+    assert lines(msg(room=None, to="bob", text="/me waves")) == ["23:45 *alice* * alice waves"]
+    sent = msg(room=None, user="bob", to="alice", text="/me waves")
+    assert lines(sent) == ["23:45 -> *alice* * bob waves"]
+    assert lines(msg(room=None, to="bob", text="/message")) == ["23:45 *alice* /message"]
 
 
 def test_multiline_message_is_indented_under_its_text() -> None:
@@ -151,23 +160,23 @@ def test_colour_style_paints_names_and_plain_style_does_not() -> None:
 
 def test_join_part_topic_lines_are_dim() -> None:
     moment = datetime(2026, 11, 24, 9, 5, tzinfo=UTC)
-    join = render.event_line(
+    join = render.event_lines(
         {"event": "join", "room": "general", "user": "bob"}, moment=moment, style=COLOUR
     )
-    assert join == "\x1b[2m09:05 -- bob joined #general\x1b[0m"
-    part = render.event_line(
+    assert join == ["\x1b[2m09:05 -- bob joined #general\x1b[0m"]
+    part = render.event_lines(
         {"event": "part", "room": "a", "user": "b"}, moment=moment, style=PLAIN
     )
-    assert part == "09:05 -- b left #a"
-    topic = render.event_line(
+    assert part == ["09:05 -- b left #a"]
+    topic = render.event_lines(
         {"event": "topic", "room": "a", "user": "b", "topic": "news"}, moment=moment, style=PLAIN
     )
-    assert topic == "09:05 -- b set the topic of #a: news"
-    cleared = render.event_line(
+    assert topic == ["09:05 -- b set the topic of #a: news"]
+    cleared = render.event_lines(
         {"event": "topic", "room": "a", "user": "b", "topic": ""}, moment=moment, style=PLAIN
     )
-    assert cleared == "09:05 -- b cleared the topic of #a"
-    assert render.event_line({"event": "message"}, moment=moment, style=PLAIN) is None
+    assert cleared == ["09:05 -- b cleared the topic of #a"]
+    assert render.event_lines({"event": "message"}, moment=moment, style=PLAIN) == []
 
 
 def test_day_line() -> None:
@@ -199,7 +208,118 @@ def test_who_and_rooms_lines() -> None:
     assert "no rooms" in render.rooms_lines({"rooms": []}, set(), PLAIN)[0]
 
 
+def test_rooms_counts_read_as_english() -> None:
+    rooms = render.rooms_lines(
+        {"rooms": [{"room": "a", "topic": "", "members": 1, "messages": 1}]}, set(), PLAIN
+    )
+    assert rooms[0].endswith("1 member, 1 msg")
+    hostile = render.rooms_lines({"rooms": [{"room": "a", "members": "x\x1b[2J"}]}, set(), PLAIN)
+    assert hostile[0].endswith("? members, ? msgs")
+
+
 def test_counts_read_as_english() -> None:
     assert render.counted(1, "member") == "1 member"
     assert render.counted(0, "member") == "0 members"
     assert render.counted(2, "member") == "2 members"
+
+
+def test_shutdown_reason_is_said_once() -> None:
+    assert render.shutdown_text("the server is shutting down") == "the server is shutting down"
+    assert render.shutdown_text("") == "the server is shutting down"
+    assert render.shutdown_text(None) == "the server is shutting down"
+    assert render.shutdown_text("The server is shutting down for an upgrade.") == (
+        "The server is shutting down for an upgrade."
+    )
+    assert render.shutdown_text("maintenance\x1b[2J") == "the server is shutting down: maintenance"
+
+
+LINKS = Style(colour=False, links=True)
+FOX = "the quick brown fox jumps over the lazy dog again and again"
+
+
+def test_a_long_line_wraps_at_words_under_its_text() -> None:
+    assert render.message_lines(msg(text=FOX), **AT_40) == [
+        "23:45 <alice> the quick brown fox jumps",
+        "              over the lazy dog again",
+        "              and again",
+    ]
+
+
+def test_wrapping_counts_cells_not_characters_or_escapes() -> None:
+    for text in (FOX, "你好" * 30, "e\u0301" * 70):
+        for style in (PLAIN, COLOUR, LINKS):
+            shown = render.message_lines(msg(text=text), **{**AT_40, "style": style})
+            assert len(shown) > 1
+            assert all(display_width(line) <= 40 for line in shown), shown
+
+
+def test_a_url_cut_by_wrapping_still_links_to_the_whole_url_on_each_line() -> None:
+    url = "https://example.org/" + "a" * 60
+    shown = render.message_lines(msg(text=f"see {url} now"), **{**AT_40, "style": LINKS})
+    assert len(shown) == 4
+    targets = [OSC8.findall(line) for line in shown]
+    assert targets[:3] == [[url, ""], [url, ""], [url, ""]]
+    assert OSC8.sub("", shown[-1]).endswith("now")
+
+
+def test_scripts_get_whole_lines() -> None:
+    assert render.message_lines(
+        msg(text=FOX), me="bob", current_room="general", style=PLAIN, tz=UTC
+    ) == [f"23:45 <alice> {FOX}"]
+
+
+def test_notices_and_events_wrap_under_their_text() -> None:
+    assert render.notice_lines(FOX, PLAIN, width=30) == [
+        "-!- the quick brown fox jumps",
+        "    over the lazy dog again",
+        "    and again",
+    ]
+    errors = render.notice_lines(FOX, COLOUR, width=30, error=True)
+    assert errors[1] == "    \x1b[1;31mover the lazy dog again\x1b[0m"
+    topic = {"event": "topic", "room": "a", "user": "b", "topic": FOX}
+    moment = datetime(2026, 11, 24, 9, 5, tzinfo=UTC)
+    assert render.event_lines(topic, moment=moment, style=PLAIN, width=40) == [
+        "09:05 -- b set the topic of #a: the",
+        "         quick brown fox jumps over the",
+        "         lazy dog again and again",
+    ]
+
+
+def test_a_file_line_wraps_under_the_time_like_its_caption() -> None:
+    message = msg(text="look", file={"id": 3, "name": "a rather long file name.png", "size": 2048})
+    assert render.message_lines(message, **AT_40) == [
+        "23:45 alice shared a rather long file",
+        "      name.png (2.0 KiB,",
+        "      application/octet-stream) -",
+        "      /download 3",
+        "      look",
+    ]
+
+
+def test_tables_wrap_their_second_column_under_itself() -> None:
+    rows = [
+        ("/join ROOM", "join a room (creating it) and make it current"),
+        ("/upload [@USER] PATH [CAPTION]", "send a file to the current room"),
+    ]
+    assert render.table_lines(rows, PLAIN, width=40) == [
+        "-!- /join ROOM        join a room",
+        "                      (creating it) and",
+        "                      make it current",
+        "-!- /upload [@USER] PATH [CAPTION]",
+        "                      send a file to the",
+        "                      current room",
+    ]
+    assert render.table_lines(rows, PLAIN) == [
+        "-!- /join ROOM                      join a room (creating it) and make it current",
+        "-!- /upload [@USER] PATH [CAPTION]  send a file to the current room",
+    ]
+
+
+def test_rooms_wrap_like_a_table() -> None:
+    reply = {
+        "rooms": [{"room": "general", "members": 3, "messages": 120, "topic": "release plans"}]
+    }
+    assert render.rooms_lines(reply, {"general"}, PLAIN, width=40) == [
+        "-!- * #general  3 members, 120 msgs",
+        "                release plans",
+    ]

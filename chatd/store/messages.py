@@ -220,9 +220,7 @@ class MessageStore(StoreBase):
         )
         return self._page(mine, before, after, limit)
 
-    def _page(
-        self, where: Any, before: int | None, after: int | None, limit: int
-    ) -> list[Message]:
+    def _page(self, where: Any, before: int | None, after: int | None, limit: int) -> list[Message]:
         """Up to `limit` messages with after < id < before, oldest first.
 
         Without `after` the newest such messages (paging back); with it the
