@@ -34,6 +34,8 @@ RECV_BYTES = 64 * 1024
 PARK_AFTER = 2.0
 # why: a request under way when the server stops gets this long to finish and be answered.
 REQUEST_GRACE = 10.0
+# why: what a peer may have sent that nobody will read is thrown away before closing, within reason.
+DISCARD_RECVS = 64
 
 # why: a client that vanishes without closing (a laptop put to sleep, a NAT that forgot
 # us) would otherwise stay parked and "online" for ever; TCP keepalive probes find it out.
@@ -103,6 +105,9 @@ class Connection:
         # held while received bytes are handled, so a stop can wait for the requests under way
         self._in_request = threading.Lock()
         self._stopping = False
+        # set once the server's shutdown frame is queued: a reader that saw the stop
+        # waits for it, or closing first would drop the goodbye
+        self._goodbye_queued = threading.Event()
         # held from start until closed: join() waits on it, whichever thread closes
         self._open = threading.Lock()
 
@@ -122,6 +127,7 @@ class Connection:
         """Say goodbye after every reply still owed, then close."""
         self.stop_reading()
         self.outbox.close(self._dialect.shutdown(reason))
+        self._goodbye_queued.set()
 
     def join(self, timeout: float) -> None:
         if self._open.acquire(timeout=timeout):
@@ -164,6 +170,8 @@ class Connection:
             log.debug("%s: connection error: %s", self.peer, exc)
         finally:
             if not (idle and self._park()):
+                if self._stopping:
+                    self._goodbye_queued.wait(REQUEST_GRACE)
                 self._close()
 
     def _park(self) -> bool:
@@ -197,6 +205,18 @@ class Connection:
             return max(0.0, self._login_deadline - time.monotonic())
         return PARK_AFTER
 
+    def _discard_unread(self) -> None:
+        """Read away what the peer sent and nobody will handle.
+
+        Closing a socket with unread bytes makes the kernel reset the
+        connection, and a peer that gets the reset may lose the last frames
+        we sent it (the shutdown event, a final error).
+        """
+        with contextlib.suppress(OSError):
+            for _ in range(DISCARD_RECVS):
+                if not self.sock.recv(RECV_BYTES, socket.MSG_DONTWAIT):
+                    return
+
     def _writer_stopped(self) -> None:
         if self.outbox.overflowed:
             log.warning("%s: send queue exceeded; dropping the connection", self.peer)
@@ -210,6 +230,7 @@ class Connection:
         self._services.uploads.discard_owned_by(self.session)
         self.outbox.close()
         self.outbox.join(STALL_TIMEOUT + 1)
+        self._discard_unread()
         self.sock.close()
         self._on_close(self)
         self._open.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -10,6 +11,7 @@ from conftest import PASSWORD
 from wire import ConnectionClosed, WireClient
 
 from chatd.handlers import HANDLERS
+from chatd.protocol import encode
 from chatd.requests import Rooms
 
 
@@ -445,3 +447,24 @@ def test_a_failed_commit_is_answered_internal_and_nothing_is_delivered(
     monkeypatch.undo()
     assert alice.ok("send", room="general", text="fine again")["message"]["text"] == "fine again"
     assert bob.next_event("message")["text"] == "fine again"
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_a_client_still_sending_when_the_server_stops_gets_the_shutdown_event(
+    start_server, attempt
+):
+    server = start_server()
+    client = WireClient(server.address)
+    stop = threading.Thread(target=server.stop)
+    pings = b"".join(encode({"op": "ping", "id": n}) for n in range(200))
+    client.send_raw(pings)
+    stop.start()
+    with contextlib.suppress(OSError):
+        for _ in range(50):
+            client.send_raw(pings)
+    frames = []
+    with contextlib.suppress(ConnectionClosed, ConnectionResetError):
+        while True:
+            frames.append(client.next_frame())
+    stop.join(timeout=20)
+    assert frames and frames[-1].get("event") == "shutdown", frames[-3:]
