@@ -27,10 +27,9 @@ from chatd.db import DatabaseUrlError, SchemaError, check_schema, resolve_url, u
 from chatd.errors import ChatError
 from chatd.names import normalize_room, parse_ts
 from chatd.permissions import private_umask
+from chatd.safepickle import DEFAULT_MAX_BYTES, PickleBudget
 from chatd.transcript import (
-    DEFAULT_MAX_BYTES,
     FileMeta,
-    Limits,
     Transcript,
     TranscriptError,
     TranscriptMessage,
@@ -261,7 +260,7 @@ def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         transcript = loads_transcript(
             read_capped(args.file, args.max_bytes, sys.stdin.buffer),
-            Limits.for_size(args.max_bytes),
+            PickleBudget.for_size(args.max_bytes),
         )
     except TranscriptError as exc:
         print(f"chatd: {args.file}: {exc}", file=sys.stderr)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from chatd import safepickle
 from chatd import transcript as tr
+from chatd.safepickle import PickleBudget
 from chatd.transcript import (
     FileMeta,
-    Limits,
     Transcript,
     TranscriptError,
     TranscriptMessage,
@@ -53,9 +54,9 @@ def with_message(**changes: object) -> bytes:
     return pickle.dumps(data, protocol=5)
 
 
-def refusal(data: bytes, limits: Limits | None = None) -> str:
+def refusal(data: bytes, budget: PickleBudget | None = None) -> str:
     with pytest.raises(TranscriptError) as caught:
-        loads_transcript(data, limits)
+        loads_transcript(data, budget)
     message = str(caught.value)
     assert "\n" not in message and len(message) < 300, message
     return message
@@ -144,8 +145,8 @@ def test_a_list_root_is_not_a_transcript() -> None:
 def test_find_class_refuses_even_without_the_scan(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     payload = pickle.dumps(_Touch(str(marker)), protocol=5)
-    with pytest.raises(TranscriptError, match="names the global"):
-        tr._PlainUnpickler(io.BytesIO(payload)).load()
+    with pytest.raises(safepickle.UnsafePickle, match="names the global"):
+        safepickle._PlainUnpickler(io.BytesIO(payload)).load()
     assert not marker.exists()
 
 
@@ -183,19 +184,19 @@ def test_scan_refuses_malformed_and_foreign_opcodes(payload: bytes, expected: st
 def test_budgets_bound_opcodes_containers_nodes_and_stack() -> None:
     data = dumps_transcript(sample(200))
     ops = sum(1 for _ in pickletools.genops(data))
-    assert "more than 100 pickle opcodes" in refusal(data, Limits(max_opcodes=100))
-    assert loads_transcript(data, Limits(max_opcodes=ops)) == sample(200)
-    assert "more than 50 lists and dicts" in refusal(data, Limits(max_containers=50))
-    assert "more than 300 values" in refusal(data, Limits(max_nodes=300))
+    assert "more than 100 pickle opcodes" in refusal(data, PickleBudget(max_opcodes=100))
+    assert loads_transcript(data, PickleBudget(max_opcodes=ops)) == sample(200)
+    assert "more than 50 lists and dicts" in refusal(data, PickleBudget(max_containers=50))
+    assert "more than 300 values" in refusal(data, PickleBudget(max_nodes=300))
     wide = b"\x80\x05(" + b"N" * 100 + b"l."
-    assert "nests too deep at byte" in refusal(wide, Limits(max_stack=50))
-    assert "larger than --max-bytes (10 bytes)" in refusal(data, Limits(max_bytes=10))
+    assert "nests too deep at byte" in refusal(wide, PickleBudget(max_stack=50))
+    assert "larger than --max-bytes (10 bytes)" in refusal(data, PickleBudget(max_bytes=10))
 
 
 def test_budgets_scale_with_the_size_cap() -> None:
-    small = Limits.for_size(4096)
+    small = PickleBudget.for_size(4096)
     assert (small.max_opcodes, small.max_containers, small.max_nodes) == (2048, 256, 2048)
-    assert Limits.for_size(tr.DEFAULT_MAX_BYTES) == Limits()
+    assert PickleBudget.for_size(safepickle.DEFAULT_MAX_BYTES) == PickleBudget()
 
 
 def test_read_capped_refuses_a_large_file_before_reading_it(tmp_path: Path) -> None:
