@@ -22,7 +22,7 @@ from typing import Any
 from msgspec import UnsetType, structs
 
 from chatd import __version__, admin
-from chatd.config import SETTINGS, ServerConfig, UsageError, env_name
+from chatd.config import SETTINGS, ServerConfig, UsageError, env_name, setting_type
 from chatd.db import DatabaseUrlError, SchemaError, check_schema, resolve_url, upgrade
 from chatd.errors import ChatError
 from chatd.names import normalize_room, parse_ts
@@ -55,9 +55,9 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for setting in SETTINGS:
         parser.add_argument(
             f"--{setting.name.replace('_', '-')}",
-            type=type(setting.default),
+            type=setting_type(setting),
             default=None,
-            metavar=type(setting.default).__name__.upper(),
+            metavar=setting_type(setting).__name__.upper(),
             help=f"{setting.metadata['help']} (env {env_name(setting.name)}"
             + (f"; default {setting.default!r})" if setting.default != "" else ")"),
         )
@@ -111,7 +111,7 @@ def server_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Serve
         raw = environ.get(env_name(setting.name))
         if raw is None or raw == "":
             continue
-        kind = type(setting.default)
+        kind = setting_type(setting)
         try:
             values[setting.name] = kind(raw)
         except ValueError:

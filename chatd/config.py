@@ -6,7 +6,8 @@ environment; a flag wins over the environment, which wins over the default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,13 @@ class ServerConfig:
 
 
 SETTINGS = tuple(fields(ServerConfig))
+
+
+def setting_type(setting: Field[Any]) -> type[int | float | str]:
+    """What a setting's value is: the type of its default."""
+    default = setting.default
+    assert isinstance(default, int | float | str), setting.name
+    return type(default)
 
 
 class UsageError(Exception):

@@ -240,7 +240,9 @@ def backup_sqlite(url: str, destination: Path) -> None:
             create_private_file(temporary)
             target = sqlite3.connect(temporary)
             try:
-                raw.driver_connection.backup(target)
+                driver = raw.driver_connection
+                assert isinstance(driver, sqlite3.Connection)
+                driver.backup(target)
             finally:
                 target.close()
         finally:

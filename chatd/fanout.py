@@ -100,9 +100,9 @@ def _deliver_direct(hub: Hub, entries: list[tuple[Post, Outgoing]]) -> None:
         if poster is not None:
             poster.deliver_in_order(share)
             continue
-        for item in share:
-            assert isinstance(item, Outgoing)
-            peers[key].deliver(item)
+        for event in share:
+            assert isinstance(event, Outgoing)
+            peers[key].deliver(event)
 
 
 def _merged(entries: list[tuple[Post, Outgoing]], peer: Peer) -> list[InOrder]:

@@ -32,11 +32,9 @@ class PasswordHasher:
     def verify(self, password: str, hashed: str | None) -> bool:
         """True when `password` matches; `hashed=None` (no such user) spends the same time."""
         secret = password.encode("utf-8")
-        usable = hashed is not None and len(secret) <= PASSWORD_MAX_BYTES
-        if not usable:
+        target = hashed if hashed is not None and len(secret) <= PASSWORD_MAX_BYTES else None
+        if target is None:
             secret = b"x" * min(len(secret), PASSWORD_MAX_BYTES)
         with self._slots:
-            matched = bcrypt.checkpw(
-                secret, (hashed if usable else self._dummy_hash).encode("ascii")
-            )
-        return usable and matched
+            matched = bcrypt.checkpw(secret, (target or self._dummy_hash).encode("ascii"))
+        return target is not None and matched

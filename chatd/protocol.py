@@ -80,7 +80,7 @@ class FrameDecoder:
         return len(self._buffer)
 
 
-_REQUESTS = msgspec.json.Decoder(Union[OPS])  # type: ignore[valid-type]  # noqa: UP007
+_REQUESTS: msgspec.json.Decoder[Op] = msgspec.json.Decoder(Union[OPS])  # noqa: UP007
 _ANY_JSON = msgspec.json.Decoder()
 
 

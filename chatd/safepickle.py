@@ -114,7 +114,8 @@ def scan(data: bytes, limits: PickleBudget) -> None:
     foreign = False  # why: a foreign pickle is still read, to say so if it would run code
     danger = ""
     try:
-        for opcode, arg, pos in pickletools.genops(data):
+        for opcode, arg, at in pickletools.genops(data):
+            pos = at or 0  # genops gives positions for a bytes input
             name = opcode.name
             opcodes += 1
             if opcodes > limits.max_opcodes:

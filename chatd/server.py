@@ -10,6 +10,7 @@ closed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import threading
@@ -67,7 +68,7 @@ class Server:
         self.services.writer.start()
         self._parking.start()
         for listener in self._listeners:
-            self._thread(lambda listener=listener: self._accept_loop(listener), "accept")
+            self._thread(functools.partial(self._accept_loop, listener), "accept")
         self._thread(self._housekeeping, "housekeeping")
         for listener in self._listeners:
             name = f"{listener.name} listening" if listener.name else "listening"
@@ -173,7 +174,7 @@ class Server:
             except Exception:
                 log.exception("housekeeping failed")
                 continue
-            services.writer.submit(lambda newest=newest: self._check_outside_writes(newest))
+            services.writer.submit(functools.partial(self._check_outside_writes, newest))
             for name in disabled:
                 for peer in hub.peers_of(name):
                     peer.kick(ErrorCode.ACCOUNT_DISABLED, "this account has been disabled")

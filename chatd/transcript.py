@@ -166,7 +166,7 @@ def _field(data: dict[Any, Any], key: str, kind: type, where: str) -> Any:
     # why: exact types, so True never passes for a version or an id (bool is an int).
     if type(value) is not kind:
         raise _fail(f"{where}.{key}", f"expected {kind.__name__}, got {type(value).__name__}")
-    if kind is str:
+    if isinstance(value, str):
         try:  # why: a pickle may carry lone surrogates; neither wire nor database takes them
             value.encode("utf-8")
         except UnicodeEncodeError:

@@ -154,7 +154,7 @@ def chunk(req: Request, args: Chunk) -> ChunkReceived:
             os.fdatasync(current.handle.fileno())
             current.unsynced = 0
         current.last_activity = services.clock()
-        return {"received": current.received}
+        return ChunkReceived(current.received)
 
 
 @contextmanager

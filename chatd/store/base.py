@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, cast
 
 from msgspec import UNSET
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Table, select
 
 from chatd.db import WRITE_OPTION, create_db_engine, is_sqlite
 from chatd.diskspace import DiskAlarm, is_storage_full
@@ -24,11 +24,12 @@ from chatd.records import (
     dm_pair,
 )
 
-users = User.__table__
-rooms = Room.__table__
-memberships = Membership.__table__
-messages = MessageRow.__table__
-files = File.__table__
+# why: declarative models type __table__ as a FromClause; these are Tables.
+users = cast(Table, User.__table__)
+rooms = cast(Table, Room.__table__)
+memberships = cast(Table, Membership.__table__)
+messages = cast(Table, MessageRow.__table__)
+files = cast(Table, File.__table__)
 recipients = users.alias("recipients")
 
 

@@ -233,7 +233,7 @@ class MessageStore(StoreBase):
         order = messages.c.id.desc() if after is None else messages.c.id.asc()
         query = message_query().where(where).order_by(order).limit(limit)
         with self._read() as connection:
-            rows = connection.execute(query).all()
+            rows = list(connection.execute(query))
         if after is None:
             rows.reverse()
         return [message_record(row) for row in rows]
