@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from conftest import CLIENT_SUITE
 from test_client_cli import console, err, out, run
+
+pytestmark = CLIENT_SUITE
 
 
 def test_register_and_script_over_tls(start_server, tls_files, certificate_authority, tmp_path):
