@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import pwd
 import shlex
@@ -77,6 +78,13 @@ def find_binaries() -> Path | None:
 
 def _has_server_binaries(directory: Path) -> bool:
     return (directory / "initdb").is_file() and (directory / "pg_ctl").is_file()
+
+
+@functools.cache
+def _head_revision() -> str | None:
+    from chatd.db import alembic_config, head_revision
+
+    return head_revision(alembic_config("sqlite://"))
 
 
 def _unprivileged_user() -> str | None:
@@ -216,31 +224,45 @@ class PostgresCluster:
         """The URL of the test's `index`-th database (from 0), migrated and without a row.
 
         Created and migrated the first time a test needs that many; later
-        tests get it back emptied: its tables truncated, their id sequences
-        restarted, and any connection a test left open ended first.
+        tests get it back emptied: any connection a test left open ended,
+        its tables truncated and their id sequences restarted. One a test
+        left at another schema revision (tests/test_migrations.py goes down
+        and up again) is made anew.
         """
-        name = f"test_{index + 1}"
-        if index < len(self._databases):
-            self.execute(self._emptying(), name)
-        else:
-            from chatd.db import upgrade
+        import psycopg
 
-            self.execute(f"CREATE DATABASE {name}")
-            upgrade(self.url(name))
+        from chatd.db import upgrade
+
+        name = f"test_{index + 1}"
+        url = self.url(name)
+        if index < len(self._databases):
+            try:
+                self.execute(self._emptying(_head_revision()), name)
+                return url
+            except psycopg.Error:
+                self.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        else:
             self._databases.append(name)
-        return self.url(name)
+        self.execute(f"CREATE DATABASE {name}")
+        upgrade(url)
+        return url
 
     @staticmethod
-    def _emptying() -> str:
+    def _emptying(head: str | None) -> str:
         from chatd.models import Base
 
         tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
-        return (
-            f"SET lock_timeout = '{LOCK_TIMEOUT}s';"
-            " SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid();"
-            f" TRUNCATE {tables} RESTART IDENTITY"
-        )
+        return f"""
+            SET lock_timeout = '{LOCK_TIMEOUT}s';
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid();
+            DO $$ BEGIN
+                IF (SELECT max(version_num) FROM alembic_version) IS DISTINCT FROM '{head}' THEN
+                    RAISE EXCEPTION 'not at the newest schema revision';
+                END IF;
+            END $$;
+            TRUNCATE {tables} RESTART IDENTITY;
+        """
 
     def stop_server(self) -> None:
         """Stop the server if it runs (or is still starting: pg_ctl start may have given up)."""
