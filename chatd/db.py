@@ -5,6 +5,13 @@ foreign keys) and real transactions: Python's sqlite3 module emits no BEGIN
 for reads or DDL, so we take over BEGIN as SQLAlchemy's SQLite dialect page
 documents, and writes start with BEGIN IMMEDIATE so WAL never hands a writer
 SQLITE_BUSY halfway through a transaction.
+
+Write transactions take turns on every backend, across processes too
+(`chatd import` beside a running server): on SQLite through BEGIN
+IMMEDIATE, on PostgreSQL through one transaction-scoped advisory lock taken
+first. So message ids are handed out in commit order, and a reader never
+sees a message while one with a smaller id is yet to be committed: a join's
+history and a client catching up with `after` would skip that one for good.
 """
 
 from __future__ import annotations
@@ -30,9 +37,13 @@ from chatd.permissions import create_private_file, make_private_dir
 log = logging.getLogger(__name__)
 
 # why: a writer waits this long for another process (an import, a backup) to finish.
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-# why: execution option asking the begin event for BEGIN IMMEDIATE.
+WRITER_WAIT_MS = 30_000
+# why: execution option asking the begin event for BEGIN IMMEDIATE (SQLite) or the
+# writers' lock (PostgreSQL).
 WRITE_OPTION = "chatd_write"
+# The advisory lock key PostgreSQL writers take turns on ("chatd-wr"); advisory locks
+# are per database, so servers on other databases of the same cluster never meet.
+POSTGRES_WRITERS_LOCK = int.from_bytes(b"chatd-wr", "big")
 
 
 class SchemaError(Exception):
@@ -124,7 +135,10 @@ def _ensure_sqlite_file(url: str) -> None:
 def create_db_engine(url: str, *, foreign_keys: bool = True) -> Engine:
     """An engine for `url`; on SQLite with the pragmas and BEGIN handling above."""
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "postgresql":
+            _take_turns_on_postgresql(engine)
+        return engine
     _ensure_sqlite_file(url)
     engine = create_engine(url, pool_size=8, max_overflow=24)
 
@@ -134,7 +148,7 @@ def create_db_engine(url: str, *, foreign_keys: bool = True) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={WRITER_WAIT_MS}")
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
@@ -144,6 +158,30 @@ def create_db_engine(url: str, *, foreign_keys: bool = True) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _take_turns_on_postgresql(engine: Engine) -> None:
+    """Write transactions start by waiting for the writers' lock, as BEGIN IMMEDIATE does.
+
+    Held until commit or rollback. The wait is bounded like SQLite's busy
+    timeout: lock_timeout is set for the session when a connection opens.
+    """
+
+    @event.listens_for(engine, "connect", insert=True)
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # why: set inside a transaction, the first rollback would undo it (SQLAlchemy's
+        # PostgreSQL dialect page, "Setting Alternate Search Paths on Connect").
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET lock_timeout = {WRITER_WAIT_MS}")
+        cursor.close()
+        dbapi_connection.autocommit = autocommit
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(WRITE_OPTION, False):
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({POSTGRES_WRITERS_LOCK})")
 
 
 def alembic_config(url: str) -> Config:

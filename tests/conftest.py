@@ -1,8 +1,25 @@
-"""Fixtures: a real chatd server on 127.0.0.1:0 over a real SQLite file, and clients for it."""
+"""Fixtures: a real chatd server on 127.0.0.1:0 over a real database, and clients for it.
+
+Server suites run twice, on SQLite and on PostgreSQL. Every test that uses
+a database (`db_url`, directly or through `server`, `connect`,
+`start_server` or `make_config`) is parametrized by `pytest_generate_tests`
+over `db_backend`, with test ids ending `[sqlite]` and `[postgresql]`. A
+test, class or module marked `@pytest.mark.sqlite_only("why")` runs on
+SQLite alone and keeps its plain id: the client's suites (the server is
+only their fixture there, and one backend is enough) and what is SQLite's
+by nature (`chatd backup`, a full database through max_page_count).
+
+The PostgreSQL half uses a private server the session starts (see
+tests/postgres.py), never the machine's. Without PostgreSQL's server
+binaries or the psycopg driver it is skipped with the reason, unless the
+environment variable CI is set: then it fails, so CI never passes by
+skipping.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,11 +27,11 @@ from typing import Any
 
 import pytest
 import trustme
-from alembic import command
+from postgres import PostgresCluster, find_binaries, unavailable_reason
 from wire import ConnectionClosed, WireClient
 
 from chatd.config import ServerConfig
-from chatd.db import alembic_config, upgrade
+from chatd.db import upgrade
 from chatd.server import Server
 from client.connection import Backoff
 from client.session import Session
@@ -40,16 +57,80 @@ def closed(client: WireClient) -> bool:
         return True
 
 
+DB_BACKENDS = ("sqlite", "postgresql")
+SQLITE_ONLY = "sqlite_only"
+# why: the client's suites need a server, not a second database under it; the server's
+# own suites run on both.
+CLIENT_SUITE = pytest.mark.sqlite_only("a client suite: the server is only its fixture")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{SQLITE_ONLY}(reason): run on SQLite only, not also on PostgreSQL"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a database runs on each backend, unless marked sqlite_only."""
+    if "db_backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker(SQLITE_ONLY)
+    if marker is None:
+        metafunc.parametrize("db_backend", DB_BACKENDS, indirect=True)
+    elif not marker.args:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: sqlite_only needs its reason")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """The session's private PostgreSQL; skipped (failed when CI is set) where it cannot run."""
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set: the PostgreSQL half must run)", pytrace=False)
+        pytest.skip(reason)
+    binaries = find_binaries()
+    assert binaries is not None
+    cluster = PostgresCluster.start(binaries)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """A migrated SQLite file under tmp_path, or the emptied CHATD_TEST_DB (PostgreSQL, say)."""
-    url = os.environ.get("CHATD_TEST_DB")
-    if url:
-        command.downgrade(alembic_config(url), "base")
-    else:
-        url = f"sqlite:///{tmp_path / 'chatd.db'}"
-    upgrade(url)
-    return url
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """The backend of this test: from pytest_generate_tests, else "sqlite"."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def new_db_url(
+    db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[], str]:
+    """new_db_url() -> another empty, migrated database on this test's backend.
+
+    SQLite: a new file under tmp_path (the first is chatd.db). PostgreSQL: a
+    database of the session's cluster, emptied for this test.
+    """
+    if db_backend == "sqlite":
+        names = itertools.chain(["chatd.db"], (f"chatd{n}.db" for n in itertools.count(2)))
+
+        def make_sqlite() -> str:
+            url = f"sqlite:///{tmp_path / next(names)}"
+            upgrade(url)
+            return url
+
+        return make_sqlite
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    indexes = itertools.count()
+    return lambda: cluster.empty_database(next(indexes))
+
+
+@pytest.fixture
+def db_url(new_db_url: Callable[[], str]) -> str:
+    """A migrated database of this test's own: see the module's docstring."""
+    return new_db_url()
 
 
 @pytest.fixture

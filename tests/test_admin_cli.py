@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import sqlite3
 import stat
 
@@ -69,10 +68,7 @@ def test_list_passwd_disable_enable(start_server, env, monkeypatch, capsys):
     assert run(env, monkeypatch, "user", "disable", "nobody") == 1
 
 
-@pytest.mark.skipif(
-    not os.environ.get("CHATD_TEST_DB", "sqlite").startswith("sqlite"),
-    reason="chatd backup is for SQLite databases",
-)
+@pytest.mark.sqlite_only("chatd backup is for SQLite databases (pg_dump for PostgreSQL)")
 def test_backup_of_a_live_database(start_server, env, monkeypatch, tmp_path, capsys):
     server = start_server()
     client = WireClient(server.address)

@@ -15,11 +15,13 @@ from typing import Any
 import pexpect
 import pytest
 from client_helpers import ROOT, chat_env, finish, logged_in, spawn_chat, wait_for
-from conftest import PASSWORD
+from conftest import CLIENT_SUITE, PASSWORD
 from wire import WireClient
 
 from chatd.server import Server
 from client.connection import Backoff
+
+pytestmark = CLIENT_SUITE
 
 # why: slow enough that a test's messages are all sent before the client is back
 PATIENT = Backoff(first=1.0, factor=1.0, cap=1.0, jitter=0.0)

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 from client_helpers import ROOT, chat_env
-from conftest import PASSWORD
+from conftest import CLIENT_SUITE, PASSWORD
 from wire import WireClient
 
 import chatd
 from client.cli import Console, main, parse_server
+
+pytestmark = CLIENT_SUITE
 
 
 def console(

@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 from client_helpers import FakeServer, wait_for
-from conftest import PASSWORD
+from conftest import CLIENT_SUITE, PASSWORD
 
 from chatd.server import Server
 from client.chat import Chat
 from client.cli import Console, main
 from client.render import PLAIN
 from client.session import Session
+
+pytestmark = CLIENT_SUITE
 
 MiB = 1024 * 1024
 DONE = 30.0  # seconds a transfer of a few MiB may take on a slow machine

@@ -15,10 +15,12 @@ from pathlib import Path
 import pexpect
 import pytest
 from client_helpers import chat_env, finish, spawn_chat
-from conftest import PASSWORD
+from conftest import CLIENT_SUITE, PASSWORD
 from wire import WireClient
 
 from chatd.server import Server
+
+pytestmark = CLIENT_SUITE
 
 
 @pytest.fixture

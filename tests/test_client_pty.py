@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterator
 import pexpect
 import pytest
 from client_helpers import FakeServer, Tmux, chat_env, finish, spawn_chat
-from conftest import PASSWORD
+from conftest import CLIENT_SUITE, PASSWORD
 from wire import WireClient
 
 from chatd.server import Server
+
+pytestmark = CLIENT_SUITE
 
 
 @pytest.fixture

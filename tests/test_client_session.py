@@ -8,13 +8,15 @@ from typing import Any
 
 import pytest
 from client_helpers import CuttingProxy, FakeServer, Recorder, logged_in, wait_for
-from conftest import PASSWORD
+from conftest import CLIENT_SUITE, PASSWORD
 from wire import WireClient
 
 from chatd.server import Server
 from client.connection import Backoff
 from client.recovery import Missed
 from client.session import NOT_SENT, LoginFailed, State
+
+pytestmark = CLIENT_SUITE
 
 
 def test_replies_are_matched_to_requests_by_id(connect, server, sessions) -> None:

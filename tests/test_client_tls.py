@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import PASSWORD
+from conftest import CLIENT_SUITE, PASSWORD
 from test_client_cli import console, err, out, run
 
 from chatd.server import Server
 from client.cli import main
+
+pytestmark = CLIENT_SUITE
 
 
 @pytest.fixture

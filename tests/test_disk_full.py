@@ -21,10 +21,8 @@ from sqlalchemy.exc import OperationalError
 from chatd.blobs import BlobStore
 from chatd.diskspace import is_storage_full
 
-
-def _sqlite_only(server) -> None:
-    if not server.services.store.url.startswith("sqlite"):
-        pytest.skip("SQLite's max_page_count stands in for a full disk")
+# why: PostgreSQL has no per-connection size cap to stand in for a full disk.
+MAX_PAGE_COUNT = pytest.mark.sqlite_only("SQLite's max_page_count stands in for a full disk")
 
 
 def _fill_database(server) -> None:
@@ -42,10 +40,10 @@ def _disk_lines(caplog) -> list[logging.LogRecord]:
     return [record for record in caplog.records if record.name == "chatd.diskspace"]
 
 
+@MAX_PAGE_COUNT
 def test_a_full_disk_refuses_messages_and_stores_nothing_until_space_is_back(
     connect, server, caplog
 ):
-    _sqlite_only(server)
     caplog.set_level(logging.INFO)
     alice, bob = connect("alice"), connect("bob")
     for client in (alice, bob):
@@ -70,8 +68,8 @@ def test_a_full_disk_refuses_messages_and_stores_nothing_until_space_is_back(
     assert [r.levelname for r in _disk_lines(caplog)] == ["ERROR", "WARNING"]
 
 
+@MAX_PAGE_COUNT
 def test_a_batch_refused_for_space_leaves_other_connections_working(connect, server):
-    _sqlite_only(server)
     alice, bob = connect("alice"), connect("bob")
     for client in (alice, bob):
         client.ok("join", room="general")

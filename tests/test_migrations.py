@@ -31,10 +31,8 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_migrations_match_the_models(tmp_path):
-    url = f"sqlite:///{tmp_path / 'check.db'}"
-    upgrade(url)
-    command.check(alembic_config(url))  # raises when autogenerate finds a difference
+def test_migrations_match_the_models(db_url):
+    command.check(alembic_config(db_url))  # raises when autogenerate finds a difference
 
 
 def index_sql(url: str) -> dict[str, str]:
@@ -133,15 +131,14 @@ def test_message_indexes_skip_nulls_and_the_lookups_still_use_them(tmp_path):
     assert index_sql(url) == stored
 
 
-def test_upgrade_downgrade_upgrade(tmp_path):
-    url = f"sqlite:///{tmp_path / 'trip.db'}"
-    config = alembic_config(url)
-    assert upgrade(url) == head_revision(config)
-    assert {"users", "rooms", "memberships", "messages"} <= tables(url)
+def test_upgrade_downgrade_upgrade(db_url):
+    config = alembic_config(db_url)
+    assert upgrade(db_url) == head_revision(config)
+    assert {"users", "rooms", "memberships", "messages"} <= tables(db_url)
     command.downgrade(config, "base")
-    assert tables(url) <= {"alembic_version"}
-    upgrade(url)
-    engine = create_db_engine(url)
+    assert tables(db_url) <= {"alembic_version"}
+    upgrade(db_url)
+    engine = create_db_engine(db_url)
     try:
         assert current_revision(engine) == head_revision(config)
     finally:

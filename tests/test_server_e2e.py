@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import PASSWORD
+from conftest import PASSWORD, closed
 from wire import ConnectionClosed, WireClient
 
 from chatd.handlers import HANDLERS
@@ -161,6 +161,8 @@ def test_who_and_rooms(connect):
     alice.ok("send", room="general", text="one")
     alice.ok("topic", room="dev", topic="code")
     bob.ok("quit")
+    # why: the server takes bob offline as it closes his connection, after the quit reply
+    assert closed(bob)
     who = alice.ok("who", room="#general")
     assert who["room"] == "general"
     assert who["members"] == ["alice", "bob"] and who["online"] == ["alice"]

@@ -1,14 +1,22 @@
-"""The group-commit insert: a batch mixing every kind of message keeps its order and its fields."""
+"""The group-commit insert: batches keep their order and fields, writers take turns."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from msgspec import UNSET
+from sqlalchemy import insert
 
 from chatd.records import FileInfo, Message, NewFile, NewMessage
 from chatd.store import Store
+from chatd.store.base import messages
 
 pytestmark = pytest.mark.timeout(30)
+
+# why: how long a write is given to get ahead of one under way; it must not, so this is
+# only how long the test looks (a wrong pass is possible on a slow machine, a wrong failure not).
+WRITER_PATIENCE = 0.5
 
 
 def test_a_mixed_batch_is_stored_in_order_with_every_field(db_url: str) -> None:
@@ -46,3 +54,38 @@ def test_a_mixed_batch_is_stored_in_order_with_every_field(db_url: str) -> None:
         assert all(isinstance(r, Message) for r in room_page + dm_page)
     finally:
         store.close()
+
+
+def test_a_write_waits_for_one_under_way_so_no_reader_sees_a_later_id_first(db_url: str) -> None:
+    """Ids are handed out in commit order, even by two processes (`chatd import` beside a server).
+
+    Otherwise a message committed with a higher id while a slower transaction
+    still holds lower ones lets a reader (a join's history, a client catching
+    up with `after`) see the later id first and skip the earlier ones for good.
+    """
+    importer, server = Store(db_url), Store(db_url)
+    try:
+        alice = server.create_user("alice", "hash-a")
+        general, _ = server.join(alice.id, "general")
+        live: list[MessageRecord] = []
+        sender = threading.Thread(
+            target=lambda: live.append(server.append_message(alice, "live", room=general))
+        )
+        # why: a transaction under way in another Store, as `chatd import` runs in another process
+        with importer._write() as connection:
+            connection.execute(
+                insert(messages).values(
+                    room_id=general.id, author="ghost", text="imported", ts_ms=1
+                )
+            )
+            sender.start()
+            sender.join(WRITER_PATIENCE)
+            assert [m.text for m in server.room_page(general, None, 10)] == []
+        sender.join(10)
+        assert not sender.is_alive()
+        page = server.room_page(general, None, 10)
+        assert [m.text for m in page] == ["imported", "live"]
+        assert page[1] == live[0]
+    finally:
+        importer.close()
+        server.close()

@@ -1,4 +1,4 @@
-"""`chatd export` / `chatd import` end to end: real SQLite files, in-process and as a script."""
+"""`chatd export` / `chatd import` end to end: real databases, in-process and as a script."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import MetaData, select, text
 
 from chatd.cli import main
-from chatd.db import upgrade
+from chatd.db import create_db_engine
 from chatd.names import parse_ts
 from chatd.store import Store
 from chatd.transcript import (
@@ -34,25 +37,44 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return status, out, err
 
 
-def fresh_db(path: Path) -> str:
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    return url
+def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """The rows of one query, on either backend."""
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), params)]
+    finally:
+        engine.dispose()
 
 
 def rows(url: str, room: str) -> list[tuple[str, int, str, int | None]]:
     """(author, ts_ms, text, sender_id) of a room's messages in id order."""
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
-        return connection.execute(
-            "SELECT author, ts_ms, text, sender_id FROM messages"
-            " JOIN rooms ON rooms.id = messages.room_id WHERE rooms.name = ? ORDER BY messages.id",
-            (room,),
-        ).fetchall()
+    return query(
+        url,
+        "SELECT author, ts_ms, text, sender_id FROM messages"
+        " JOIN rooms ON rooms.id = messages.room_id WHERE rooms.name = :room ORDER BY messages.id",
+        room=room,
+    )
 
 
-def db_dump(url: str) -> list[str]:
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
-        return list(connection.iterdump())
+def db_dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table in key order: what "the database is unchanged" compares."""
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = MetaData()
+            tables.reflect(connection)
+            return {
+                name: [
+                    tuple(row)
+                    for row in connection.execute(
+                        select(table).order_by(*table.primary_key.columns)
+                    )
+                ]
+                for name, table in tables.tables.items()
+            }
+    finally:
+        engine.dispose()
 
 
 def write_transcript(path: Path, room: str, messages: list[tuple[str, int, str]]) -> Path:
@@ -89,21 +111,23 @@ def live_db(db_url: str) -> str:
 
 
 def test_round_trip_into_a_fresh_database_under_a_new_name(
-    live_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    live_db: str,
+    new_db_url: Callable[[], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     first = tmp_path / "general.pkl"
     status, out, _ = run(capsys, "export", "--room", "#General", str(first), "--db", live_db)
     assert status == 0
     assert out == f"exported 6 messages of #general to {first}\n"
 
-    other = fresh_db(tmp_path / "other.db")
+    other = new_db_url()
     status, out, err = run(capsys, "import", str(first), "--room", "archive", "--db", other)
     assert (status, err) == (0, "")
     assert out == "imported 6 messages into #archive, 0 already there\n"
     assert [r[:3] for r in rows(other, "archive")] == [r[:3] for r in rows(live_db, "general")]
     assert all(sender is None for *_, sender in rows(other, "archive"))  # no account created
-    with sqlite3.connect(other.removeprefix("sqlite:///")) as connection:
-        assert connection.execute("SELECT count(*) FROM users").fetchone() == (0,)
+    assert query(other, "SELECT count(*) FROM users") == [(0,)]
 
     second = tmp_path / "archive.pkl"
     assert run(capsys, "export", "--room", "archive", str(second), "--db", other)[0] == 0
@@ -120,7 +144,10 @@ def test_round_trip_into_a_fresh_database_under_a_new_name(
 
 
 def test_import_is_idempotent_and_keeps_repeated_messages(
-    live_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    live_db: str,
+    new_db_url: Callable[[], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = tmp_path / "t.pkl"
     assert run(capsys, "export", "--room", "general", str(path), "--db", live_db)[0] == 0
@@ -129,7 +156,7 @@ def test_import_is_idempotent_and_keeps_repeated_messages(
     assert (status, out) == (0, "imported 0 messages into #general, 6 already there\n")
     assert db_dump(live_db) == before
 
-    copy = fresh_db(tmp_path / "copy.db")
+    copy = new_db_url()
     assert run(capsys, "import", str(path), "--db", copy)[1].startswith("imported 6 messages")
     once = db_dump(copy)
     assert run(capsys, "import", str(path), "--db", copy)[1].endswith(", 6 already there\n")
@@ -153,9 +180,7 @@ def test_import_adds_only_what_is_missing_and_links_accounts(
     status, out, _ = run(capsys, "import", str(path), "--db", live_db)
     assert (status, out) == (0, "imported 3 messages into #general, 1 already there\n")
     added = rows(live_db, "general")[len(existing) :]
-    ids = dict(sqlite3.connect(live_db.removeprefix("sqlite:///")).execute(
-        "SELECT username, id FROM users"
-    ).fetchall())  # fmt: skip
+    ids = dict(query(live_db, "SELECT username, id FROM users"))
     assert added == [
         ("ALICE", existing[0][1], "hello", ids["alice"]),
         ("ghost", T0, "from an author without an account", None),
@@ -243,7 +268,9 @@ def test_a_database_behind_the_schema_is_refused(
         assert (status, out) == (1, "")
         assert "run `chatd init-db`" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
-    assert db_dump(old) == ["BEGIN TRANSACTION;", "CREATE TABLE legacy (x);", "COMMIT;"]
+    with sqlite3.connect(tmp_path / "old.db") as connection:
+        dump = list(connection.iterdump())
+    assert dump == ["BEGIN TRANSACTION;", "CREATE TABLE legacy (x);", "COMMIT;"]
 
 
 def test_import_while_the_server_runs_is_seen_on_join(
@@ -306,7 +333,7 @@ def test_a_message_sent_right_after_an_import_does_not_hide_it_from_join(
 
 
 def test_installed_script_exports_to_stdout_and_imports_from_stdin(
-    live_db: str, tmp_path: Path
+    live_db: str, new_db_url: Callable[[], str]
 ) -> None:
     script = str(Path(sys.executable).parent / "chatd")
     exported = subprocess.run(
@@ -315,7 +342,7 @@ def test_installed_script_exports_to_stdout_and_imports_from_stdin(
     )  # fmt: skip
     assert exported.stderr == b"exported 6 messages of #general to -\n"
     assert pickle.loads(exported.stdout)["format"] == "chatd.transcript"
-    target = fresh_db(tmp_path / "piped.db")
+    target = new_db_url()
     imported = subprocess.run(
         [script, "import", "-", "--db", target],
         input=exported.stdout, capture_output=True, timeout=20, check=True,

@@ -22,7 +22,10 @@ from chatd.cli import main
 from chatd.store import Store
 from chatd.transcript import Transcript, TranscriptMessage, to_plain
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [
+    pytest.mark.timeout(30),
+    pytest.mark.sqlite_only("the loader refuses these files before the import touches a database"),
+]
 
 T0 = 1_700_000_000_000
 
