@@ -15,7 +15,8 @@ from datetime import date, datetime, tzinfo
 from typing import Any, Protocol
 
 from client import render
-from client.commands import COMMANDS, Names, run_line
+from client.commands import COMMANDS, run_line
+from client.completion import Names
 from client.recovery import Missed, message_id
 from client.session import NOT_SENT, RECONNECT_ASKED, Frame, Session, State
 from client.state import SeenMarkers

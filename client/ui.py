@@ -28,7 +28,7 @@ from prompt_toolkit.layout.screen import Char
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from client.chat import Chat
-from client.commands import ChatCompleter
+from client.completion import ChatCompleter
 from client.layout import cursor_after_reflow
 
 # why: a script waits for each reply; a reconnect is bounded by the session's
