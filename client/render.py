@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, tzinfo
 from typing import Any, TypeGuard
 from urllib.parse import quote
 
+from chatd.events import EventName
 from chatd.names import parse_ts
 from client.layout import PLAIN as PLAIN  # re-exported
 from client.layout import Run, hang, paint, text_width
@@ -319,11 +320,11 @@ def event_lines(
     kind = event.get("event")
     user = sanitize(event.get("user")) or "?"
     room = sanitize(event.get("room"))
-    if kind == "join":
+    if kind == EventName.JOIN:
         text = f"{user} joined #{room}"
-    elif kind == "part":
+    elif kind == EventName.PART:
         text = f"{user} left #{room}"
-    elif kind == "topic":
+    elif kind == EventName.TOPIC:
         topic = sanitize(event.get("topic"))
         text = (
             f"{user} set the topic of #{room}: {topic}"
