@@ -18,8 +18,9 @@ from chatd.events import EventName
 from client import render
 from client.commands import COMMANDS, run_line
 from client.completion import Names
+from client.errors import ClientErrorCode, error_code
 from client.recovery import Missed, message_id
-from client.session import NOT_SENT, RECONNECT_ASKED, Frame, Session, State
+from client.session import RECONNECT_ASKED, Frame, Session, State
 from client.state import SeenMarkers
 from client.transfers import Transfers
 
@@ -185,7 +186,7 @@ class Chat:
                 shown = shown[:57] + "..."
             where = f"#{args['room']}" if op == "send" else f"*{render.sanitize(args['to'])}*"
             return f"not sent to {where} ({why}): {shown}"
-        if reply.get("error") == NOT_SENT:
+        if error_code(reply) is ClientErrorCode.NOT_SENT:
             return f"/{op} failed: {why}"
         return why
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from chatd import __version__
+from chatd.errors import ErrorCode
 from chatd.exitstatus import ExitStatus
 from chatd.names import PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, is_valid_username
 from client import render
@@ -31,6 +32,7 @@ from client.connection import (
     network_error_text,
     show_address,
 )
+from client.errors import error_code
 from client.session import LoginFailed, Session
 from client.state import SeenMarkers
 
@@ -178,7 +180,7 @@ def _username(args: argparse.Namespace, console: Console) -> str:
         name = console.ask("username: ").strip()
         if is_valid_username(name):
             return name
-        console.complain(render.ERROR_TEXT["invalid_username"])
+        console.complain(render.ERROR_TEXT[ErrorCode.INVALID_USERNAME])
 
 
 def _password_source(env: Mapping[str, str], console: Console) -> str | None:
@@ -263,7 +265,7 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
     target = _target(args, env)
     username = _username(args, console)
     if not is_valid_username(username):
-        raise Refused(render.ERROR_TEXT["invalid_username"])
+        raise Refused(render.ERROR_TEXT[ErrorCode.INVALID_USERNAME])
     password = _password_without_asking(env, console)
     tries = 0
     while password is None:
@@ -271,7 +273,7 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
         first = console.ask_password("password: ")
         size = len(first.encode("utf-8"))
         if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
-            console.complain(render.ERROR_TEXT["invalid_password"])
+            console.complain(render.ERROR_TEXT[ErrorCode.INVALID_PASSWORD])
         elif console.ask_password("password again: ") == first:
             password = first
             break
@@ -316,7 +318,7 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
             if (
                 fixed is not None
                 or attempt == PASSWORD_TRIES
-                or exc.reply.get("error") != ("invalid_credentials")
+                or error_code(exc.reply) is not ErrorCode.INVALID_CREDENTIALS
             ):
                 session.close()
                 raise Refused(text) from None
