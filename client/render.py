@@ -88,8 +88,8 @@ ERROR_TEXT: Mapping[AnyErrorCode, str] = {
     ClientErrorCode.NOT_SENT: "not sent: the connection was lost",
 }
 # Codes whose `message` says more than our text for them, which is then only
-# for a reply without one: the server's names the room, the user or the size;
-# not_sent's says why it was not sent.
+# for a reply without one: the server's names the room, the user, the size,
+# or what is limited and for how long; not_sent's says why it was not sent.
 MESSAGE_FIRST: frozenset[AnyErrorCode] = frozenset(
     {
         ErrorCode.INVALID_ROOM,
@@ -98,9 +98,12 @@ MESSAGE_FIRST: frozenset[AnyErrorCode] = frozenset(
         ErrorCode.NO_SUCH_ROOM,
         ErrorCode.NOT_IN_ROOM,
         ErrorCode.FILE_TOO_LARGE,
+        ErrorCode.RATE_LIMITED,
         ClientErrorCode.NOT_SENT,
     }
 )
+# chatd ends a rate_limited message with "; try again in N s"; no second hint then.
+_SAYS_WHEN = re.compile(r"\btry again\b", re.IGNORECASE)
 
 
 _NOTICE_HEAD = [Run(NOTICE_MARK, NOTICE), Run(" ")]
@@ -458,6 +461,7 @@ def error_text(reply: Mapping[str, Any]) -> str:
     retry = reply.get("retry_after")
     if (
         code is ErrorCode.RATE_LIMITED
+        and not _SAYS_WHEN.search(text)
         and isinstance(retry, int | float)
         and not isinstance(retry, bool)
     ):

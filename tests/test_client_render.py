@@ -198,6 +198,14 @@ def test_error_text_has_a_clear_line_for_each_code() -> None:
     assert render.error_text({"error": "brand_new", "message": "m\x1b[2J"}) == "m"
 
 
+def test_rate_limited_shows_what_the_server_says_is_limited() -> None:
+    logins = "too many failed logins for this account from your address; try again in 60 s"
+    limited = {"error": "rate_limited", "message": logins, "retry_after": 60.0}
+    assert render.error_text(limited) == logins
+    undated = {"error": "rate_limited", "message": "too many uploads", "retry_after": 2.4}
+    assert render.error_text(undated) == "too many uploads; try again in 2 s"
+
+
 def test_error_codes_from_the_wire_are_looked_up_safely() -> None:
     assert error_code({"error": "rate_limited"}) is ErrorCode.RATE_LIMITED
     assert error_code({"error": "from_a_newer_server"}) is None
