@@ -18,13 +18,11 @@ from typing import TextIO
 from chatd.config import ServerConfig, UsageError, env_name
 from chatd.db import backup_sqlite, check_schema, resolve_url
 from chatd.errors import ChatError
+from chatd.exitstatus import ExitStatus
 from chatd.names import check_password, check_username
 from chatd.passwords import PasswordHasher
 from chatd.records import UserRecord
 from chatd.store import Store
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
 
 DB_HELP = "database URL (env CHATD_DB; default: SQLite in the data dir)"
 
@@ -141,17 +139,17 @@ def user_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print(USER_ACTIONS[args.action](store, args, environ))
     except LookupError as exc:
         print(f"chatd: {exc.args[0]}", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitStatus.FAILURE
     finally:
         store.close()
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def backup_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     destination = Path(args.file)
     backup_sqlite(resolve_url(args.db, environ), destination)
     print(f"backed up to {destination}")
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 COMMANDS = {"user": user_command, "backup": backup_command}

@@ -25,6 +25,7 @@ from chatd import __version__, admin
 from chatd.config import SETTINGS, ServerConfig, UsageError, env_name, setting_type
 from chatd.db import DatabaseUrlError, SchemaError, check_schema, resolve_url, upgrade
 from chatd.errors import ChatError
+from chatd.exitstatus import ExitStatus
 from chatd.names import normalize_room, parse_ts
 from chatd.permissions import private_umask
 from chatd.safepickle import DEFAULT_MAX_BYTES, PickleBudget
@@ -45,10 +46,6 @@ log = logging.getLogger("chatd")
 THREAD_STACK_BYTES = 512 * 1024
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -144,7 +141,7 @@ def _init_db(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     _configure_logging("info")
     revision = upgrade(resolve_url(args.db, environ))
     print(f"database is at schema revision {revision}")
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def _raise_file_limit() -> None:
@@ -181,7 +178,7 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     received = signal.sigwait(STOP_SIGNALS)
     log.info("received %s; shutting down", signal.Signals(received).name)
     server.stop()
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def _room_flag(value: str) -> str:
@@ -220,7 +217,7 @@ def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         store.close()
     if found is None:
         print(f"chatd: there is no room #{room}", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitStatus.FAILURE
     record, stored = found
     transcript = Transcript(
         record.name,
@@ -246,7 +243,7 @@ def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     # why: with `-` stdout is the transcript, so the summary goes to stderr.
     summary = sys.stderr if args.file == "-" else sys.stdout
     print(f"exported {len(stored)} messages of #{record.name} to {args.file}", file=summary)
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -264,7 +261,7 @@ def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
     except TranscriptError as exc:
         print(f"chatd: {args.file}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitStatus.FAILURE
     room = room or transcript.room
     store = Store(_current_db(args, environ))
     try:
@@ -274,7 +271,7 @@ def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     finally:
         store.close()
     print(f"imported {imported} messages into #{room}, {skipped} already there")
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 COMMANDS = {
@@ -298,12 +295,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return COMMANDS[args.command](args, environ)
     except (UsageError, DatabaseUrlError) as exc:
         print(f"chatd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitStatus.USAGE
     except (SchemaError, OSError) as exc:
         print(f"chatd: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitStatus.FAILURE
     except Exception as exc:  # an unreachable or broken database, say
         # why: driver errors append the SQL on further lines; the user gets one line.
         first = next(iter(str(exc).splitlines()), "")
         print(f"chatd: {type(exc).__name__}: {first}", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitStatus.FAILURE

@@ -14,10 +14,13 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, tzinfo
 from typing import Any, Protocol
 
+from chatd.events import EventName
 from client import render
-from client.commands import COMMANDS, Names, run_line
+from client.commands import COMMANDS, run_line
+from client.completion import Names
+from client.errors import ClientErrorCode, error_code
 from client.recovery import Missed, message_id
-from client.session import NOT_SENT, RECONNECT_ASKED, Frame, Session, State
+from client.session import RECONNECT_ASKED, Frame, Session, State
 from client.state import SeenMarkers
 from client.transfers import Transfers
 
@@ -183,7 +186,7 @@ class Chat:
                 shown = shown[:57] + "..."
             where = f"#{args['room']}" if op == "send" else f"*{render.sanitize(args['to'])}*"
             return f"not sent to {where} ({why}): {shown}"
-        if reply.get("error") == NOT_SENT:
+        if error_code(reply) is ClientErrorCode.NOT_SENT:
             return f"/{op} failed: {why}"
         return why
 
@@ -386,13 +389,13 @@ class Chat:
 
     def event(self, frame: Frame) -> None:
         kind = frame.get("event")
-        if kind in ("message", "dm"):
+        if kind in (EventName.MESSAGE, EventName.DM):
             self.show_messages([frame])
-        elif kind in ("join", "part", "topic"):
+        elif kind in (EventName.JOIN, EventName.PART, EventName.TOPIC):
             self._membership(frame)
-        elif kind == "error":
+        elif kind == EventName.ERROR:
             self.error(f"server: {render.error_text(frame)}")
-        elif kind == "shutdown":
+        elif kind == EventName.SHUTDOWN:
             self.notice(render.shutdown_text(frame.get("reason")))
 
     def _membership(self, frame: Frame) -> None:
@@ -400,15 +403,15 @@ class Chat:
         room = render.sanitize(frame.get("room"))
         user = render.sanitize(frame.get("user"))
         with self._lock:
-            if kind == "topic":
+            if kind == EventName.TOPIC:
                 self.topics[room] = render.sanitize(frame.get("topic"))
-            elif user and kind == "join":
+            elif user and kind == EventName.JOIN:
                 self._users.add(user)
             moment = self._now()
             self._day(moment)
             width = self.display.width()
             self._show(render.event_lines(frame, moment=moment, style=self.style, width=width))
-            if user.lower() == self.me.lower() and kind == "part" and self.current == room:
+            if user.lower() == self.me.lower() and kind == EventName.PART and self.current == room:
                 rest = self.joined()
                 self.current = rest[0] if rest else None
         self.display.refresh()

@@ -1,9 +1,10 @@
 """The `chat` command: `chat register` and `chat login`.
 
 `main(argv, env) -> int` is a plain function (the httpie way): tests call it
-with their own arguments, environment and `Console`. Exit status: 0 success,
-1 refused (wrong password, name taken, server unreachable, a scripted line
-failed), 2 usage (bad flags, nothing to ask a missing value with).
+with their own arguments, environment and `Console`. Exit status
+(chatd.exitstatus, shared with `chatd`): OK success, FAILURE refused (wrong
+password, name taken, server unreachable, a scripted line failed), USAGE
+(bad flags, nothing to ask a missing value with).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from chatd import __version__
+from chatd.errors import ErrorCode
+from chatd.exitstatus import ExitStatus
 from chatd.names import PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, is_valid_username
 from client import render
 from client.connection import (
@@ -29,12 +32,10 @@ from client.connection import (
     network_error_text,
     show_address,
 )
+from client.errors import error_code
 from client.session import LoginFailed, Session
 from client.state import SeenMarkers
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 DEFAULT_SERVER = "127.0.0.1:7700"
 DEFAULT_PORT = 7700
 PASSWORD_TRIES = 3
@@ -179,7 +180,7 @@ def _username(args: argparse.Namespace, console: Console) -> str:
         name = console.ask("username: ").strip()
         if is_valid_username(name):
             return name
-        console.complain(render.ERROR_TEXT["invalid_username"])
+        console.complain(render.ERROR_TEXT[ErrorCode.INVALID_USERNAME])
 
 
 def _password_source(env: Mapping[str, str], console: Console) -> str | None:
@@ -264,7 +265,7 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
     target = _target(args, env)
     username = _username(args, console)
     if not is_valid_username(username):
-        raise Refused(render.ERROR_TEXT["invalid_username"])
+        raise Refused(render.ERROR_TEXT[ErrorCode.INVALID_USERNAME])
     password = _password_without_asking(env, console)
     tries = 0
     while password is None:
@@ -272,7 +273,7 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
         first = console.ask_password("password: ")
         size = len(first.encode("utf-8"))
         if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
-            console.complain(render.ERROR_TEXT["invalid_password"])
+            console.complain(render.ERROR_TEXT[ErrorCode.INVALID_PASSWORD])
         elif console.ask_password("password again: ") == first:
             password = first
             break
@@ -291,7 +292,7 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
         raise Refused(render.error_text(reply))
     name = render.sanitize(reply.get("username", username))
     console.say(f"registered {name}; now: {_login_hint(args, name)}")
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
@@ -317,7 +318,7 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
             if (
                 fixed is not None
                 or attempt == PASSWORD_TRIES
-                or exc.reply.get("error") != ("invalid_credentials")
+                or error_code(exc.reply) is not ErrorCode.INVALID_CREDENTIALS
             ):
                 session.close()
                 raise Refused(text) from None
@@ -372,22 +373,22 @@ def main(
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
-        return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+        return ExitStatus.USAGE if exc.code not in (0, None) else ExitStatus.OK
     if args.version:
         console.say(f"chat {__version__}")
-        return EXIT_OK
+        return ExitStatus.OK
     if args.command is None:
         parser.print_usage(console.stderr)
         console.complain("a command is needed: register or login (chat --help says more)")
-        return EXIT_USAGE
+        return ExitStatus.USAGE
     try:
         return COMMANDS[args.command](args, env, console)
     except UsageError as exc:
         console.complain(str(exc))
-        return EXIT_USAGE
+        return ExitStatus.USAGE
     except Refused as exc:
         console.complain(str(exc))
-        return EXIT_FAILURE
+        return ExitStatus.FAILURE
     except (EOFError, KeyboardInterrupt):
         console.complain("cancelled")
-        return EXIT_FAILURE
+        return ExitStatus.FAILURE

@@ -1,27 +1,26 @@
 """Slash commands as a table: each declares its syntax and help, and one place checks them.
 
 `/help` is generated from the registry and Tab completion (completion.py)
-reads it to know what each argument is (a room, a joined room, a user, a
-command, a path, a file id), so a new command is one decorated function here
-and nothing else. Handlers are headed by their syntax and talk to the chat
-only through `ChatApi`.
+reads it to know what each argument is (its `ArgKind`: a room, a joined
+room, a user, a command, a path, a file id), so a new command is one
+decorated function here and nothing else. The dependency goes one way:
+completion imports this table, never the reverse. Handlers are headed by
+their syntax and talk to the chat only through `ChatApi`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from chatd.errors import ChatError
 from chatd.names import normalize_room
-from client.completion import ArgKind
-from client.completion import ChatCompleter as ChatCompleter  # re-exported
-from client.completion import Names as Names  # re-exported
-from client.completion import complete as complete  # re-exported
 from client.files import take_word
 
 Frame = dict[str, Any]
+# What a parameter is, which tells Tab completion what to offer for it.
+ArgKind = Literal["room", "joined", "user", "command", "text", "number", "target", "path", "file"]
 HISTORY_DEFAULT = 20
 HISTORY_MAX = 500
 

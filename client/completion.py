@@ -1,8 +1,9 @@
 """Tab completion: commands, and each argument by the kind its command declares.
 
 Reads the command registry (client.commands) to know what an argument is,
-so a new command completes without any code here. Imported by commands.py,
-so it reaches the registry only when asked to complete, never at import.
+so a new command completes without any code here. The registry knows
+nothing of completion: whoever builds the prompt (client/ui.py) brings the two
+together.
 """
 
 from __future__ import annotations
@@ -10,17 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
+from client.commands import COMMANDS, ArgKind, Registry
 from client.files import escape_path
 
-if TYPE_CHECKING:
-    from client.commands import Registry
-
-ArgKind = Literal["room", "joined", "user", "command", "text", "number", "target", "path", "file"]
 # why: a Tab in a huge directory should not freeze the input line.
 MAX_PATHS = 200
 
@@ -35,27 +32,18 @@ class Names:
     files: Iterable[str] = ()
 
 
-def _registry(registry: Registry | None) -> Registry:
-    if registry is not None:
-        return registry
-    from client.commands import COMMANDS
-
-    return COMMANDS
-
-
 def _matches(prefix: str, words: Iterable[str]) -> list[str]:
     folded = prefix.lower()
     return sorted({w for w in words if w.lower().startswith(folded)}, key=str.lower)
 
 
-def complete(text: str, names: Names, registry: Registry | None = None) -> tuple[int, list[str]]:
+def complete(text: str, names: Names, registry: Registry = COMMANDS) -> tuple[int, list[str]]:
     """Completions for the text before the cursor: (start of the word, replacements).
 
     `/jo` completes commands; the arguments of a command complete by the
     parameter's kind; in a message `#ra` completes rooms and any other word
     usernames, with `: ` added when the name starts the line.
     """
-    registry = _registry(registry)
     start = max(text.rfind(" "), text.rfind("\t")) + 1
     word = text[start:]
     if text.startswith("/") and not text.startswith("//"):
@@ -130,7 +118,7 @@ def complete_path(word: str) -> list[str]:
 class ChatCompleter(Completer):
     """prompt_toolkit's view of `complete`; `names` is asked afresh on every Tab."""
 
-    def __init__(self, names: Callable[[], Names], registry: Registry | None = None) -> None:
+    def __init__(self, names: Callable[[], Names], registry: Registry = COMMANDS) -> None:
         self._names = names
         self._registry = registry
 

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from chatd.events import EventName
 from chatd.protocol import (
     MAX_SERVER_FRAME_BYTES,
     FrameDecoder,
@@ -192,7 +193,7 @@ class Connection:
                 if self._first_bytes in (b"", _TLS_ALERT):
                     raise WrongTransport(server_tls=True) from None
                 raise
-        if frame is None or frame.get("event") != "welcome":
+        if frame is None or frame.get("event") != EventName.WELCOME:
             raise ConnectionLost("the server did not say welcome")
         return frame
 

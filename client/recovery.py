@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatd.events import EventName
+
 Frame = dict[str, Any]
 # why: enough to read back an afternoon away; past it the client shows a gap
 # line that /history fills, instead of holding thousands of lines at once.
@@ -168,19 +170,19 @@ class Whereabouts:
         newest seen there has been seen.
         """
         room, mid = event.get("room"), message_id(event)
-        if event.get("event") != "message" or not isinstance(room, str) or mid is None:
+        if event.get("event") != EventName.MESSAGE or not isinstance(room, str) or mid is None:
             return False
         return mid <= self.last_id.get(room, 0)
 
     def event(self, event: Frame, me: str) -> None:
         """Learn from an event: new ids, and rooms our other connections joined or left."""
         kind = event.get("event")
-        if kind in ("message", "dm"):
+        if kind in (EventName.MESSAGE, EventName.DM):
             self.seen([event])
         room = event.get("room")
         if str(event.get("user", "")).lower() != me.lower() or not isinstance(room, str):
             return
-        if kind == "join":
+        if kind == EventName.JOIN:
             self.rooms[room] = None
-        elif kind == "part":
+        elif kind == EventName.PART:
             self.rooms.pop(room, None)

@@ -16,7 +16,10 @@ from datetime import UTC, date, datetime, tzinfo
 from typing import Any, TypeGuard
 from urllib.parse import quote
 
+from chatd.errors import ErrorCode
+from chatd.events import EventName
 from chatd.names import parse_ts
+from client.errors import AnyErrorCode, ClientErrorCode, error_code
 from client.layout import PLAIN as PLAIN  # re-exported
 from client.layout import Run, hang, paint, text_width
 from client.layout import Style as Style  # re-exported
@@ -57,33 +60,50 @@ NOTICE_MARK = "-!-"
 NOTICE_WIDTH = len(NOTICE_MARK) + 1
 COLUMN_GAP = 2
 
-# A line of text from chat.py, one per client-side problem, keyed by wire error code.
-ERROR_TEXT: Mapping[str, str] = {
-    "bad_request": "the server did not understand the request",
-    "unknown_op": "the server does not know that request",
-    "auth_required": "log in first",
-    "invalid_username": (
+# A line of text from chat.py, one per client-side problem, keyed by error code.
+ERROR_TEXT: Mapping[AnyErrorCode, str] = {
+    ErrorCode.BAD_REQUEST: "the server did not understand the request",
+    ErrorCode.UNKNOWN_OP: "the server does not know that request",
+    ErrorCode.AUTH_REQUIRED: "log in first",
+    ErrorCode.INVALID_USERNAME: (
         "a username is 2-32 characters of A-Z a-z 0-9 _ . -, starting with a letter, digit or _"
     ),
-    "invalid_password": "a password is 8-72 bytes",
-    "username_taken": "that username is taken",
-    "registration_closed": "registration is closed on this server",
-    "invalid_credentials": "wrong username or password",
-    "already_logged_in": "already logged in",
-    "account_disabled": "this account is disabled",
-    "rate_limited": "slow down: too many requests",
-    "invalid_room": "a room name is 1-32 characters of a-z 0-9 _ -",
-    "no_such_room": "there is no such room",
-    "not_in_room": "you are not in that room",
-    "invalid_text": "a message is 1-4000 characters without control characters",
-    "no_such_user": "there is no such user",
-    "internal": "the server had an internal error",
-    "invalid_name": "a file name is 1-255 characters without / \\ or control characters",
-    "no_such_upload": "the upload was discarded by the server; start again",
-    "checksum_mismatch": "the bytes did not arrive intact; start again",
-    "no_such_file": "there is no such file, or you may not see it",
-    "not_sent": "not sent: the connection was lost",
+    ErrorCode.INVALID_PASSWORD: "a password is 8-72 bytes",
+    ErrorCode.USERNAME_TAKEN: "that username is taken",
+    ErrorCode.REGISTRATION_CLOSED: "registration is closed on this server",
+    ErrorCode.INVALID_CREDENTIALS: "wrong username or password",
+    ErrorCode.ALREADY_LOGGED_IN: "already logged in",
+    ErrorCode.ACCOUNT_DISABLED: "this account is disabled",
+    ErrorCode.RATE_LIMITED: "slow down: too many requests",
+    ErrorCode.INVALID_ROOM: "a room name is 1-32 characters of a-z 0-9 _ -",
+    ErrorCode.NO_SUCH_ROOM: "there is no such room",
+    ErrorCode.NOT_IN_ROOM: "you are not in that room",
+    ErrorCode.INVALID_TEXT: "a message is 1-4000 characters without control characters",
+    ErrorCode.NO_SUCH_USER: "there is no such user",
+    ErrorCode.INTERNAL: "the server had an internal error",
+    ErrorCode.INVALID_NAME: "a file name is 1-255 characters without / \\ or control characters",
+    ErrorCode.NO_SUCH_UPLOAD: "the upload was discarded by the server; start again",
+    ErrorCode.CHECKSUM_MISMATCH: "the bytes did not arrive intact; start again",
+    ErrorCode.NO_SUCH_FILE: "there is no such file, or you may not see it",
+    ClientErrorCode.NOT_SENT: "not sent: the connection was lost",
 }
+# Codes whose `message` says more than our text for them, which is then only
+# for a reply without one: the server's names the room, the user, the size,
+# or what is limited and for how long; not_sent's says why it was not sent.
+MESSAGE_FIRST: frozenset[AnyErrorCode] = frozenset(
+    {
+        ErrorCode.INVALID_ROOM,
+        ErrorCode.INVALID_TEXT,
+        ErrorCode.NO_SUCH_USER,
+        ErrorCode.NO_SUCH_ROOM,
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.FILE_TOO_LARGE,
+        ErrorCode.RATE_LIMITED,
+        ClientErrorCode.NOT_SENT,
+    }
+)
+# chatd ends a rate_limited message with "; try again in N s"; no second hint then.
+_SAYS_WHEN = re.compile(r"\btry again\b", re.IGNORECASE)
 
 
 _NOTICE_HEAD = [Run(NOTICE_MARK, NOTICE), Run(" ")]
@@ -319,11 +339,11 @@ def event_lines(
     kind = event.get("event")
     user = sanitize(event.get("user")) or "?"
     room = sanitize(event.get("room"))
-    if kind == "join":
+    if kind == EventName.JOIN:
         text = f"{user} joined #{room}"
-    elif kind == "part":
+    elif kind == EventName.PART:
         text = f"{user} left #{room}"
-    elif kind == "topic":
+    elif kind == EventName.TOPIC:
         topic = sanitize(event.get("topic"))
         text = (
             f"{user} set the topic of #{room}: {topic}"
@@ -427,22 +447,23 @@ def shutdown_text(reason: object) -> str:
 
 
 def error_text(reply: Mapping[str, Any]) -> str:
-    """One clear line for an error reply: our wording for the code, the server's otherwise."""
-    code = sanitize(reply.get("error"))
+    """One clear line for an error reply or event.
+
+    Our wording for the code, or the server's where it says more
+    (MESSAGE_FIRST); for a code we do not know (a newer server's), the
+    server's message, else the code itself.
+    """
+    code = error_code(reply)
     server_text = sanitize(reply.get("message"))
-    text = ERROR_TEXT.get(code) or server_text or code or "unknown error"
-    if code in (
-        "invalid_room",
-        "invalid_text",
-        "no_such_user",
-        "no_such_room",
-        "not_in_room",
-        "file_too_large",
-    ):
-        text = server_text or text  # the server's wording names the room or user
-    elif code == "not_sent":
-        text = server_text or text  # the client's own reason: not connected, or lost
+    ours = ERROR_TEXT.get(code) if code is not None else None
+    first, second = (server_text, ours) if code in MESSAGE_FIRST else (ours, server_text)
+    text = first or second or sanitize(reply.get("error")) or "unknown error"
     retry = reply.get("retry_after")
-    if code == "rate_limited" and isinstance(retry, int | float) and not isinstance(retry, bool):
+    if (
+        code is ErrorCode.RATE_LIMITED
+        and not _SAYS_WHEN.search(text)
+        and isinstance(retry, int | float)
+        and not isinstance(retry, bool)
+    ):
         text += f"; try again in {max(retry, 0):.0f} s" if retry >= 1 else "; try again shortly"
     return text

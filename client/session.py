@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from chatd.errors import ErrorCode
 from client.connection import (
     IO_TIMEOUT,
     Backoff,
@@ -43,6 +44,7 @@ from client.connection import (
     Frame,
     network_error_text,
 )
+from client.errors import ClientErrorCode, error_code
 from client.recovery import (
     MISSED_CAP,
     Missed,
@@ -56,8 +58,6 @@ from client.recovery import (
 
 log = logging.getLogger(__name__)
 
-# A client-side error code, never on the wire: the request did not reach the server.
-NOT_SENT = "not_sent"
 # The reason a connection ended when reconnect_now() ended it.
 RECONNECT_ASKED = "reconnecting as asked"
 # why: a dead peer (unplugged cable, suspended laptop) sends no FIN; an idle
@@ -70,13 +70,12 @@ QUEUEABLE = frozenset({"send", "dm", "join", "part", "topic"})
 PACED = frozenset({"send", "dm", "upload"})
 # Ops that keep their order behind a paced one.
 ORDERED = QUEUEABLE | PACED
-RATE_LIMITED = "rate_limited"
 # why: a server's retry_after is trusted, within reason.
 RETRY_AFTER_RANGE = (0.05, 300.0)
 # the server's largest `limit` for history pages
 HISTORY_PAGE = 500
 # Login refusals that no retry can fix.
-FATAL_LOGIN = frozenset({"invalid_credentials", "account_disabled"})
+FATAL_LOGIN = frozenset({ErrorCode.INVALID_CREDENTIALS, ErrorCode.ACCOUNT_DISABLED})
 DEDUPE_LIMIT = 100
 
 
@@ -125,7 +124,7 @@ class Request:
 
 
 def not_sent(req: Request, why: str) -> Frame:
-    return {"id": req.rid or None, "ok": False, "error": NOT_SENT, "message": why}
+    return {"id": req.rid or None, "ok": False, "error": ClientErrorCode.NOT_SENT, "message": why}
 
 
 def _retry_delay(retry_after: object) -> float:
@@ -449,7 +448,7 @@ class Session:
             log.warning("ignoring a reply to no request: id %r", rid)
             return
         pacing = self._pace(req, frame) if req is self._paced else None
-        if frame.get("error") != RATE_LIMITED or pacing is None:
+        if error_code(frame) is not ErrorCode.RATE_LIMITED or pacing is None:
             self._track_reply(req, frame)
             self._resolve(req, frame)
         if pacing is not None:
@@ -463,7 +462,7 @@ class Session:
         """
         with self._lock:
             self._pending.pop(req.rid, None)
-            if reply.get("error") == RATE_LIMITED:
+            if error_code(reply) is ErrorCode.RATE_LIMITED:
                 self._retry_at = self._clock() + _retry_delay(reply.get("retry_after"))
                 self._pacing = True
             else:
@@ -567,7 +566,7 @@ class Session:
             user, password = self._credentials
             reply = call("login", username=user, password=password)
             if not reply.get("ok"):
-                if reply.get("error") in FATAL_LOGIN:
+                if error_code(reply) in FATAL_LOGIN:
                     raise LoginFailed(reply)
                 raise ConnectionLost(str(reply.get("message")))
             with self._lock:

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from chatd.errors import ErrorCode
 from client import files, render
+from client.errors import AnyErrorCode, error_code
 from client.session import Frame, Request
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ class Host(Protocol):
 class TransferFailed(Exception):
     """A transfer cannot go on; the message is the line to show, `code` the server's error."""
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: AnyErrorCode | None = None) -> None:
         super().__init__(message)
         self.code = code
 
@@ -237,7 +239,7 @@ class Transfers:
             if reply.get("ok"):
                 return reply
             retry = reply.get("retry_after")
-            if reply.get("error") == "rate_limited" and attempt < RATE_LIMIT_RETRIES:
+            if error_code(reply) is ErrorCode.RATE_LIMITED and attempt < RATE_LIMIT_RETRIES:
                 delay = retry if isinstance(retry, int | float) and retry > 0 else 1.0
                 if transfer.cancelled.wait(min(float(delay), RETRY_CAP)):
                     raise Cancelled
@@ -246,7 +248,7 @@ class Transfers:
                 raise Cancelled
             raise TransferFailed(
                 f"{transfer.verb} {transfer.label} failed: {render.error_text(reply)}",
-                code=str(reply.get("error")),
+                code=error_code(reply),
             )
         raise AssertionError("unreachable")
 
@@ -288,7 +290,7 @@ class Transfers:
         try:
             reply = self._call(transfer, "finish", upload=token)
         except TransferFailed as exc:
-            if exc.code == "checksum_mismatch":
+            if exc.code is ErrorCode.CHECKSUM_MISMATCH:
                 raise TransferFailed(f"{path.name} changed while it was sent: not sent") from None
             raise
         self.host.show_own(reply)

@@ -27,8 +27,9 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.layout.screen import Char
 from prompt_toolkit.patch_stdout import patch_stdout
 
+from chatd.exitstatus import ExitStatus
 from client.chat import Chat
-from client.commands import ChatCompleter
+from client.completion import ChatCompleter
 from client.layout import cursor_after_reflow
 
 # why: a script waits for each reply; a reconnect is bounded by the session's
@@ -139,7 +140,7 @@ def run_terminal(chat: Chat, display: TerminalDisplay) -> int:
         chat.transfers.cancel()
         chat.session.close()
         chat.transfers.wait(CANCEL_GRACE)
-    return 0
+    return ExitStatus.OK
 
 
 def _key_bindings(chat: Chat) -> KeyBindings:
@@ -219,4 +220,4 @@ def run_script(chat: Chat, lines: Iterable[str]) -> int:
         if chat.done:
             break
     chat.session.close()
-    return 1 if chat.failures else 0
+    return ExitStatus.FAILURE if chat.failures else ExitStatus.OK

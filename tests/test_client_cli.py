@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from client_helpers import ROOT, chat_env
-from conftest import CLIENT_SUITE, PASSWORD
+from conftest import CLIENT_SUITE, PASSWORD, registered
 from wire import WireClient
 
 import chatd
@@ -143,6 +143,17 @@ def test_login_with_a_wrong_password_from_the_environment_exits_1(connect, serve
     con = console("hello\n")
     assert run(server, "login", "--user", "alice", con=con, password="wrong password") == 1
     assert "wrong username or password" in err(con)
+
+
+def test_a_throttled_login_says_what_the_server_limits(start_server) -> None:
+    server = start_server(login_failures=2)
+    registered(server.address, "alice").close()
+    for _ in range(2):
+        assert run(server, "login", "--user", "alice", con=console(), password="wrong guess") == 1
+    con = console("hello\n")
+    assert run(server, "login", "--user", "alice", con=con) == 1
+    limited = "too many failed logins for this account from your address; try again in 60 s"
+    assert err(con) == f"chat: {limited}\n"
 
 
 def test_scripted_mode_runs_each_line_and_exits_0(connect, server) -> None:

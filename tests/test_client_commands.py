@@ -9,17 +9,8 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from client.commands import (
-    COMMANDS,
-    ChatCompleter,
-    Invocation,
-    Names,
-    Text,
-    UsageError,
-    complete,
-    parse_line,
-    run_line,
-)
+from client.commands import COMMANDS, Invocation, Text, UsageError, parse_line, run_line
+from client.completion import ChatCompleter, Names, complete
 
 
 class FakeChat:

@@ -14,7 +14,8 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from client import files, render
-from client.commands import COMMANDS, Names, complete, run_line
+from client.commands import COMMANDS, run_line
+from client.completion import Names, complete
 from client.render import PLAIN, Style
 from client.ui import TerminalDisplay
 

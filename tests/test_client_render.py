@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from chatd.errors import ErrorCode
 from client import render
+from client.errors import ClientErrorCode, error_code
 from client.layout import display_width
 from client.render import PLAIN, Style
 
@@ -194,6 +196,26 @@ def test_error_text_has_a_clear_line_for_each_code() -> None:
     limited = render.error_text({"error": "rate_limited", "retry_after": 2.4})
     assert limited == "slow down: too many requests; try again in 2 s"
     assert render.error_text({"error": "brand_new", "message": "m\x1b[2J"}) == "m"
+
+
+def test_rate_limited_shows_what_the_server_says_is_limited() -> None:
+    logins = "too many failed logins for this account from your address; try again in 60 s"
+    limited = {"error": "rate_limited", "message": logins, "retry_after": 60.0}
+    assert render.error_text(limited) == logins
+    undated = {"error": "rate_limited", "message": "too many uploads", "retry_after": 2.4}
+    assert render.error_text(undated) == "too many uploads; try again in 2 s"
+
+
+def test_error_codes_from_the_wire_are_looked_up_safely() -> None:
+    assert error_code({"error": "rate_limited"}) is ErrorCode.RATE_LIMITED
+    assert error_code({"error": "from_a_newer_server"}) is None
+    assert error_code({"error": ["not", "a", "string"]}) is None
+    assert error_code({"ok": True}) is None
+    # only the client itself gives a reply its own codes; from the wire it is unknown
+    assert error_code({"error": "not_sent"}) is None
+    assert error_code({"error": ClientErrorCode.NOT_SENT}) is ClientErrorCode.NOT_SENT
+    assert render.error_text({"error": "not_sent", "message": "odd"}) == "odd"
+    assert render.error_text({"error": "from_a_newer_server"}) == "from_a_newer_server"
 
 
 def test_who_and_rooms_lines() -> None:

@@ -13,8 +13,9 @@ from wire import WireClient
 
 from chatd.server import Server
 from client.connection import Backoff
+from client.errors import ClientErrorCode
 from client.recovery import Missed
-from client.session import NOT_SENT, LoginFailed, State
+from client.session import LoginFailed, State
 
 pytestmark = CLIENT_SUITE
 
@@ -82,7 +83,11 @@ def test_reconnects_after_a_server_restart_and_sends_what_was_queued(
     queued = session.request("send", room="general", text="typed while away")
     assert queued.queued
     refused = session.request("rooms")
-    assert refused.done.is_set() and refused.reply and refused.reply["error"] == NOT_SENT
+    assert (
+        refused.done.is_set()
+        and refused.reply
+        and refused.reply["error"] == ClientErrorCode.NOT_SENT
+    )
 
     second = start_server(port=address[1])
     carol = WireClient(second.address)
@@ -123,7 +128,7 @@ def test_gives_up_and_reports_queued_messages_as_not_sent(
     wait_for(lambda: recorder.of("lost"))
     queued = session.request("send", room="general", text="never delivered")
     reply = queued.wait(10)
-    assert reply["ok"] is False and reply["error"] == NOT_SENT
+    assert reply["ok"] is False and reply["error"] == ClientErrorCode.NOT_SENT
     assert recorder.of("gave_up")
     assert session.wait_idle(5)
     assert session.state is State.CLOSED
@@ -141,7 +146,7 @@ def test_close_reports_queued_messages_as_not_sent(
     told: list[dict[str, Any]] = []
     session.request("send", told.append, room="general", text="left behind")
     session.close(timeout=1.0)
-    assert [reply["error"] for reply in told] == [NOT_SENT]
+    assert [reply["error"] for reply in told] == [ClientErrorCode.NOT_SENT]
 
 
 def test_a_send_whose_reply_was_lost_is_not_sent_twice(connect, server, sessions) -> None:

@@ -22,6 +22,9 @@ sqlite_only = pytest.mark.skipif(
 )
 
 
+pytestmark = pytest.mark.sqlite_only("the modes of an SQLite database and of the files beside it")
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 

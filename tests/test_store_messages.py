@@ -67,7 +67,7 @@ def test_a_write_waits_for_one_under_way_so_no_reader_sees_a_later_id_first(db_u
     try:
         alice = server.create_user("alice", "hash-a")
         general, _ = server.join(alice.id, "general")
-        live: list[MessageRecord] = []
+        live: list[Message] = []
         sender = threading.Thread(
             target=lambda: live.append(server.append_message(alice, "live", room=general))
         )
