@@ -19,14 +19,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("chatd", "client")
 
-# Circles there are today, each named by the modules in it, with the chain
-# that closes it. Their owner is to break them; each one's test is a strict
-# xfail, so it fails once the circle is gone and its entry is to be removed.
-# A circle not listed here, or a listed one that grows, fails
-# test_no_module_imports_itself_back. An entry reads:
-#     frozenset({"chatd.a", "chatd.b"}): "chatd.a -> chatd.b -> chatd.a",
-KNOWN_CIRCLES: dict[frozenset[str], str] = {}
-
 ImportGraph = dict[str, set[str]]
 
 
@@ -186,19 +178,8 @@ def _chain(graph: Mapping[str, set[str]], group: set[str]) -> tuple[str, ...]:
 
 
 def test_no_module_imports_itself_back() -> None:
-    unknown = [circle for circle in circles(import_graph()) if circle.modules not in KNOWN_CIRCLES]
-    assert not unknown, "import circles:\n" + "\n".join(map(str, unknown))
-
-
-@pytest.mark.parametrize(
-    "circle",
-    [
-        pytest.param(modules, id=chain, marks=pytest.mark.xfail(strict=True, reason=chain))
-        for modules, chain in KNOWN_CIRCLES.items()
-    ],
-)
-def test_known_circle_is_broken(circle: frozenset[str]) -> None:
-    assert circle not in [found.modules for found in circles(import_graph())]
+    found = circles(import_graph())
+    assert not found, "import circles:\n" + "\n".join(map(str, found))
 
 
 # -- the checker itself: it sees every kind of import, so it can fail ---------------
