@@ -18,9 +18,10 @@ from chatd.events import EventName
 from client import render
 from client.commands import COMMANDS, run_line
 from client.completion import Names
+from client.connection import Frame
 from client.errors import ClientErrorCode, error_code
 from client.recovery import Missed, message_id
-from client.session import RECONNECT_ASKED, Frame, Session, State
+from client.session import RECONNECT_ASKED, Session, State
 from client.state import SeenMarkers
 from client.transfers import Transfers
 

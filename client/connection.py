@@ -298,8 +298,9 @@ def _certificate_names(
             cert = wrapped.getpeercert() or {}
     except (OSError, ValueError):
         return ()
-    names = [value for kind, value in cert.get("subjectAltName", ()) if kind in _NAME_KINDS]
+    alt_names: Any = cert.get("subjectAltName", ())
+    names = [value for kind, value in alt_names if kind in _NAME_KINDS]
     if not names:  # an old-style certificate: its subject's common name
-        subject = cert.get("subject", ())
+        subject: Any = cert.get("subject", ())
         names = [value for part in subject for key, value in part if key == "commonName"]
     return tuple(sanitize(name) for name in names)

@@ -32,6 +32,8 @@ def error_code(reply: Mapping[str, Any]) -> AnyErrorCode | None:
     value = reply.get("error")
     if isinstance(value, ClientErrorCode):
         return value
+    if not isinstance(value, str):
+        return None
     try:
         return ErrorCode(value)
     except ValueError:

@@ -22,6 +22,7 @@ When the server says `rate_limited`, the same message goes again after
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import random
@@ -585,9 +586,7 @@ class Session:
                     missed.rooms[room] = newer_than(history, since)
                     continue
                 missed.rooms[room], gap = newer_pages(
-                    lambda before, limit, room=room: self._page(
-                        "history", before, limit, call, room=room
-                    ),
+                    functools.partial(self._page, "history", call=call, room=room),
                     since,
                     page=HISTORY_PAGE,
                     newest=history,

@@ -26,8 +26,9 @@ from typing import Any, Protocol
 
 from chatd.errors import ErrorCode
 from client import files, render
+from client.connection import Frame
 from client.errors import AnyErrorCode, error_code
-from client.session import Frame, Request
+from client.session import Request
 
 log = logging.getLogger(__name__)
 

@@ -82,7 +82,8 @@ class TerminalDisplay:
         try:
             if app is not None:
                 return app.output.get_size().columns
-            return os.get_terminal_size(sys.__stdout__.fileno()).columns
+            stdout = sys.__stdout__
+            return None if stdout is None else os.get_terminal_size(stdout.fileno()).columns
         except (OSError, ValueError, AttributeError):
             return None
 
