@@ -155,7 +155,18 @@ def wrap_spans(text: str, width: int) -> list[tuple[int, int]]:
         end = word.end()
     if end > start:
         spans.append((start, end))
-    return spans or [(0, len(text))]
+    # why: a line of nothing but spaces has no word to keep; as many spaces as fit
+    return spans or [(0, _fitting(text, width))]
+
+
+def _fitting(text: str, width: int) -> int:
+    """How many characters from the start of `text` fit in `width` cells."""
+    used = fit = 0
+    for stop, cells in _clusters(text, 0, len(text)):
+        if used + cells > width:
+            break
+        used, fit = used + cells, stop
+    return fit
 
 
 def wrap_runs(runs: Sequence[Run], width: int) -> list[list[Run]]:

@@ -46,6 +46,7 @@ def test_escape_sequences_take_no_width() -> None:
         ("ab 你好", 4, ["ab", "你好"]),
         ("cafe\u0301 cafe\u0301", 4, ["cafe\u0301", "cafe\u0301"]),
         ("", 10, [""]),
+        ("     ", 3, ["   "]),
         ("anything", 0, ["anything"]),
     ],
 )
