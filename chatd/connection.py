@@ -34,8 +34,10 @@ RECV_BYTES = 64 * 1024
 PARK_AFTER = 2.0
 # why: a request under way when the server stops gets this long to finish and be answered.
 REQUEST_GRACE = 10.0
-# why: what a peer may have sent that nobody will read is thrown away before closing, within reason.
-DISCARD_RECVS = 64
+# why: a reader waits this long at a time, so a connection being closed is noticed soon.
+READ_SLICE = 0.5
+# why: a peer still sending when we close gets this long to read our last frames and hang up.
+LINGER_SECONDS = 2.0
 
 # why: a client that vanishes without closing (a laptop put to sleep, a NAT that forgot
 # us) would otherwise stay parked and "online" for ever; TCP keepalive probes find it out.
@@ -105,6 +107,7 @@ class Connection:
         # held while received bytes are handled, so a stop can wait for the requests under way
         self._in_request = threading.Lock()
         self._stopping = False
+        self._peer_closed = False  # the peer hung up (its end of stream was read)
         # set once the server's shutdown frame is queued: a reader that saw the stop
         # waits for it, or closing first would drop the goodbye
         self._goodbye_queued = threading.Event()
@@ -175,6 +178,8 @@ class Connection:
                 self._close()
 
     def _park(self) -> bool:
+        if self.outbox.closing:
+            return False
         try:
             self._parking.park(self.sock, self._resume)
         except (OSError, ValueError, KeyError):  # the socket is closed, or the lot is
@@ -182,46 +187,68 @@ class Connection:
         return True
 
     def _read_loop(self) -> bool:
-        """True when the connection went idle and should be parked; False when it ends."""
+        """True when the connection went idle and should be parked; False when it ends.
+
+        Waits for bytes READ_SLICE at a time, so that a connection the server
+        is closing (a kick, a stop) is noticed soon: its socket is only shut
+        for writing, which does not wake a reader.
+        """
+        quiet_since = time.monotonic()
         while not self.outbox.closing:
-            if self.session.user is None and time.monotonic() >= self._login_deadline:
+            now = time.monotonic()
+            if self.session.user is None and now >= self._login_deadline:
                 self.close_with(ErrorCode.IDLE_TIMEOUT, "you did not log in in time")
                 return False
-            data = self.transport.recv_within(RECV_BYTES, self._read_timeout())
+            data = self.transport.recv_within(RECV_BYTES, self._read_timeout(now, quiet_since))
             if data is None:
-                if self.session.user is not None:
-                    return True
+                if self.session.user is not None and time.monotonic() - quiet_since >= PARK_AFTER:
+                    return not self.outbox.closing
                 continue
             if not data:
+                self._peer_closed = True
                 return False
+            quiet_since = time.monotonic()
             with self._in_request:
                 if self._stopping or not self._conversation.received(data):
                     return False
         return False
 
-    def _read_timeout(self) -> float:
-        """How long to wait for bytes: until the login deadline, then PARK_AFTER."""
-        if self.session.user is None:
-            return max(0.0, self._login_deadline - time.monotonic())
-        return PARK_AFTER
+    def _read_timeout(self, now: float, quiet_since: float) -> float:
+        """How long to wait for bytes: READ_SLICE, or less before the login deadline or parking."""
+        until = self._login_deadline if self.session.user is None else quiet_since + PARK_AFTER
+        return max(0.0, min(READ_SLICE, until - now))
 
-    def _discard_unread(self) -> None:
-        """Read away what the peer sent and nobody will handle.
+    def _linger(self) -> None:
+        """Read away what the peer still sends until it hangs up, for LINGER_SECONDS at most.
 
-        Closing a socket with unread bytes makes the kernel reset the
-        connection, and a peer that gets the reset may lose the last frames
-        we sent it (the shutdown event, a final error).
+        Closing a socket with unread bytes, or shutting its reading side, makes
+        the kernel reset the connection when more arrive, and a peer that gets
+        the reset may lose the last frames we sent it (the shutdown event, a
+        final error). Our side is already shut for writing, so the peer has
+        seen the end: the lingering close of web servers.
         """
+        if self._peer_closed or self.outbox.overflowed:  # a peer that reads nothing gets nothing
+            return
+        deadline = time.monotonic() + LINGER_SECONDS
         with contextlib.suppress(OSError):
-            for _ in range(DISCARD_RECVS):
-                if not self.sock.recv(RECV_BYTES, socket.MSG_DONTWAIT):
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                if not self.sock.recv(RECV_BYTES):
                     return
 
     def _writer_stopped(self) -> None:
+        """Everything owed is sent: shut our side, and have a reader close the connection.
+
+        Our side only (see _linger); a reader thread sees the queue closing
+        within READ_SLICE, and a parked connection is woken for it.
+        """
         if self.outbox.overflowed:
             log.warning("%s: send queue exceeded; dropping the connection", self.peer)
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_WR)
+        resume = self._parking.unpark(self.sock)
+        if resume is not None:
+            resume()
 
     def _close(self) -> None:
         user = self.session.user
@@ -230,7 +257,7 @@ class Connection:
         self._services.uploads.discard_owned_by(self.session)
         self.outbox.close()
         self.outbox.join(STALL_TIMEOUT + 1)
-        self._discard_unread()
+        self._linger()
         self.sock.close()
         self._on_close(self)
         self._open.release()

@@ -39,6 +39,16 @@ class ParkingLot:
         with self._lock:
             self._selector.register(sock, selectors.EVENT_READ, resume)
 
+    def unpark(self, sock: socket.socket) -> Callable[[], None] | None:
+        """Take `sock` back if it is parked: its resume callback, now the caller's to call."""
+        with self._lock:
+            try:
+                key = self._selector.unregister(sock)
+            except (KeyError, ValueError):  # not parked, or already closed
+                return None
+        resume: Callable[[], None] = key.data
+        return resume
+
     def stop(self, timeout: float) -> None:
         with contextlib.suppress(OSError):
             self._wake_writer.send(b"x")
