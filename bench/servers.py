@@ -95,7 +95,7 @@ def seed_accounts(url: str, names: list[str], password: str, cost: int) -> bool:
     try:
         import bcrypt
 
-        from chatd.store import Store
+        from chatd.store import open_store
 
         subprocess.run(
             [chatd_executable(), "init-db", "--db", url],
@@ -104,7 +104,7 @@ def seed_accounts(url: str, names: list[str], password: str, cost: int) -> bool:
             timeout=120,
         )
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode("ascii")
-        store = Store(url)
+        store = open_store(url)
         try:
             for name in names:
                 store.create_user(name, hashed)

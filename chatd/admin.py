@@ -22,7 +22,7 @@ from chatd.exitstatus import ExitStatus
 from chatd.names import check_password, check_username
 from chatd.passwords import PasswordHasher
 from chatd.records import UserRecord
-from chatd.store import Store
+from chatd.store import Store, open_store
 
 DB_HELP = "database URL (env CHATD_DB; default: SQLite in the data dir)"
 
@@ -134,7 +134,7 @@ USER_ACTIONS = {
 def user_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     url = resolve_url(args.db, environ)
     check_schema(url, create_if_empty=False)
-    store = Store(url)
+    store = open_store(url)
     try:
         print(USER_ACTIONS[args.action](store, args, environ))
     except LookupError as exc:

@@ -206,11 +206,11 @@ def _current_db(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
 
 def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """export --room NAME FILE [--since TS] [--until TS]: a snapshot, written atomically."""
-    from chatd.store import Store
+    from chatd.store import open_store
 
     room = _room_flag(args.room)
     since, until = _ts_flag("--since", args.since), _ts_flag("--until", args.until)
-    store = Store(_current_db(args, environ))
+    store = open_store(_current_db(args, environ))
     try:
         found = store.room_export(room, since, until)
     finally:
@@ -248,7 +248,7 @@ def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """import FILE [--room NAME] [--max-bytes N]: all or nothing, idempotent."""
-    from chatd.store import Store
+    from chatd.store import open_store
 
     if args.max_bytes < 1:
         raise UsageError("--max-bytes must be at least 1")
@@ -263,7 +263,7 @@ def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print(f"chatd: {args.file}: {exc}", file=sys.stderr)
         return ExitStatus.FAILURE
     room = room or transcript.room
-    store = Store(_current_db(args, environ))
+    store = open_store(_current_db(args, environ))
     try:
         imported, skipped = store.import_messages(
             room, transcript.topic, [(m.user, m.ts_ms, m.text) for m in transcript.messages]

@@ -17,7 +17,7 @@ from chatd.db import default_files_dir
 from chatd.hub import Hub
 from chatd.passwords import PasswordHasher
 from chatd.ratelimit import Clock, KeyedBuckets, LoginThrottle
-from chatd.store import Store
+from chatd.store import Store, open_store
 from chatd.uploads import Uploads
 from chatd.writer import MessageWriter
 
@@ -55,7 +55,7 @@ class Services:
     @classmethod
     def open(cls, config: ServerConfig, clock: Clock = time.monotonic) -> Services:
         """Open the database and build everything on it (the writer is not started yet)."""
-        store = Store(config.db)
+        store = open_store(config.db)
         hub = Hub(config.history_size, store.newest_message_id())
         hub.load(store.rooms_with_members())
         files = Path(config.files_dir) if config.files_dir else default_files_dir(config.db)

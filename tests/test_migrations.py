@@ -72,9 +72,9 @@ def test_message_indexes_skip_nulls_and_the_lookups_still_use_them(tmp_path):
     assert " WHERE " not in stored["ix_messages_room_id_id"]
 
     from chatd.records import UserRecord
-    from chatd.store import Store
+    from chatd.store import open_store
 
-    store = Store(url)
+    store = open_store(url)
     statements: list[tuple[str, object]] = []
 
     @event.listens_for(store.engine, "before_cursor_execute")
@@ -232,9 +232,9 @@ def test_upgrade_keeps_the_data_of_an_older_schema(tmp_path):
     del config.attributes["connection"]
     upgrade(url)
     from chatd.records import RoomRecord, UserRecord
-    from chatd.store import Store
+    from chatd.store import open_store
 
-    store = Store(url)
+    store = open_store(url)
     try:
         (message,) = store.room_page(RoomRecord(1, "general", "t"), None, 10)
         (direct,) = store.conversation_page(

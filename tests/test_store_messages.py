@@ -9,7 +9,7 @@ from msgspec import UNSET
 from sqlalchemy import insert
 
 from chatd.records import FileInfo, Message, NewFile, NewMessage
-from chatd.store import Store
+from chatd.store import open_store
 from chatd.store.base import messages
 
 pytestmark = pytest.mark.timeout(30)
@@ -20,7 +20,7 @@ WRITER_PATIENCE = 0.5
 
 
 def test_a_mixed_batch_is_stored_in_order_with_every_field(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     try:
         alice = store.create_user("alice", "hash-a")
         bob = store.create_user("bob", "hash-b")
@@ -63,7 +63,7 @@ def test_a_write_waits_for_one_under_way_so_no_reader_sees_a_later_id_first(db_u
     still holds lower ones lets a reader (a join's history, a client catching
     up with `after`) see the later id first and skip the earlier ones for good.
     """
-    importer, server = Store(db_url), Store(db_url)
+    importer, server = open_store(db_url), open_store(db_url)
     try:
         alice = server.create_user("alice", "hash-a")
         general, _ = server.join(alice.id, "general")

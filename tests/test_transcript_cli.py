@@ -17,7 +17,7 @@ from sqlalchemy import MetaData, select, text
 from chatd.cli import main
 from chatd.db import create_db_engine
 from chatd.names import parse_ts
-from chatd.store import Store
+from chatd.store import open_store
 from chatd.transcript import (
     Transcript,
     TranscriptMessage,
@@ -88,7 +88,7 @@ def write_transcript(path: Path, room: str, messages: list[tuple[str, int, str]]
 @pytest.fixture
 def live_db(db_url: str) -> str:
     """A room with a topic, two authors, repeats, tabs, newlines and non-ASCII text."""
-    store = Store(db_url)
+    store = open_store(db_url)
     try:
         alice = store.create_user("alice", "hash")
         bob = store.create_user("Bob", "hash")
@@ -319,7 +319,7 @@ def test_a_message_sent_right_after_an_import_does_not_hide_it_from_join(
     alice.ok("send", room="general", text="live 1")
     bob = connect("bob")
     assert len(bob.ok("join", room="general")["history"]) == 1  # the server keeps it now
-    other = Store(db_url)
+    other = open_store(db_url)
     try:
         other.import_messages("general", "", [("ghost", T0, "archived")])
     finally:

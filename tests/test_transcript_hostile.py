@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from chatd.cli import main
-from chatd.store import Store
+from chatd.store import open_store
 from chatd.transcript import Transcript, TranscriptMessage, to_plain
 
 pytestmark = [
@@ -104,7 +104,7 @@ def db_dump(url: str) -> list[str]:
 @pytest.fixture
 def seeded_db(db_url: str) -> str:
     """A database with a room and a message, so "unchanged" has something to lose."""
-    store = Store(db_url)
+    store = open_store(db_url)
     try:
         alice = store.create_user("alice", "not-a-real-hash")
         room, _ = store.join(alice.id, "general")

@@ -3,19 +3,30 @@
 Methods are named for what the server means (`append_message`,
 `room_page`) and return frozen records, never ORM objects, so nothing
 outside db.py, models.py and this package knows SQLAlchemy exists. One
-module per concern; `Store` puts them together.
+module per concern; `Store` puts them together, and `open_store` picks the
+Store for the database's dialect, once.
 """
 
 from __future__ import annotations
 
-from chatd.store.accounts import AccountStore
+from chatd.db import is_sqlite
+from chatd.diskspace import DiskAlarm
 from chatd.store.base import files, memberships, messages, rooms, users
-from chatd.store.messages import MessageStore
-from chatd.store.rooms import RoomStore
-from chatd.store.transcripts import TranscriptStore
+from chatd.store.facade import Store
+from chatd.store.sqlite import SqliteStore
 
-__all__ = ["Store", "files", "memberships", "messages", "rooms", "users"]
+__all__ = [
+    "SqliteStore",
+    "Store",
+    "files",
+    "memberships",
+    "messages",
+    "open_store",
+    "rooms",
+    "users",
+]
 
 
-class Store(AccountStore, RoomStore, MessageStore, TranscriptStore):
-    """The server's database, opened from a URL whose schema is already current."""
+def open_store(url: str, disk: DiskAlarm | None = None) -> Store:
+    """The Store for `url`'s dialect: SQLite's own, else the portable one."""
+    return SqliteStore(url, disk) if is_sqlite(url) else Store(url, disk)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, cast
 
 from msgspec import UNSET
 from sqlalchemy import Connection, Engine, Table, select
 
-from chatd.db import WRITE_OPTION, create_db_engine, is_sqlite
+from chatd.db import WRITE_OPTION, create_db_engine
 from chatd.diskspace import DiskAlarm, is_storage_full
 from chatd.models import File, Membership, Room, User
 from chatd.models import Message as MessageRow
@@ -129,24 +128,18 @@ class StoreBase:
         self.disk = disk or DiskAlarm()
         self.engine: Engine = create_db_engine(url)
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
-        # why: SQLite has one writer at a time; queueing here is cheaper than its busy loop.
-        self._write_lock = threading.Lock() if is_sqlite(url) else None
-        self._raw: Any = None  # the kept connection of _raw_write
 
     def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-            self._raw = None
         self.engine.dispose()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with (
-            self._refusing_when_full(),
-            self._write_lock or nullcontext(),
-            self._writer.begin() as connection,
-        ):
+        with self._refusing_when_full(), self._turn(), self._writer.begin() as connection:
             yield connection
+
+    def _turn(self) -> AbstractContextManager[object]:
+        """Held around every write transaction: nothing here (the database orders writers)."""
+        return nullcontext()
 
     @contextmanager
     def _refusing_when_full(self) -> Iterator[None]:
@@ -163,25 +156,3 @@ class StoreBase:
     def _read(self) -> Iterator[Connection]:
         with self.engine.connect() as connection:
             yield connection
-
-    @contextmanager
-    def _raw_write(self) -> Iterator[Any]:
-        """A write transaction on the kept driver connection (SQLite only)."""
-        assert self._write_lock is not None
-        with self._refusing_when_full(), self._write_lock:
-            if self._raw is None:
-                self._raw = self.engine.raw_connection()
-            driver = self._raw.driver_connection
-            cursor = driver.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-                cursor.execute("COMMIT")
-            except BaseException:
-                # why: SQLite rolls back by itself after some errors (SQLITE_FULL among
-                # them); a second ROLLBACK would fail and hide the reason.
-                if driver.in_transaction:
-                    cursor.execute("ROLLBACK")
-                raise
-            finally:
-                cursor.close()

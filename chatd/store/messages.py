@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select
@@ -22,9 +21,6 @@ from chatd.records import (
 )
 from chatd.store.base import (
     MESSAGE_INSERT_COLUMNS,
-    SQLITE_INSERT_FILE,
-    SQLITE_INSERT_MESSAGE,
-    SQLITE_INSERT_ROOM_MESSAGE,
     StoreBase,
     file_fields,
     files,
@@ -32,7 +28,6 @@ from chatd.store.base import (
     message_query,
     message_record,
     messages,
-    room_message_params,
     rooms,
 )
 
@@ -59,11 +54,10 @@ class MessageStore(StoreBase):
     def append_batch(self, batch: Sequence[NewMessage]) -> StoredBatch:
         """As append_messages, without building records: the writer encodes messages itself."""
         ts = now_ms()
-        append = self._append_portable if self._write_lock is None else self._append_sqlite
-        stored_files, ids = append(batch, ts)
+        stored_files, ids = self._append(batch, ts)
         return StoredBatch(ts, ids, stored_files)
 
-    def _append_portable(
+    def _append(
         self, batch: Sequence[NewMessage], ts: int
     ) -> tuple[list[FileInfo | None], list[int]]:
         with self._write() as connection:
@@ -77,55 +71,6 @@ class MessageStore(StoreBase):
             ]
             returning = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
             return stored_files, list(connection.execute(returning, rows).scalars())
-
-    def _append_sqlite(
-        self, batch: Sequence[NewMessage], ts: int
-    ) -> tuple[list[FileInfo | None], list[int]]:
-        """The group-commit path on SQLite: the driver directly, on one kept connection.
-
-        Through SQLAlchemy a one-message transaction costs about 0.5 ms of CPU,
-        through the sqlite3 module about 0.13 ms; the writer commits one
-        transaction per batch, so this is most of its cost when traffic is
-        light. Inside BEGIN IMMEDIATE no other writer can interleave and a new
-        rowid is the largest so far plus one, so the batch's ids are the run
-        ending at last_insert_rowid(); the count check makes sure of it. Runs
-        of room messages without files take the shorter INSERT.
-        """
-        with self._raw_write() as cursor:
-            stored_files: list[FileInfo | None] = []
-            for new in batch:
-                attachment = new.attachment
-                if attachment is None:
-                    stored_files.append(None)
-                    continue
-                cursor.execute(
-                    SQLITE_INSERT_FILE,
-                    (
-                        attachment.sha256,
-                        attachment.size,
-                        attachment.name,
-                        attachment.mime,
-                        new.author.id,
-                        ts,
-                    ),
-                )
-                stored_files.append(FileInfo(cursor.lastrowid, *file_fields(attachment)))
-            pairs = zip(batch, stored_files, strict=True)
-            for room_text, run in groupby(pairs, key=lambda pair: pair[0].is_room_text):
-                if room_text:
-                    rows = [room_message_params(new, ts) for new, _ in run]
-                    cursor.executemany(SQLITE_INSERT_ROOM_MESSAGE, rows)
-                else:
-                    rows = [message_params(new, ts, stored) for new, stored in run]
-                    cursor.executemany(SQLITE_INSERT_MESSAGE, rows)
-            last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
-            first = last - len(batch) + 1
-            found = cursor.execute(
-                "SELECT count(*) FROM messages WHERE id BETWEEN ? AND ?", (first, last)
-            ).fetchone()[0]
-            if found != len(batch):
-                raise RuntimeError("message ids of a batch are not contiguous")
-            return stored_files, list(range(first, last + 1))
 
     @staticmethod
     def _insert_file(connection: Connection, new: NewMessage, ts: int) -> FileInfo:
