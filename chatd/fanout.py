@@ -1,116 +1,207 @@
-"""The one fan-out: committed messages and room events, to every connection that should see them.
+"""The one fan-out: the log's entries, in position order, to every connection that should see them.
 
-A committed batch becomes one Outgoing per message (encoded once per
+A run of messages becomes one Outgoing per message (encoded once per
 dialect, whoever asks first) and one Bundle per room: every member's
 connection of a room gets the same bundle, so the cost grows with members
-plus messages, not their product. A connection that sent some of the
-batch gets the batch's events and its own replies merged in id order
-instead, so it too sees its rooms' ids ascending.
+plus messages, not their product. A connection that sent some of the run
+gets the run's events and its own replies merged in id order instead, so
+it too sees its rooms' ids ascending. A join, part or topic change is
+applied to the hub at its place, answers the connection that asked for it,
+and tells the others.
 
-A room's share of a batch is delivered under the room's order lock (see
-chatd/hub.py), which join, part and topic also take.
+Each room's share is delivered under the room's order lock (see
+chatd/hub.py), which a re-join also takes to read its history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from chatd.errors import ChatError
-from chatd.events import AnyEvent
+from chatd.events import AnyEvent, Joined, Parted, TopicChanged
 from chatd.hub import Hub, Peer
+from chatd.log import Entered, Left, Logged, Posted, Retitled
 from chatd.outgoing import Bundle, Outgoing
-from chatd.records import Message, NewMessage
+from chatd.records import NewChange, RoomRecord
+from chatd.replies import JoinReply, PartReply, Reply, TopicReply
 from chatd.requests import RequestId
 from chatd.sendqueue import ReplySlot
+from chatd.store import Store
 
 # A sender's share of a batch: an event, or (its reply's slot, the request id, its message).
 InOrder = Outgoing | tuple[ReplySlot, RequestId, Outgoing]
 
 
 class Poster(Peer, Protocol):
-    """A connection that hands messages to the writer and gets its replies from the fan-out."""
+    """A connection that hands changes to the writer and gets its replies from the fan-out."""
 
     def deliver_in_order(self, items: Sequence[InOrder]) -> None: ...
+
+    def answer_post(self, slot: ReplySlot, rid: RequestId, result: Reply) -> None: ...
 
     def refuse_post(self, slot: ReplySlot, rid: RequestId, error: ChatError) -> None: ...
 
 
 @dataclass(slots=True)
 class Post:
-    """A message waiting for its batch, with where its reply goes."""
+    """A change waiting for its batch, with where its reply goes."""
 
     session: Poster
     rid: RequestId
     slot: ReplySlot
-    message: NewMessage
+    change: NewChange
 
 
-def deliver_batch(hub: Hub, posts: Sequence[Post], messages: Sequence[Message]) -> None:
-    """Deliver a committed batch, in id order: rooms under their order locks, then DMs."""
-    by_room: dict[str, list[tuple[Post, Outgoing]]] = {}
-    direct: list[tuple[Post, Outgoing]] = []
-    for post, message in zip(posts, messages, strict=True):
-        item = Outgoing(message)
-        if message.room is None:
-            direct.append((post, item))
-        else:
-            by_room.setdefault(message.room, []).append((post, item))
-    for room, entries in by_room.items():
-        with hub.order_lock(room):
-            _deliver_room(hub, room, entries)
-    if direct:
-        _deliver_direct(hub, direct)
+class Fanout:
+    """Delivers the log's entries; the sequencer calls it in position order, one batch at a time."""
+
+    def __init__(self, hub: Hub, store: Store, history_size: int) -> None:
+        self.hub = hub
+        self._store = store
+        self._history_size = history_size
+
+    def deliver(self, entries: Sequence[Logged], posts: Mapping[int, Post]) -> None:
+        """A committed batch's entries; `posts` are this server's own, by position."""
+        run: list[tuple[Posted, Post | None]] = []
+        for entry in entries:
+            if isinstance(entry, Posted):
+                run.append((entry, posts.get(entry.position)))
+                continue
+            if run:
+                self._messages(run)
+                run = []
+            self._change(entry, posts.get(entry.position))
+        if run:
+            self._messages(run)
+
+    # messages
+
+    def _messages(self, run: list[tuple[Posted, Post | None]]) -> None:
+        by_room: dict[str, list[tuple[int, Outgoing, Post | None]]] = {}
+        direct: list[tuple[Posted, Outgoing, Post | None]] = []
+        for entry, post in run:
+            item = Outgoing(entry.message)
+            if entry.message.room is None:
+                direct.append((entry, item, post))
+            else:
+                by_room.setdefault(entry.message.room, []).append((entry.position, item, post))
+        for room, share in by_room.items():
+            with self.hub.order_lock(room):
+                self._room_share(room, share)
+        if direct:
+            self._direct(direct)
+
+    def _room_share(self, room: str, share: list[tuple[int, Outgoing, Post | None]]) -> None:
+        items = [item for _position, item, _post in share]
+        self.hub.delivered(room, share[-1][0], items)
+        bundle = Bundle(items)
+        posters = {id(post.session): post.session for _p, _i, post in share if post is not None}
+        members = self.hub.room_peers(room)
+        for peer in members:
+            if id(peer) in posters:
+                posters[id(peer)].deliver_in_order(
+                    [
+                        _reply(post, item) if _is_from(post, peer) else item
+                        for _p, item, post in share
+                    ]
+                )
+            else:
+                peer.deliver(bundle)
+        reached = {id(peer) for peer in members}
+        for key, poster in posters.items():
+            if key not in reached:  # left the room meanwhile (parted on another connection)
+                poster.deliver_in_order(
+                    [_reply(post, item) for _p, item, post in share if _is_from(post, poster)]
+                )
+
+    def _direct(self, entries: list[tuple[Posted, Outgoing, Post | None]]) -> None:
+        """Each direct message to the recipient's and the sender's connections, in id order."""
+        posters: dict[int, Poster] = {
+            id(post.session): post.session for _e, _i, post in entries if post is not None
+        }
+        peers: dict[int, Peer] = dict(posters)
+        shares: dict[int, list[InOrder]] = {}
+        for entry, item, post in entries:
+            if post is not None:
+                shares.setdefault(id(post.session), []).append(_reply(post, item))
+            message = entry.message
+            assert isinstance(message.to, str)
+            for peer in self.hub.peers_of_users((message.to, message.user)):
+                if post is None or peer is not post.session:
+                    peers[id(peer)] = peer
+                    shares.setdefault(id(peer), []).append(item)
+        for key, share in shares.items():
+            poster = posters.get(key)
+            if poster is not None:
+                poster.deliver_in_order(share)
+                continue
+            for event in share:
+                assert isinstance(event, Outgoing)
+                peers[key].deliver(event)
+
+    # room changes
+
+    def _change(self, entry: Logged, post: Post | None) -> None:
+        hub = self.hub
+        if isinstance(entry, Entered):
+            room = entry.room
+            with hub.order_lock(room):
+                record = RoomRecord(entry.room_id, room, entry.topic)
+                hub.add_member(record, entry.user)
+                hub.delivered(room, entry.position, [])
+                if post is not None:
+                    post.session.answer_post(post.slot, post.rid, self._join_reply(record))
+                if entry.new:
+                    event: AnyEvent = Joined(room, entry.user)
+                    to_room_and_user(hub, room, entry.user, event, exclude=_origin(post))
+        elif isinstance(entry, Left):
+            with hub.order_lock(entry.room):
+                hub.remove_member(entry.room, entry.user)
+                if post is not None:
+                    post.session.answer_post(post.slot, post.rid, PartReply(entry.room))
+                event = Parted(entry.room, entry.user)
+                to_room_and_user(hub, entry.room, entry.user, event, exclude=_origin(post))
+        elif isinstance(entry, Retitled):
+            with hub.order_lock(entry.room):
+                hub.set_topic(entry.room, entry.topic)
+                if post is not None:
+                    reply = TopicReply(entry.room, entry.topic)
+                    post.session.answer_post(post.slot, post.rid, reply)
+                event = TopicChanged(entry.room, entry.topic, entry.user)
+                to_room(hub, entry.room, event, exclude=_origin(post))
+
+    def _join_reply(self, record: RoomRecord) -> JoinReply:
+        """A joiner's reply, at its place in the log: everything before it is history."""
+        members, online = self.hub.members(record.name)
+        current = self.hub.room(record.name) or record
+        return JoinReply(record.name, current.topic, members, online, self.history(current))
+
+    def history(self, room: RoomRecord) -> list[Outgoing]:
+        """The room's last messages as its members were sent them (order lock held)."""
+        hub = self.hub
+        kept = hub.recent(room.name)
+        if kept is not None:
+            return kept
+        through = hub.visible_upto(room.name)
+        stored = self._store.room_history(room, self._history_size, through)
+        history = [Outgoing(message) for message in stored]
+        hub.keep_recent(room.name, history)
+        return history
 
 
-def _deliver_room(hub: Hub, room: str, entries: list[tuple[Post, Outgoing]]) -> None:
-    items = [item for _post, item in entries]
-    hub.delivered(room, items)
-    bundle = Bundle(items)
-    posters = {id(post.session): post.session for post, _item in entries}
-    members = hub.room_peers(room)
-    for peer in members:
-        if id(peer) in posters:
-            posters[id(peer)].deliver_in_order(_merged(entries, peer))
-        else:
-            peer.deliver(bundle)
-    reached = {id(peer) for peer in members}
-    for key, poster in posters.items():
-        if key not in reached:  # left the room meanwhile (parted on another connection)
-            own = [_reply(post, item) for post, item in entries if post.session is poster]
-            poster.deliver_in_order(own)
-
-
-def _deliver_direct(hub: Hub, entries: list[tuple[Post, Outgoing]]) -> None:
-    """Each direct message to the recipient's and the sender's connections, in id order."""
-    posters: dict[int, Poster] = {id(post.session): post.session for post, _item in entries}
-    peers: dict[int, Peer] = dict(posters)
-    shares: dict[int, list[InOrder]] = {}
-    for post, item in entries:
-        shares.setdefault(id(post.session), []).append(_reply(post, item))
-        new = post.message
-        assert new.recipient is not None
-        for peer in hub.peers_of_users((new.recipient.username, new.author.username)):
-            if peer is not post.session:
-                peers[id(peer)] = peer
-                shares.setdefault(id(peer), []).append(item)
-    for key, share in shares.items():
-        poster = posters.get(key)
-        if poster is not None:
-            poster.deliver_in_order(share)
-            continue
-        for event in share:
-            assert isinstance(event, Outgoing)
-            peers[key].deliver(event)
-
-
-def _merged(entries: list[tuple[Post, Outgoing]], peer: Peer) -> list[InOrder]:
-    return [_reply(post, item) if post.session is peer else item for post, item in entries]
-
-
-def _reply(post: Post, item: Outgoing) -> InOrder:
+def _reply(post: Post | None, item: Outgoing) -> InOrder:
+    assert post is not None
     return (post.slot, post.rid, item)
+
+
+def _is_from(post: Post | None, peer: Peer) -> bool:
+    return post is not None and post.session is peer
+
+
+def _origin(post: Post | None) -> Peer | None:
+    return None if post is None else post.session
 
 
 def to_peers(peers: Iterable[Peer], event: AnyEvent, *, exclude: Peer | None = None) -> None:
@@ -126,8 +217,10 @@ def to_room(hub: Hub, room: str, event: AnyEvent, *, exclude: Peer | None = None
     to_peers(hub.room_peers(room), event, exclude=exclude)
 
 
-def to_room_and_user(hub: Hub, room: str, user: str, event: AnyEvent, *, exclude: Peer) -> None:
-    """A membership change: the room's other members and the user's own other connections."""
+def to_room_and_user(
+    hub: Hub, room: str, user: str, event: AnyEvent, *, exclude: Peer | None
+) -> None:
+    """A membership change: the room's members and the user's own connections, but `exclude`."""
     peers = {id(peer): peer for peer in hub.room_peers(room)}
     peers.update((id(peer), peer) for peer in hub.peers_of(user))
     to_peers(peers.values(), event, exclude=exclude)

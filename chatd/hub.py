@@ -57,7 +57,7 @@ class RoomState:
     members: dict[str, str] = field(default_factory=dict)  # username key -> username
     recent: deque[Outgoing] | None = None  # the last messages, oldest first, once read
     recent_bytes: int = 0
-    delivered: int = 0  # the newest message id fanned out here since start; 0: none yet
+    delivered: int = 0  # the log position last delivered here since start; 0: none yet
 
     @property
     def current(self) -> RoomRecord:
@@ -73,6 +73,7 @@ class Hub:
         history_size: int = 50,
         last_message_id: int = 0,
         kept_bytes: int = KEPT_HISTORY_BYTES,
+        log_position: int = 0,
     ) -> None:
         self._lock = threading.Lock()
         self._rooms: dict[str, RoomState] = {}
@@ -82,9 +83,9 @@ class Hub:
         self._kept: dict[str, RoomState] = {}  # rooms with kept history, least recently used first
         self._kept_bytes = 0
         self._kept_limit = kept_bytes
-        # every message up to here was stored before the fan-out knew of it (at start, or
-        # written from outside): a join may show it without waiting for a fan-out
-        self._known_before = last_message_id
+        # every log position up to here was delivered before this server started: a
+        # join may show what it holds without waiting for the fan-out
+        self._known_before = log_position
         self._last_message_id = last_message_id  # the newest message id committed
 
     def load(self, rooms: Iterable[tuple[RoomRecord, list[str]]]) -> None:
@@ -191,10 +192,11 @@ class Hub:
     # history: callers hold the room's order lock, so kept history and the fan-out agree
 
     def visible_upto(self, room: str) -> int:
-        """The newest id of `room` its members have been sent: a join's history stops there.
+        """The log position up to which `room`'s members have been sent its messages.
 
-        A message committed but not yet fanned out reaches a new member as an
-        event, so the history must not show it too.
+        A join's history stops there: a message committed but not yet
+        delivered reaches a new member as an event, so the history must not
+        show it too.
         """
         with self._lock:
             state = self._rooms.get(room)
@@ -228,28 +230,24 @@ class Hub:
             self._evict()
 
     def committed(self, first_id: int, last_id: int) -> None:
-        """A batch with these ids was committed (before its fan-out).
+        """A batch with these message ids was committed.
 
         A first id that does not follow the last one means someone else
         stored messages in between (`chatd import` while the server runs):
-        every kept history is forgotten then, reloaded by the next join, and
-        those messages are shown by joins from then on.
+        every kept history is forgotten then, and reloaded by the next join.
         """
         with self._lock:
             if first_id != self._last_message_id + 1:
                 self._forget_recent()
-                self._known_before = max(self._known_before, first_id - 1)
             self._last_message_id = max(self._last_message_id, last_id)
 
-    def delivered(self, room: str, messages: list[Outgoing]) -> None:
-        """The room's messages of a batch, in id order, now fanned out (order lock held)."""
+    def delivered(self, room: str, position: int, messages: list[Outgoing]) -> None:
+        """The room's log is delivered up to `position`, `messages` last (order lock held)."""
         with self._lock:
             state = self._rooms.get(room)
             if state is None:
                 return
-            last = messages[-1].event
-            assert isinstance(last, Message)
-            state.delivered = last.id
+            state.delivered = max(state.delivered, position)
             if state.recent is None:
                 return
             for item in messages:
@@ -264,15 +262,15 @@ class Hub:
     def check_newest(self, newest_stored: int) -> bool:
         """Forget every kept history if the store has messages this server did not write.
 
-        For imports while nobody sends (`committed` notices the others). Those
-        messages are shown by joins from then on. True when something was
-        forgotten. Only between batches (on the writer's thread): a batch
+        For imports while nobody sends (`committed` notices the others): joins
+        read the store again, imported messages included. True when something
+        was forgotten. Only between batches (on the writer's thread): a batch
         committed but not yet fanned out is not from outside.
         """
         with self._lock:
             if newest_stored <= self._last_message_id:
                 return False
-            self._last_message_id = self._known_before = newest_stored
+            self._last_message_id = newest_stored
             self._forget_recent()
             return True
 

@@ -41,6 +41,8 @@ FILE_ID_SET = text("file_id IS NOT NULL")
 # why: a user's direct messages in all conversations (the inbox a client catches up
 # on), found from either side without touching room messages.
 IS_DIRECT = text("recipient_id IS NOT NULL")
+# why: imported messages have no place in the log (they were never news)
+IS_LOGGED = text("position IS NOT NULL")
 
 
 class Base(DeclarativeBase):
@@ -131,6 +133,13 @@ class Message(Base):
             sqlite_where=IS_DIRECT,
             postgresql_where=IS_DIRECT,
         ),
+        Index(
+            "ix_messages_position",
+            "position",
+            unique=True,
+            sqlite_where=IS_LOGGED,
+            postgresql_where=IS_LOGGED,
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -143,3 +152,34 @@ class Message(Base):
     text: Mapped[str] = mapped_column(Text)
     ts_ms: Mapped[int] = mapped_column(BigInteger)
     file_id: Mapped[int | None] = mapped_column(Id, ForeignKey("files.id"))
+    # the message's place in the log (LogHead); null for imported messages
+    position: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class LogHead(Base):
+    """The log's last position: every change that others must see, counted without gaps.
+
+    Messages and room changes take their positions from this one row, in the
+    same transaction that stores them, so positions follow commit order on
+    every backend and across nodes: a node that has delivered position P has
+    delivered everything before it, and one that sees a gap can read what is
+    missing (chatd/sequencer.py).
+    """
+
+    __tablename__ = "log_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class RoomChange(Base):
+    """A join, part or topic change, at its place in the log."""
+
+    __tablename__ = "room_changes"
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    room_id: Mapped[int] = mapped_column(Id, ForeignKey("rooms.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # join, part or topic
+    username: Mapped[str] = mapped_column(String(32))
+    topic: Mapped[str | None] = mapped_column(String(300))
+    ts_ms: Mapped[int] = mapped_column(BigInteger)

@@ -96,11 +96,11 @@ class FileAccess(Struct, frozen=True):
 
 
 class NewMessage(Struct, frozen=True):
-    """A message to store: to a room, or to a recipient, perhaps announcing a file."""
+    """A message to store: to a room (by name), or to a recipient, perhaps announcing a file."""
 
     author: UserRecord
     text: str
-    room: RoomRecord | None = None
+    room: str | None = None
     recipient: UserRecord | None = None
     attachment: NewFile | None = None
 
@@ -114,7 +114,7 @@ class NewMessage(Struct, frozen=True):
         if self.room is not None:
             return Message(
                 message_id,
-                self.room.name,
+                self.room,
                 self.author.username,
                 self.text,
                 ts,
@@ -130,6 +130,27 @@ class NewMessage(Struct, frozen=True):
             self.recipient.username,
             UNSET if file is None else file,
         )
+
+
+class NewJoin(Struct, frozen=True):
+    """`user` joins `room` (by name), which is made if it does not exist."""
+
+    user: UserRecord
+    room: str
+
+
+class NewPart(Struct, frozen=True):
+    user: UserRecord
+    room: str
+
+
+class NewTopic(Struct, frozen=True):
+    user: UserRecord
+    room: str
+    topic: str
+
+
+NewChange = NewMessage | NewJoin | NewPart | NewTopic
 
 
 class StoredBatch(Struct, frozen=True):

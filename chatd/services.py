@@ -14,9 +14,11 @@ from pathlib import Path
 from chatd.blobs import BlobStore
 from chatd.config import ServerConfig
 from chatd.db import default_files_dir
+from chatd.fanout import Fanout
 from chatd.hub import Hub
 from chatd.passwords import PasswordHasher
 from chatd.ratelimit import Clock, KeyedBuckets, LoginThrottle
+from chatd.sequencer import Sequencer
 from chatd.store import Store, open_store
 from chatd.uploads import Uploads
 from chatd.writer import MessageWriter
@@ -50,14 +52,18 @@ class Services:
     blobs: BlobStore
     uploads: Uploads
     writer: MessageWriter
+    fanout: Fanout
     clock: Clock = time.monotonic
 
     @classmethod
     def open(cls, config: ServerConfig, clock: Clock = time.monotonic) -> Services:
         """Open the database and build everything on it (the writer is not started yet)."""
         store = open_store(config.db)
-        hub = Hub(config.history_size, store.newest_message_id())
+        position = store.log_head()
+        hub = Hub(config.history_size, store.newest_message_id(), log_position=position)
         hub.load(store.rooms_with_members())
+        fanout = Fanout(hub, store, config.history_size)
+        sequencer = Sequencer(fanout, position)
         files = Path(config.files_dir) if config.files_dir else default_files_dir(config.db)
         return cls(
             config,
@@ -67,6 +73,7 @@ class Services:
             Limits.from_config(config, clock),
             BlobStore(files),
             Uploads(),
-            MessageWriter(store, hub),
+            MessageWriter(store, hub, sequencer),
+            fanout,
             clock,
         )

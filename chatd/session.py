@@ -55,6 +55,8 @@ class Session:
         # one writing thread (the reader; the writer), so no lock is needed.
         self.posts_submitted = 0
         self.posts_answered = 0
+        # room -> member or not, once the joins and parts still with the writer are done
+        self._expected: dict[str, bool] = {}
         config = services.config
         self.send_bucket = TokenBucket(config.send_rate, config.send_burst, services.clock)
 
@@ -79,8 +81,13 @@ class Session:
         self._outbox.put_in_order(encoded)
         self.posts_answered += replies
 
+    def answer_post(self, slot: ReplySlot, rid: RequestId, result: Reply) -> None:
+        """A change the writer stored (a join, a part, a topic): its reply."""
+        self._outbox.fill([(slot, self.dialect.reply(rid, result))])
+        self.posts_answered += 1
+
     def refuse_post(self, slot: ReplySlot, rid: RequestId, error: ChatError) -> None:
-        """A message the writer could not store: its reply is this error."""
+        """A change the writer could not store: its reply is this error."""
         self._outbox.fill([(slot, self.dialect.refusal(rid, error))])
         self.posts_answered += 1
 
@@ -100,15 +107,22 @@ class Session:
     def reserve_reply(self) -> ReplySlot:
         return self._outbox.reserve()
 
-    def settle(self) -> None:
-        """Wait until the writer has answered every message this connection handed it.
+    def expect(self, room: str, member: bool) -> None:
+        """A join (True) or part (False) of `room` was handed to the writer."""
+        if self.posts_answered == self.posts_submitted:
+            self._expected.clear()  # all done: the hub says it all
+        self._expected[room] = member
 
-        Requests take effect in the order they were sent: a `part` after a
-        `send` must not overtake the send's commit, or the send would be
-        refused for a membership it had when it was accepted.
+    def expects(self, room: str) -> bool | None:
+        """Whether this connection's user will be a member of `room` once its pending
+        joins and parts are done; None when none is pending and the hub knows.
+
+        Requests take effect in order: a `send` right after a `join` of the
+        same room is the joiner's, though the writer has not stored the join.
         """
-        if self.posts_answered != self.posts_submitted:
-            self.services.writer.wait_until_written()
+        if self.posts_answered == self.posts_submitted:
+            return None
+        return self._expected.get(room)
 
     def spend_send_token(self) -> None:
         """Flood control for send, dm and upload: rate_limited past --send-rate."""

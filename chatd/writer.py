@@ -1,16 +1,17 @@
-"""Group commit: one thread stores messages in batches and hands each batch to the fan-out.
+"""Group commit: one thread appends changes to the log in batches and hands each on.
 
-A `send`, `dm` or `finish` is checked on its connection's reader thread, then
-handed here with a reserved reply slot, and the reader goes on to the next
-request. The writer takes everything waiting (up to MAX_BATCH), commits it in
-one transaction (one fsync however many messages), and only then delivers
-(chatd/fanout.py): every message is built and encoded once, and each
-sender's replies are filled in request order. So an `ok` always means on
-disk, and ids grow in commit order, because there is one writer.
+A `send`, `dm`, `finish`, `join`, `part` or `topic` is checked on its
+connection's reader thread, then handed here with a reserved reply slot, and
+the reader goes on to the next request. The writer takes everything waiting
+(up to MAX_BATCH), appends it to the log in one transaction (one fsync
+however many changes; chatd/store/log.py checks each against the state the
+batch has left, in request order), and only then hands the batch to the
+sequencer, which delivers it in log order (chatd/sequencer.py). So an `ok`
+always means on disk, and a connection's requests take effect in the order
+it sent them.
 
-The queue also takes plain callables, run between batches on this thread:
-waiting for everything submitted so far (`wait_until_written`), and checks
-that must not race with a batch committed but not yet fanned out.
+The queue also takes plain callables, run between batches on this thread,
+for checks that must not race with a batch committed but not yet delivered.
 """
 
 from __future__ import annotations
@@ -21,22 +22,24 @@ from collections import deque
 from collections.abc import Callable
 
 from chatd.errors import ChatError, ErrorCode
-from chatd.fanout import Post, deliver_batch
+from chatd.fanout import Post
 from chatd.hub import Hub
+from chatd.log import Posted
+from chatd.sequencer import Sequencer
 from chatd.store import Store
 
 log = logging.getLogger(__name__)
 
 # why: bounds one transaction and one fan-out pass, so a flood cannot delay a batch for long.
 MAX_BATCH = 512
-# why: a request waiting for earlier posts gives up rather than hang if the writer is gone.
-WAIT_LIMIT = 30.0
 
 
 class MessageWriter:
-    def __init__(self, store: Store, hub: Hub) -> None:
+    def __init__(self, store: Store, hub: Hub, sequencer: Sequencer, node: str = "") -> None:
         self._store = store
         self._hub = hub
+        self._sequencer = sequencer
+        self._node = node
         # the writer waits on it; submit takes it only to wake an idle writer
         self._cond = threading.Condition(threading.Lock())
         # appended by any thread, popped by the writer
@@ -53,12 +56,6 @@ class MessageWriter:
         if self._idle:
             with self._cond:
                 self._cond.notify()
-
-    def wait_until_written(self) -> None:
-        """Return once every post submitted before this call is answered."""
-        written = threading.Event()
-        self.submit(written.set)
-        written.wait(WAIT_LIMIT)
 
     def stop(self, timeout: float) -> None:
         with self._cond:
@@ -99,21 +96,17 @@ class MessageWriter:
             _answer_all(batch, ChatError(ErrorCode.INTERNAL, "internal server error"))
 
     def _commit(self, batch: list[Post]) -> None:
-        accepted: list[Post] = []
-        for post in batch:
-            room = post.message.room
-            if room is None or self._hub.is_member(room.name, post.message.author.username):
-                accepted.append(post)
+        log_batch, outcomes = self._store.append_log([post.change for post in batch], self._node)
+        posts: dict[int, Post] = {}
+        for post, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, ChatError):
+                post.session.refuse_post(post.slot, post.rid, outcome)
             else:
-                _answer_all(
-                    [post], ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{room.name}")
-                )
-        if not accepted:
-            return
-        news = [post.message for post in accepted]
-        stored = self._store.append_batch(news)
-        self._hub.committed(stored.ids[0], stored.ids[-1])
-        deliver_batch(self._hub, accepted, stored.messages(news))
+                posts[outcome.position] = post
+        ids = [entry.message.id for entry in log_batch.entries if isinstance(entry, Posted)]
+        if ids:
+            self._hub.committed(ids[0], ids[-1])
+        self._sequencer.committed(log_batch, posts)
 
 
 def _answer_all(posts: list[Post], error: ChatError) -> None:

@@ -10,7 +10,8 @@ to run as root, so as root every server command runs as an unprivileged
 user (`postgres` when it exists) through `runuser`, and that user owns the
 directory.
 
-Each test gets databases without a row but with the current schema. They
+Each test gets databases as a migration leaves them: the current schema, no
+row but the log's head at position 0. They
 are created and migrated once per session and emptied for each test (any
 connection a test left open ended, the schema revision checked, TRUNCATE
 ... RESTART IDENTITY): 13-21 ms here, where a fresh copy of a migrated
@@ -262,6 +263,7 @@ class PostgresCluster:
                 END IF;
             END $$;
             TRUNCATE {tables} RESTART IDENTITY;
+            INSERT INTO log_head (id, position) VALUES (1, 0);
         """
 
     def stop_server(self) -> None:

@@ -112,6 +112,7 @@ def test_message_indexes_skip_nulls_and_the_lookups_still_use_them(tmp_path):
         "ix_messages_file_id",
         "ix_messages_dm_recipient_id",
         "ix_messages_dm_sender_id",
+        "ix_messages_position",
     }
     assert len(plans) == 5, plans
     for plan in plans[:2]:
@@ -231,6 +232,16 @@ def test_upgrade_keeps_the_data_of_an_older_schema(tmp_path):
         engine.dispose()
     del config.attributes["connection"]
     upgrade(url)
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            positions = connection.exec_driver_sql(
+                "SELECT id, position FROM messages ORDER BY id"
+            ).all()
+            head = connection.exec_driver_sql("SELECT position FROM log_head").scalar_one()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in positions] == [(7, 1), (8, 2)] and head == 2
     from chatd.records import RoomRecord, UserRecord
     from chatd.store import open_store
 

@@ -440,10 +440,10 @@ def test_a_failed_commit_is_answered_internal_and_nothing_is_delivered(
         client.ok("join", room="general")
     bob.drain()
 
-    def broken(batch):
+    def broken(changes, node=""):
         raise OSError("disk full")
 
-    monkeypatch.setattr(server.services.store, "append_batch", broken)
+    monkeypatch.setattr(server.services.store, "append_log", broken)
     assert alice.error("send", room="general", text="lost") == "internal"
     assert [e for e in bob.drain() if e["event"] == "message"] == []
     monkeypatch.undo()

@@ -17,6 +17,7 @@ from sqlalchemy import MetaData, select, text
 from chatd.cli import main
 from chatd.db import create_db_engine
 from chatd.names import parse_ts
+from chatd.records import NewTopic
 from chatd.store import open_store
 from chatd.transcript import (
     Transcript,
@@ -92,9 +93,9 @@ def live_db(db_url: str) -> str:
     try:
         alice = store.create_user("alice", "hash")
         bob = store.create_user("Bob", "hash")
-        room, _ = store.join(alice.id, "general")
-        store.join(bob.id, "general")
-        store.set_topic(room.id, "welcome to #general")
+        room, _ = store.join(alice, "general")
+        store.join(bob, "general")
+        store.append_log([NewTopic(alice, "general", "welcome to #general")])
         for author, text in [
             (alice, "hello"),
             (bob, "hi alice\n\tindented"),
@@ -103,7 +104,7 @@ def live_db(db_url: str) -> str:
             (bob, "ok"),
             (bob, "ok"),
         ]:
-            store.append_message(author, text, room=room)
+            store.append_message(author, text, room=room.name)
         store.append_message(alice, "a direct message", recipient=bob)
     finally:
         store.close()

@@ -107,8 +107,8 @@ def seeded_db(db_url: str) -> str:
     store = open_store(db_url)
     try:
         alice = store.create_user("alice", "not-a-real-hash")
-        room, _ = store.join(alice.id, "general")
-        store.append_message(alice, "already here", room=room)
+        room, _ = store.join(alice, "general")
+        store.append_message(alice, "already here", room=room.name)
     finally:
         store.close()
     return db_url

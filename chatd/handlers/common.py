@@ -1,4 +1,4 @@
-"""What several ops need: the room as a member sees it, a user by name, the writer."""
+"""What several ops need: membership as this connection will see it, a user by name, the writer."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from chatd.commands import DEFERRED, Deferred, Request
 from chatd.errors import ChatError, ErrorCode
 from chatd.fanout import Post
 from chatd.names import is_valid_username
-from chatd.records import NewMessage, RoomRecord, UserRecord
+from chatd.records import NewChange, RoomRecord, UserRecord
+from chatd.store.log import not_in_room
 
 HISTORY_LIMIT_MAX = 500
+
+__all__ = ["not_in_room"]
 
 
 def page_limit(req: Request, limit: int | None) -> int:
@@ -20,11 +23,23 @@ def page_limit(req: Request, limit: int | None) -> int:
     return limit
 
 
+def is_member(req: Request, room: str) -> bool:
+    """Whether the user is a member of `room` once this connection's earlier requests are done.
+
+    The writer decides for good (chatd/store/log.py); this is the early
+    answer, so that a refusal comes in the protocol's order of checks.
+    """
+    expected = req.session.expects(room)
+    if expected is not None:
+        return expected
+    return req.services.hub.is_member(room, req.user.username)
+
+
 def room_as_member(req: Request, name: str) -> RoomRecord:
-    """The room, or not_in_room unless we are a member."""
+    """The room, or not_in_room unless we are a member (for reads: the hub's view)."""
     room = req.services.hub.room_of_member(name, req.user.username)
     if room is None:
-        raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{name}")
+        raise not_in_room(name)
     return room
 
 
@@ -35,9 +50,9 @@ def existing_user(req: Request, name: str) -> UserRecord:
     return user
 
 
-def submit_message(req: Request, message: NewMessage) -> Deferred:
-    """Hand a message to the group-commit writer; it answers once the batch is on disk."""
+def submit(req: Request, change: NewChange) -> Deferred:
+    """Hand a change to the group-commit writer; the fan-out answers once it is on disk."""
     slot, rid = req.defer()
     req.session.posts_submitted += 1
-    req.services.writer.submit(Post(req.session, rid, slot, message))
+    req.services.writer.submit(Post(req.session, rid, slot, change))
     return DEFERRED

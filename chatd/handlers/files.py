@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from chatd.commands import Deferred, Request
 from chatd.diskspace import is_storage_full
 from chatd.errors import ChatError, ErrorCode
-from chatd.handlers.common import existing_user, room_as_member, submit_message
+from chatd.handlers.common import existing_user, is_member, not_in_room, submit
 from chatd.names import clean_text, has_control, normalize_room
 from chatd.records import NewFile, NewMessage, UserRecord
 from chatd.replies import ChunkReceived, FileChunk, UploadStarted
@@ -101,8 +101,8 @@ def upload(req: Request, args: Upload) -> UploadStarted:
     user = req.user
     recipient = None
     if room_name is not None:
-        if not services.hub.is_member(room_name, user.username):
-            raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{room_name}")
+        if not is_member(req, room_name):
+            raise not_in_room(room_name)
     else:
         assert args.to is not None
         recipient = existing_user(req, args.to)
@@ -189,13 +189,14 @@ def finish(req: Request, args: Finish) -> Deferred:
         services.uploads.remove(current, discard=True)
         raise ChatError(ErrorCode.CHECKSUM_MISMATCH, "the bytes do not match sha256; start over")
     text = current.caption or meta.name
-    room = None if current.room is None else room_as_member(req, current.room)
+    if current.room is not None and not is_member(req, current.room):
+        raise not_in_room(current.room)
     # why: the fsync of a large file happens here, on the uploader's thread, not in a batch.
     with _discarded_when_full(req, current):
         services.uploads.remove(current, discard=False)
         services.blobs.keep(current.path, meta.sha256)
     log.info("%s: stored %s (%d bytes)", req.session.peer, meta.sha256[:12], meta.size)
-    return submit_message(req, NewMessage(req.user, text, room, current.recipient, meta))
+    return submit(req, NewMessage(req.user, text, current.room, current.recipient, meta))
 
 
 def fetch(req: Request, args: Fetch) -> FileChunk:

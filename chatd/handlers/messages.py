@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from chatd.commands import Deferred, Request
-from chatd.handlers.common import existing_user, page_limit, room_as_member, submit_message
+from chatd.handlers.common import (
+    existing_user,
+    is_member,
+    not_in_room,
+    page_limit,
+    room_as_member,
+    submit,
+)
 from chatd.names import clean_text, normalize_room
 from chatd.records import NewMessage
 from chatd.replies import Messages
@@ -14,9 +21,10 @@ def send(req: Request, args: Send) -> Deferred:
     """send {room, text} -> {message}, after the message is durably stored."""
     name = normalize_room(args.room)
     text = clean_text(args.text)
-    record = room_as_member(req, name)
+    if not is_member(req, name):
+        raise not_in_room(name)
     req.session.spend_send_token()
-    return submit_message(req, NewMessage(req.user, text, room=record))
+    return submit(req, NewMessage(req.user, text, room=name))
 
 
 def dm(req: Request, args: Dm) -> Deferred:
@@ -24,7 +32,7 @@ def dm(req: Request, args: Dm) -> Deferred:
     text = clean_text(args.text)
     recipient = existing_user(req, args.to)
     req.session.spend_send_token()
-    return submit_message(req, NewMessage(req.user, text, recipient=recipient))
+    return submit(req, NewMessage(req.user, text, recipient=recipient))
 
 
 def history(req: Request, args: History) -> Messages:

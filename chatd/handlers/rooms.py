@@ -1,88 +1,54 @@
 """Rooms: join, part, topic, who, rooms.
 
-join, part and topic take the room's order lock (chatd/hub.py) before they
-change anything and hold it until their reply is queued, so the reply and
-the events around it are in order for everyone; a first join's database
-write (and its fsync) holds up that room only.
+A join by a non-member, a part and a topic change go to the writer like
+messages, so they take effect in request order and in log order: the
+fan-out applies each at its place, answers it and tells the others
+(chatd/fanout.py). A join by a member already changes nothing: it is
+answered at once, under the room's order lock.
 """
 
 from __future__ import annotations
 
-from chatd.commands import Request
+from chatd.commands import Deferred, Request
 from chatd.errors import ChatError, ErrorCode
-from chatd.events import Joined, Parted, TopicChanged
-from chatd.fanout import to_room, to_room_and_user
-from chatd.handlers.common import room_as_member
+from chatd.handlers.common import is_member, not_in_room, submit
 from chatd.names import clean_topic, normalize_room
-from chatd.outgoing import Outgoing
-from chatd.records import RoomRecord
-from chatd.replies import JoinReply, PartReply, RoomList, TopicReply, WhoReply
+from chatd.records import NewJoin, NewPart, NewTopic
+from chatd.replies import JoinReply, RoomList, WhoReply
 from chatd.requests import Join, Part, Rooms, Topic, Who
-from chatd.services import Services
 
 
-def join(req: Request, args: Join) -> JoinReply:
+def join(req: Request, args: Join) -> JoinReply | Deferred:
     """join {room} -> {room, topic, members, online, history}; creates the room."""
-    services, me = req.services, req.user
-    hub = services.hub
     name = normalize_room(args.room)
-    req.session.settle()
+    hub = req.services.hub
+    if not is_member(req, name):
+        req.session.expect(name, True)
+        return submit(req, NewJoin(req.user, name))
     req.hold(hub.order_lock(name))
-    current = hub.room_of_member(name, me.username)
-    if current is None:
-        current, joined = services.store.join(me.id, name)
-        hub.add_member(current, me.username)
-        if joined:
-            event = Joined(name, me.username)
-            req.after_reply(
-                lambda: to_room_and_user(hub, name, me.username, event, exclude=req.session)
-            )
-        current = hub.room(name) or current
+    record = hub.room(name)
+    assert record is not None
     members, online = hub.members(name)
-    return JoinReply(name, current.topic, members, online, _recent(services, current))
+    history = req.services.fanout.history(record)
+    return JoinReply(name, record.topic, members, online, history)
 
 
-def _recent(services: Services, room: RoomRecord) -> list[Outgoing]:
-    """The room's last messages as its members were sent them (order lock held)."""
-    hub = services.hub
-    history = hub.recent(room.name)
-    if history is None:
-        upto = hub.visible_upto(room.name)
-        stored = services.store.room_page(room, upto + 1, services.config.history_size)
-        history = [Outgoing(message) for message in stored]
-        hub.keep_recent(room.name, history)
-    return history
-
-
-def part(req: Request, args: Part) -> PartReply:
+def part(req: Request, args: Part) -> Deferred:
     """part {room} -> {room}; the room stays, with its history."""
-    services, me = req.services, req.user
-    hub = services.hub
     name = normalize_room(args.room)
-    req.session.settle()
-    req.hold(hub.order_lock(name))
-    record = room_as_member(req, name)
-    services.store.part(me.id, record.id)
-    hub.remove_member(name, me.username)
-    event = Parted(name, me.username)
-    req.after_reply(lambda: to_room_and_user(hub, name, me.username, event, exclude=req.session))
-    return PartReply(name)
+    if not is_member(req, name):
+        raise not_in_room(name)
+    req.session.expect(name, False)
+    return submit(req, NewPart(req.user, name))
 
 
-def topic(req: Request, args: Topic) -> TopicReply:
+def topic(req: Request, args: Topic) -> Deferred:
     """topic {room, topic} -> {room, topic}; members see a topic event."""
-    services, me = req.services, req.user
-    hub = services.hub
     name = normalize_room(args.room)
     text = clean_topic(args.topic)
-    req.session.settle()
-    req.hold(hub.order_lock(name))
-    record = room_as_member(req, name)
-    services.store.set_topic(record.id, text)
-    hub.set_topic(name, text)
-    event = TopicChanged(name, text, me.username)
-    req.after_reply(lambda: to_room(hub, name, event, exclude=req.session))
-    return TopicReply(name, text)
+    if not is_member(req, name):
+        raise not_in_room(name)
+    return submit(req, NewTopic(req.user, name, text))
 
 
 def who(req: Request, args: Who) -> WhoReply:

@@ -11,16 +11,14 @@ from sqlalchemy import Connection, Engine, Table, select
 
 from chatd.db import WRITE_OPTION, create_db_engine
 from chatd.diskspace import DiskAlarm, is_storage_full
-from chatd.models import File, Membership, Room, User
+from chatd.models import File, LogHead, Membership, Room, RoomChange, User
 from chatd.models import Message as MessageRow
 from chatd.names import format_ts
 from chatd.records import (
     FileInfo,
     Message,
     NewFile,
-    NewMessage,
     UserRecord,
-    dm_pair,
 )
 
 # why: declarative models type __table__ as a FromClause; these are Tables.
@@ -29,6 +27,8 @@ rooms = cast(Table, Room.__table__)
 memberships = cast(Table, Membership.__table__)
 messages = cast(Table, MessageRow.__table__)
 files = cast(Table, File.__table__)
+log_head = cast(Table, LogHead.__table__)
+room_changes = cast(Table, RoomChange.__table__)
 recipients = users.alias("recipients")
 
 
@@ -60,55 +60,6 @@ def message_record(row: Any) -> Message:
     file = UNSET if row[6] is None else FileInfo(row[6], row[7], row[8], row[9], row[10])
     to = UNSET if row[1] is not None else row[5]
     return Message(row[0], row[1], row[2], row[3], format_ts(row[4]), to, file)
-
-
-MESSAGE_INSERT_COLUMNS = (
-    "room_id",
-    "sender_id",
-    "author",
-    "recipient_id",
-    "dm_pair",
-    "text",
-    "ts_ms",
-    "file_id",
-)
-# why: Python 3.11's sqlite3 binds None through its adapter lookup, about 1 us per value;
-# the common message (in a room, no file) leaves its three empty columns out instead.
-ROOM_MESSAGE_INSERT_COLUMNS = ("room_id", "sender_id", "author", "text", "ts_ms")
-
-
-def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-
-
-SQLITE_INSERT_MESSAGE = _sqlite_insert("messages", MESSAGE_INSERT_COLUMNS)
-SQLITE_INSERT_ROOM_MESSAGE = _sqlite_insert("messages", ROOM_MESSAGE_INSERT_COLUMNS)
-
-
-SQLITE_INSERT_FILE = (
-    "INSERT INTO files (sha256, size, name, mime, uploader_id, created_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
-
-
-def message_params(new: NewMessage, ts: int, stored: FileInfo | None) -> tuple[Any, ...]:
-    """A message's values in MESSAGE_INSERT_COLUMNS order."""
-    return (
-        None if new.room is None else new.room.id,
-        new.author.id,
-        new.author.username,
-        None if new.recipient is None else new.recipient.id,
-        None if new.recipient is None else dm_pair(new.author.id, new.recipient.id),
-        new.text,
-        ts,
-        None if stored is None else stored.id,
-    )
-
-
-def room_message_params(new: NewMessage, ts: int) -> tuple[Any, ...]:
-    """A room message's values in ROOM_MESSAGE_INSERT_COLUMNS order."""
-    assert new.room is not None
-    return (new.room.id, new.author.id, new.author.username, new.text, ts)
 
 
 def file_fields(attachment: NewFile) -> tuple[str, int, str, str]:

@@ -1,30 +1,25 @@
-"""Messages and the files they announce: the group-commit insert and history pages."""
+"""Messages and the files they announce: history pages and who may fetch a file.
+
+Storing them is the log's business (chatd/store/log.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from chatd.records import (
     FileAccess,
     FileInfo,
     Message,
-    NewFile,
-    NewMessage,
     RoomRecord,
-    StoredBatch,
     UserRecord,
     dm_pair,
-    now_ms,
 )
 from chatd.store.base import (
-    MESSAGE_INSERT_COLUMNS,
     StoreBase,
-    file_fields,
     files,
-    message_params,
     message_query,
     message_record,
     messages,
@@ -33,65 +28,6 @@ from chatd.store.base import (
 
 
 class MessageStore(StoreBase):
-    # messages
-
-    def append_message(
-        self,
-        author: UserRecord,
-        text: str,
-        *,
-        room: RoomRecord | None = None,
-        recipient: UserRecord | None = None,
-        attachment: NewFile | None = None,
-    ) -> Message:
-        """Store one room or direct message (with its file); committed on return."""
-        return self.append_messages([NewMessage(author, text, room, recipient, attachment)])[0]
-
-    def append_messages(self, batch: Sequence[NewMessage]) -> list[Message]:
-        """Store a batch of messages in one transaction (one fsync); ids follow the batch order."""
-        return self.append_batch(batch).messages(list(batch))
-
-    def append_batch(self, batch: Sequence[NewMessage]) -> StoredBatch:
-        """As append_messages, without building records: the writer encodes messages itself."""
-        ts = now_ms()
-        stored_files, ids = self._append(batch, ts)
-        return StoredBatch(ts, ids, stored_files)
-
-    def _append(
-        self, batch: Sequence[NewMessage], ts: int
-    ) -> tuple[list[FileInfo | None], list[int]]:
-        with self._write() as connection:
-            stored_files = [
-                None if new.attachment is None else self._insert_file(connection, new, ts)
-                for new in batch
-            ]
-            rows = [
-                dict(zip(MESSAGE_INSERT_COLUMNS, message_params(new, ts, stored), strict=True))
-                for new, stored in zip(batch, stored_files, strict=True)
-            ]
-            returning = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
-            return stored_files, list(connection.execute(returning, rows).scalars())
-
-    @staticmethod
-    def _insert_file(connection: Connection, new: NewMessage, ts: int) -> FileInfo:
-        attachment = new.attachment
-        assert attachment is not None
-        file_id = connection.execute(
-            insert(files)
-            .values(
-                sha256=attachment.sha256,
-                size=attachment.size,
-                name=attachment.name,
-                mime=attachment.mime,
-                uploader_id=new.author.id,
-                created_ms=ts,
-            )
-            .returning(files.c.id)
-        ).scalar_one()
-        return FileInfo(file_id, *file_fields(attachment))
-
-    # files
-
     def file_access(self, file_id: int) -> FileAccess | None:
         """The file and the message that announced it; None when there is no such file."""
         query = (
@@ -142,6 +78,16 @@ class MessageStore(StoreBase):
     ) -> list[Message]:
         """A page of the room's messages (see _page), oldest first."""
         return self._page(messages.c.room_id == room.id, before, after, limit)
+
+    def room_history(self, room: RoomRecord, limit: int, through: int) -> list[Message]:
+        """The room's last `limit` messages as far as log position `through`, oldest first.
+
+        What a joining member is shown: the messages its room's members have
+        been sent (imported ones, which have no position, included); the
+        later ones reach it as events.
+        """
+        logged = or_(messages.c.position.is_(None), messages.c.position <= through)
+        return self._page(and_(messages.c.room_id == room.id, logged), None, None, limit)
 
     def conversation_page(
         self,

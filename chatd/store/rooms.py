@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select
 
 from chatd.records import (
     RoomRecord,
     RoomSummary,
-    now_ms,
 )
 from chatd.store.base import (
     StoreBase,
@@ -56,48 +55,6 @@ class RoomStore(StoreBase):
                     .order_by(rooms.c.name)
                 ).scalars()
             )
-
-    def join(self, user_id: int, room: str) -> tuple[RoomRecord, bool]:
-        """Make the user a member, creating the room; True when it was not one yet."""
-        with self._write() as connection:
-            row = connection.execute(
-                select(rooms.c.id, rooms.c.topic).where(rooms.c.name == room)
-            ).first()
-            if row is None:
-                room_id = connection.execute(
-                    insert(rooms)
-                    .values(name=room, topic="", created_ms=now_ms())
-                    .returning(rooms.c.id)
-                ).scalar_one()
-                record = RoomRecord(room_id, room, "")
-            else:
-                record = RoomRecord(row.id, room, row.topic)
-            already = connection.execute(
-                select(memberships.c.user_id).where(
-                    memberships.c.user_id == user_id, memberships.c.room_id == record.id
-                )
-            ).first()
-            if already is None:
-                connection.execute(
-                    insert(memberships).values(
-                        user_id=user_id, room_id=record.id, joined_ms=now_ms()
-                    )
-                )
-        return record, already is None
-
-    def part(self, user_id: int, room_id: int) -> bool:
-        """End a membership; False when there was none."""
-        with self._write() as connection:
-            result = connection.execute(
-                memberships.delete().where(
-                    memberships.c.user_id == user_id, memberships.c.room_id == room_id
-                )
-            )
-        return result.rowcount > 0
-
-    def set_topic(self, room_id: int, topic: str) -> None:
-        with self._write() as connection:
-            connection.execute(update(rooms).where(rooms.c.id == room_id).values(topic=topic))
 
     def room_summaries(self) -> list[RoomSummary]:
         """Every room, sorted by name, with its member and message counts."""

@@ -1,39 +1,52 @@
-"""The Store on SQLite: one writer at a time, and the hot writes through the driver itself.
+"""The Store on SQLite: one writer at a time, and the log's transactions through the driver.
 
 SQLite has one writer at a time; queueing writers on a lock here is cheaper
-than its busy loop. The two writes everyone waits for (the writer's batch of
-messages, and a first join) run on one kept sqlite3 connection instead of
-through SQLAlchemy: a one-message transaction costs about 0.13 ms of CPU
-that way, 0.5 ms the other. The dialect is decided once, when the Store is
-opened (`open_store`).
+than its busy loop. The log's transactions (every message, join, part and
+topic change) run on one kept sqlite3 connection instead of through
+SQLAlchemy: a one-message transaction costs about 0.13 ms of CPU that way,
+0.5 ms the other. What they check and number is chatd/store/log.py's; this
+is only how the statements run. The dialect is decided once, when the Store
+is opened (`open_store`).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from itertools import groupby
 from typing import Any
 
 from chatd.diskspace import DiskAlarm
-from chatd.records import FileInfo, NewMessage, RoomRecord, now_ms
-from chatd.store.base import (
-    SQLITE_INSERT_FILE,
-    SQLITE_INSERT_MESSAGE,
-    SQLITE_INSERT_ROOM_MESSAGE,
-    file_fields,
-    message_params,
-    room_message_params,
-)
+from chatd.records import NewFile
 from chatd.store.facade import Store
+from chatd.store.log import CHANGE_ROW, MESSAGE_ROW, LogWriter
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+
+INSERT_MESSAGE = _insert("messages", MESSAGE_ROW)
+# why: Python 3.11's sqlite3 binds None through its adapter lookup, about 1 us per value;
+# the common message (in a room, no file) leaves its three empty columns out instead.
+ROOM_TEXT_COLUMNS = ("room_id", "sender_id", "author", "text", "ts_ms", "position")
+INSERT_ROOM_TEXT = _insert("messages", ROOM_TEXT_COLUMNS)
+INSERT_CHANGE = _insert("room_changes", CHANGE_ROW)
+INSERT_FILE = _insert("files", ("sha256", "size", "name", "mime", "uploader_id", "created_ms"))
+
+
+def _is_room_text(row: tuple[Any, ...]) -> bool:
+    """A MESSAGE_ROW of a room message without a file."""
+    return row[3] is None and row[7] is None
 
 
 class SqliteStore(Store):
     def __init__(self, url: str, disk: DiskAlarm | None = None) -> None:
         super().__init__(url, disk)
         self._write_lock = threading.Lock()
-        self._raw: Any = None  # the kept connection of _raw_write
+        self._raw: Any = None  # the kept connection of the log's transactions
 
     def close(self) -> None:
         if self._raw is not None:
@@ -45,16 +58,16 @@ class SqliteStore(Store):
         return self._write_lock
 
     @contextmanager
-    def _raw_write(self) -> Iterator[Any]:
+    def _log_writer(self) -> Iterator[LogWriter]:
         """A write transaction on the kept driver connection."""
         with self._refusing_when_full(), self._write_lock:
             if self._raw is None:
                 self._raw = self.engine.raw_connection()
-            driver = self._raw.driver_connection
+            driver: sqlite3.Connection = self._raw.driver_connection
             cursor = driver.cursor()
             cursor.execute("BEGIN IMMEDIATE")
             try:
-                yield cursor
+                yield _SqliteLogWriter(cursor)
                 cursor.execute("COMMIT")
             except BaseException:
                 # why: SQLite rolls back by itself after some errors (SQLITE_FULL among
@@ -65,73 +78,84 @@ class SqliteStore(Store):
             finally:
                 cursor.close()
 
-    def _append(
-        self, batch: Sequence[NewMessage], ts: int
-    ) -> tuple[list[FileInfo | None], list[int]]:
-        """The group-commit path on SQLite: the driver directly, on one kept connection.
 
-        Through SQLAlchemy a one-message transaction costs about 0.5 ms of CPU,
-        through the sqlite3 module about 0.13 ms; the writer commits one
-        transaction per batch, so this is most of its cost when traffic is
-        light. Inside BEGIN IMMEDIATE no other writer can interleave and a new
-        rowid is the largest so far plus one, so the batch's ids are the run
-        ending at last_insert_rowid(); the count check makes sure of it. Runs
-        of room messages without files take the shorter INSERT.
-        """
-        with self._raw_write() as cursor:
-            stored_files: list[FileInfo | None] = []
-            for new in batch:
-                attachment = new.attachment
-                if attachment is None:
-                    stored_files.append(None)
-                    continue
-                cursor.execute(
-                    SQLITE_INSERT_FILE,
-                    (
-                        attachment.sha256,
-                        attachment.size,
-                        attachment.name,
-                        attachment.mime,
-                        new.author.id,
-                        ts,
-                    ),
-                )
-                stored_files.append(FileInfo(cursor.lastrowid, *file_fields(attachment)))
-            pairs = zip(batch, stored_files, strict=True)
-            for room_text, run in groupby(pairs, key=lambda pair: pair[0].is_room_text):
-                if room_text:
-                    rows = [room_message_params(new, ts) for new, _ in run]
-                    cursor.executemany(SQLITE_INSERT_ROOM_MESSAGE, rows)
-                else:
-                    rows = [message_params(new, ts, stored) for new, stored in run]
-                    cursor.executemany(SQLITE_INSERT_MESSAGE, rows)
-            last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
-            first = last - len(batch) + 1
-            found = cursor.execute(
-                "SELECT count(*) FROM messages WHERE id BETWEEN ? AND ?", (first, last)
-            ).fetchone()[0]
-            if found != len(batch):
-                raise RuntimeError("message ids of a batch are not contiguous")
-            return stored_files, list(range(first, last + 1))
+class _SqliteLogWriter:
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
 
-    def join(self, user_id: int, room: str) -> tuple[RoomRecord, bool]:
-        """join on the kept driver connection: 0.5-1 ms instead of 3-4 through SQLAlchemy.
+    def head(self) -> int:
+        return int(self._cursor.execute("SELECT position FROM log_head").fetchone()[0])
 
-        A first join waits for this transaction (and its fsync) before the
-        reply, so it is most of what a join costs.
-        """
-        with self._raw_write() as cursor:
-            row = cursor.execute("SELECT id, topic FROM rooms WHERE name = ?", (room,)).fetchone()
-            if row is None:
-                cursor.execute(
-                    "INSERT INTO rooms (name, topic, created_ms) VALUES (?, '', ?)",
-                    (room, now_ms()),
-                )
-                record = RoomRecord(cursor.lastrowid, room, "")
+    def rooms(self, names: set[str]) -> dict[str, tuple[int, str]]:
+        marks = ", ".join("?" for _ in names)
+        rows = self._cursor.execute(
+            f"SELECT name, id, topic FROM rooms WHERE name IN ({marks})", tuple(names)
+        )
+        return {name: (room_id, topic) for name, room_id, topic in rows}
+
+    def create_room(self, name: str, ts: int) -> int:
+        self._cursor.execute(
+            "INSERT INTO rooms (name, topic, created_ms) VALUES (?, '', ?)", (name, ts)
+        )
+        room_id = self._cursor.lastrowid
+        assert room_id is not None
+        return room_id
+
+    def members(self, room_ids: set[int], user_ids: set[int]) -> set[tuple[int, int]]:
+        rooms = ", ".join("?" for _ in room_ids)
+        users = ", ".join("?" for _ in user_ids)
+        rows = self._cursor.execute(
+            f"SELECT room_id, user_id FROM memberships "
+            f"WHERE room_id IN ({rooms}) AND user_id IN ({users})",
+            (*room_ids, *user_ids),
+        )
+        return {(room_id, user_id) for room_id, user_id in rows}
+
+    def add_member(self, room_id: int, user_id: int, ts: int) -> None:
+        self._cursor.execute(
+            "INSERT INTO memberships (user_id, room_id, joined_ms) VALUES (?, ?, ?)",
+            (user_id, room_id, ts),
+        )
+
+    def remove_member(self, room_id: int, user_id: int) -> None:
+        self._cursor.execute(
+            "DELETE FROM memberships WHERE room_id = ? AND user_id = ?", (room_id, user_id)
+        )
+
+    def set_topic(self, room_id: int, topic: str) -> None:
+        self._cursor.execute("UPDATE rooms SET topic = ? WHERE id = ?", (topic, room_id))
+
+    def insert_file(self, attachment: NewFile, uploader_id: int, ts: int) -> int:
+        self._cursor.execute(
+            INSERT_FILE,
+            (attachment.sha256, attachment.size, attachment.name, attachment.mime, uploader_id, ts),
+        )
+        file_id = self._cursor.lastrowid
+        assert file_id is not None
+        return file_id
+
+    def insert_messages(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Inside BEGIN IMMEDIATE no other writer interleaves and a new rowid is the
+        largest so far plus one, so the rows' ids are the run ending at
+        last_insert_rowid(); the count check makes sure of it."""
+        cursor = self._cursor
+        for room_text, run in groupby(rows, key=_is_room_text):
+            if room_text:
+                short = [(r[0], r[1], r[2], r[5], r[6], r[8]) for r in run]
+                cursor.executemany(INSERT_ROOM_TEXT, short)
             else:
-                record = RoomRecord(row[0], room, row[1])
-            cursor.execute(
-                "INSERT OR IGNORE INTO memberships (user_id, room_id, joined_ms) VALUES (?, ?, ?)",
-                (user_id, record.id, now_ms()),
-            )
-            return record, cursor.rowcount == 1
+                cursor.executemany(INSERT_MESSAGE, list(run))
+        last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = last - len(rows) + 1
+        found = cursor.execute(
+            "SELECT count(*) FROM messages WHERE id BETWEEN ? AND ?", (first, last)
+        ).fetchone()[0]
+        if found != len(rows):
+            raise RuntimeError("message ids of a batch are not contiguous")
+        return list(range(first, last + 1))
+
+    def insert_changes(self, rows: list[tuple[Any, ...]]) -> None:
+        self._cursor.executemany(INSERT_CHANGE, rows)
+
+    def set_head(self, position: int) -> None:
+        self._cursor.execute("UPDATE log_head SET position = ?", (position,))
