@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import PASSWORD, SCENARIOS, Hooks, Scenario, Target, raise_nofile
-from bench.profile import PySpy, summarise
+from bench.profile import SAMPLE_RATE, PySpy, summarise
 from bench.servers import IRC_SERVERS, Running, chatd_server, use_chatd
 
 GENERATOR_CORE = 1
@@ -159,6 +159,7 @@ def run_one(
     server: Contender,
     profile_to: Path | None,
     gil_only: bool = False,
+    rate: int = SAMPLE_RATE,
 ) -> dict[str, Any]:
     """Start a fresh server, run the scenario once against it, stop the server."""
     if not server.is_chatd:
@@ -170,7 +171,7 @@ def run_one(
     with context as running:
         hooks, spy = Hooks(), None
         if profile_to is not None:
-            spy = PySpy(running.pid, profile_to, gil_only=gil_only)
+            spy = PySpy(running.pid, profile_to, gil_only=gil_only, rate=rate)
             hooks = spy.hooks()
         result = asyncio.run(scenario.func(_target(running), hooks, **kwargs))
     result["server"] = running.version
@@ -290,6 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         help="as --profile, sampling only the thread that holds the GIL: where Python's CPU "
         "goes, without the threads waiting for it",
     )
+    parser.add_argument(
+        "--profile-rate",
+        type=int,
+        default=SAMPLE_RATE,
+        help=f"py-spy samples per second (default {SAMPLE_RATE}; a fan-out run lasts under a "
+        "second, so 1000 there)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args(argv)
     names = sorted(SCENARIOS) if args.all or not args.scenario else args.scenario
@@ -342,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 try:
-                    result = run_one(scenario, kwargs, server, profile_to, args.profile_gil)
+                    result = run_one(
+                        scenario, kwargs, server, profile_to, args.profile_gil, args.profile_rate
+                    )
                 except Exception as exc:  # a failed run is reported, and the others still run
                     where = traceback.extract_tb(exc.__traceback__)[-1]
                     result = {
@@ -365,13 +375,23 @@ def main(argv: list[str] | None = None) -> int:
     print(table(report))
     for name, runs in report["scenarios"].items():
         for label, results in runs.items():
-            for result in results:
-                profile = result.get("profile")
-                if not profile or not profile.get("own"):
-                    continue
-                print(f"\nprofile of {name} on {label} ({profile['samples']} samples), own time:")
-                for row in profile["own"][:12]:
-                    print(f"  {row['percent']:5.1f}%  {row['function']}")
+            raws = [
+                Path(r["profile"]["raw"])
+                for r in results
+                if r.get("profile") and Path(r["profile"]["raw"]).exists()
+            ]
+            if not raws:
+                continue
+            merged = summarise(raws)
+            print(
+                f"\nprofile of {name} on {label} ({merged['samples']} samples in "
+                f"{len(raws)} run(s)), own time:"
+            )
+            for row in merged["own"][:15]:
+                print(f"  {row['percent']:5.1f}%  {row['function']}")
+            print("inclusive:")
+            for row in merged["inclusive"][:15]:
+                print(f"  {row['percent']:5.1f}%  {row['function']}")
     print(f"\nwrote {out}")
     everything_correct = all(
         r.get("correct")
