@@ -135,7 +135,9 @@ def parse_chatd(spec: str) -> Contender:
     label, sep, path = spec.partition("=")
     if not sep:
         path = spec
-        label = Path(spec).resolve().parents[2].name if len(Path(spec).parts) > 2 else spec
+        parents = Path(spec).resolve().parents
+        # why: a venv's chatd is WORKTREE/.venv/bin/chatd; the worktree's name tells builds apart
+        label = (parents[2].name if len(parents) > 2 else "") or spec
     if label in IRC_SERVERS:
         raise argparse.ArgumentTypeError(f"label {label!r} is taken by an IRC server")
     if not os.access(path, os.X_OK):
