@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -26,14 +27,16 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.gcprobe import GcProbe
 from bench.loadgen import PASSWORD, SCENARIOS, Hooks, Scenario, Target, raise_nofile
 from bench.profile import SAMPLE_RATE, PySpy, summarise
-from bench.servers import IRC_SERVERS, Running, chatd_server, use_chatd
+from bench.servers import IRC_SERVERS, Running, chatd_executable, chatd_server, use_chatd
 
 GENERATOR_CORE = 1
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,6 +98,13 @@ HEADLINES: dict[str, list[Metric]] = {
         ("storm duration s", _get("disturbance_s"), ""),
     ],
 }
+
+
+# shown when a run has --gc-stats figures: the collector over the measured part
+GC_ROWS: list[Metric] = [
+    ("collector share of server CPU", _get("gc", "share_of_server_cpu"), ""),
+    ("collector seconds", _get("gc", "total_s"), ""),
+]
 
 
 def pin_generator() -> str:
@@ -162,26 +172,53 @@ def run_one(
     profile_to: Path | None,
     gil_only: bool = False,
     rate: int = SAMPLE_RATE,
+    gc_stats: bool = False,
 ) -> dict[str, Any]:
     """Start a fresh server, run the scenario once against it, stop the server."""
-    if not server.is_chatd:
-        context = IRC_SERVERS[server.label]()
-    else:
-        use_chatd(server.chatd)
-        seed = scenario.seed_users(kwargs) if scenario.seed_users else None
-        context = chatd_server(scenario.server_flags, seed, PASSWORD, scenario.seed_cost)
-    with context as running:
-        hooks, spy = Hooks(), None
-        if profile_to is not None:
-            spy = PySpy(running.pid, profile_to, gil_only=gil_only, rate=rate)
-            hooks = spy.hooks()
-        result = asyncio.run(scenario.func(_target(running), hooks, **kwargs))
+    with contextlib.ExitStack() as stack:
+        probe = None
+        if not server.is_chatd:
+            context = IRC_SERVERS[server.label]()
+        else:
+            use_chatd(None)
+            chatd = server.chatd or chatd_executable()
+            if gc_stats:
+                probe_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gc-")))
+                probe = GcProbe(chatd, probe_dir)
+                chatd = str(probe.wrapper)
+            use_chatd(chatd)
+            seed = scenario.seed_users(kwargs) if scenario.seed_users else None
+            context = chatd_server(scenario.server_flags, seed, PASSWORD, scenario.seed_cost)
+        with context as running:
+            starts: list[Callable[[], None]] = []
+            stops: list[Callable[[], None]] = []
+            spy = None
+            if probe is not None:
+                starts.append(probe.start)
+                stops.append(probe.stop)
+            if profile_to is not None:
+                spy = PySpy(running.pid, profile_to, gil_only=gil_only, rate=rate)
+                starts.append(spy.start)
+                stops.append(spy.stop)
+            hooks = Hooks(_each(starts), _each(stops))
+            result = asyncio.run(scenario.func(_target(running), hooks, **kwargs))
+            if probe is not None:
+                result["gc"] = probe.result(result.get("server_cpu_s"))
+        use_chatd(None)
     result["server"] = running.version
     if server.chatd is not None:
         result["chatd_executable"] = server.chatd
     if spy is not None and profile_to is not None and profile_to.exists():
         result["profile"] = {"raw": str(profile_to), **summarise(profile_to)}
     return result
+
+
+def _each(calls: list[Callable[[], None]]) -> Callable[[], None]:
+    def run() -> None:
+        for call in calls:
+            call()
+
+    return run
 
 
 def _target(running: Running) -> Target:
@@ -239,7 +276,10 @@ def table(report: dict[str, Any]) -> str:
     header += [f"{first}/{IRC_NAMES.get(label, label)}" for label in others if first]
     rows = [("scenario", "figure", *header, "goal", "correct")]
     for name, runs in report["scenarios"].items():
-        for label, read, goal in HEADLINES.get(name, []):
+        metrics = list(HEADLINES.get(name, []))
+        if any(r.get("gc") for rs in runs.values() for r in rs):
+            metrics += GC_ROWS
+        for label, read, goal in metrics:
             values = {server: [read(r) for r in runs.get(server, [])] for server in labels}
             cells = [_cell(values[server])[1] for server in labels]
             if first:
@@ -300,12 +340,27 @@ def main(argv: list[str] | None = None) -> int:
         help=f"py-spy samples per second (default {SAMPLE_RATE}; a fan-out run lasts under a "
         "second, so 1000 there)",
     )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="multiply the message counts of the fan-out and ingest scenarios: a full fan-out "
+        "run is 0.1-0.3 s of server CPU, where one full garbage collection is 10-20%%",
+    )
+    parser.add_argument(
+        "--gc-stats",
+        action="store_true",
+        help="start chatd through a wrapper that times Python's garbage collector over the "
+        "measured part (bench/gcprobe.py); adds rows to the table",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args(argv)
     names = sorted(SCENARIOS) if args.all or not args.scenario else args.scenario
     names = [n for n in SCENARIOS if n in names]  # the table's order
     if not 1 <= args.repeat <= 10:
         parser.error("--repeat must be 1-10")
+    if not 1 <= args.scale <= 50:
+        parser.error("--scale must be 1-50")
     builds: list[Contender] = args.chatd or [Contender("chatd")]
     if len({b.label for b in builds}) < len(builds):
         parser.error("each --chatd needs its own label (LABEL=PATH)")
@@ -335,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         scenario = SCENARIOS[name]
         kwargs = dict(scenario.quick if args.quick else scenario.full)
+        if args.scale != 1 and "messages" in kwargs:
+            kwargs["messages"] *= args.scale
         if name == "idle-rss" and args.idle_clients:
             kwargs["clients"] = args.idle_clients
         servers = builds + ([Contender(n) for n in irc] if scenario.irc else [])
@@ -353,7 +410,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 try:
                     result = run_one(
-                        scenario, kwargs, server, profile_to, args.profile_gil, args.profile_rate
+                        scenario,
+                        kwargs,
+                        server,
+                        profile_to,
+                        args.profile_gil,
+                        args.profile_rate,
+                        args.gc_stats,
                     )
                 except Exception as exc:  # a failed run is reported, and the others still run
                     where = traceback.extract_tb(exc.__traceback__)[-1]
