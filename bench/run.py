@@ -5,6 +5,7 @@
     python -m bench.run --compare ngircd,inspircd --scenario fanout-1x100 --scenario fanout-10x20
     python -m bench.run --chatd before=../wt-before/.venv/bin/chatd --chatd .venv/bin/chatd
     python -m bench.run --profile --scenario fanout-1x100
+    python -m bench.run --gc-stats --scale 5 --scenario fanout-10x20   # the collector's share
 
 Each scenario run gets its own server (chatd on a new SQLite file, so one
 scenario's rows or connections never tilt the next), pinned to core 0 with
