@@ -38,11 +38,13 @@ class PySpy:
         out: Path,
         *,
         gil_only: bool = False,
+        rate: int = SAMPLE_RATE,
         core: str = "1",
         max_seconds: int = 900,
     ) -> None:
         self.pid = pid
         self.gil_only = gil_only
+        self.rate = rate
         self.out = out
         self.core = core
         self.max_seconds = max_seconds
@@ -61,7 +63,7 @@ class PySpy:
             "--pid",
             str(self.pid),
             "--rate",
-            str(SAMPLE_RATE),
+            str(self.rate),
             "--format",
             "raw",
             "--output",
@@ -109,12 +111,18 @@ def _label(frame: str) -> str:
 IDLE_LEAVES = ("Condition.wait (", "Event.wait (", "Thread.join (", "_wait_for_tstate_lock (")
 
 
-def summarise(raw: Path, top: int = 20) -> dict[str, Any]:
-    """Top functions by own and by inclusive samples, as percentages of busy samples."""
+def summarise(raw: Path | list[Path], top: int = 20) -> dict[str, Any]:
+    """Top functions by own and by inclusive samples, as percentages of busy samples.
+
+    Several raw files (the repeats of one scenario) are summed: a fan-out run lasts
+    under a second, a few hundred samples, too few for a ranking on their own.
+    """
+    raws = raw if isinstance(raw, list) else [raw]
+    lines = [line for path in raws for line in path.read_text(errors="replace").splitlines()]
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = idle = 0
-    for line in raw.read_text(errors="replace").splitlines():
+    for line in lines:
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue

@@ -1,4 +1,4 @@
-"""Start and stop the servers under test: chatd, and ngIRCd for the side-by-side mode.
+"""Start and stop the servers under test: chatd, and ngIRCd and InspIRCd for the side-by-side mode.
 
 Each server gets a fresh temporary directory (database, config, log), is
 pinned to core 0 with `taskset`, listens on 127.0.0.1 only, and is stopped
@@ -55,8 +55,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(STOP_TIMEOUT)
 
 
+# why: the runner's --chatd points a run at another build (another worktree's venv), so an
+# old and a new server can be measured side by side by the same generator.
+_CHATD_OVERRIDE: str | None = None
+
+
+def use_chatd(executable: str | None) -> None:
+    """Make `chatd_executable()` return this one (None: back to the default)."""
+    global _CHATD_OVERRIDE
+    _CHATD_OVERRIDE = executable
+
+
 def chatd_executable() -> str:
-    """The `chatd` next to this Python (the project venv), else the one on PATH."""
+    """The chosen `chatd` (`use_chatd`), else the one next to this Python, else PATH's."""
+    if _CHATD_OVERRIDE is not None:
+        return _CHATD_OVERRIDE
     beside = Path(sys.executable).parent / "chatd"
     if beside.exists():
         return str(beside)
@@ -221,11 +234,7 @@ NGIRCD_CONF = """\
 @contextlib.contextmanager
 def ngircd_server() -> Iterator[Running]:
     """ngIRCd (if installed) on 127.0.0.1 with flood penalties off, pinned to core 0."""
-    binary = shutil.which("ngircd") or (
-        "/usr/sbin/ngircd" if Path("/usr/sbin/ngircd").exists() else None
-    )
-    if binary is None:
-        raise RuntimeError("ngircd is not installed (Debian: apt-get install ngircd)")
+    binary = _installed("ngircd", "ngircd")
     with tempfile.TemporaryDirectory(prefix="ngircd-bench-") as tmp:
         workdir = Path(tmp)
         port = free_port()
@@ -234,30 +243,95 @@ def ngircd_server() -> Iterator[Running]:
         version = subprocess.run(
             [binary, "--version"], capture_output=True, text=True, timeout=30
         ).stdout.splitlines()[0]
-        log = workdir / "ngircd.log"
-        with log.open("wb") as log_file:
-            process = subprocess.Popen(
-                _pinned([binary, "--nodaemon", "--config", str(conf)]),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-            try:
-                _wait_port(process, port, log)
-                yield Running("irc", port, process.pid, workdir, version)
-            finally:
-                _stop(process)
+        command = [binary, "--nodaemon", "--config", str(conf)]
+        with _irc_process(command, workdir, port, "ngircd") as pid:
+            yield Running("irc", port, pid, workdir, version)
 
 
-def _wait_port(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+INSPIRCD_CONF = """\
+# Written by chatd's bench/servers.py for one benchmark run; deleted afterwards.
+# No <module> tags: only InspIRCd's core modules load (no chanhistory, no ident,
+# no connectban, no cloaking), so a channel message costs what it costs in the core.
+<server name="bench.invalid" description="chatd benchmark peer" network="bench">
+<admin name="chatd bench" nick="bench" email="nobody@bench.invalid">
+<bind address="127.0.0.1" port="{port}" type="clients">
+# All load comes from one address: no per-IP or class cap. Flood control off: penalties
+# drain at 4M commands/s (commandrate is in millicommands/s) against a threshold of 1M,
+# and fakelag is off; queues of 64 MiB, so no client is dropped or throttled for sendq.
+<connect name="bench" allow="*" limit="100000" localmax="100000" globalmax="100000"
+         maxconnwarn="no" threshold="1000000" commandrate="4000000000" fakelag="no"
+         hardsendq="67108864" softsendq="67108864" recvq="67108864"
+         maxchans="100" timeout="60" pingfreq="600" resolvehostnames="no" useident="no">
+# core_dns always loads; with resolvehostnames="no" it never asks, and if it did,
+# only 127.0.0.1.
+<dns server="127.0.0.1" timeout="1">
+<files motd="{workdir}/motd.txt">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="{workdir}/ircd.log">
+<performance softlimit="100000" somaxconn="1024" clonesonconnect="no">
+<whowas groupsize="0" maxgroups="0" maxkeep="3600">
+"""
+
+
+@contextlib.contextmanager
+def inspircd_server() -> Iterator[Running]:
+    """InspIRCd 3 (if installed) on 127.0.0.1, core modules only, flood limits off, core 0."""
+    binary = _installed("inspircd", "inspircd")
+    with tempfile.TemporaryDirectory(prefix="inspircd-bench-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        conf = workdir / "inspircd.conf"
+        conf.write_text(INSPIRCD_CONF.format(port=port, workdir=workdir))
+        (workdir / "motd.txt").write_text("bench\n")  # why: without one, 422 ERR_NOMOTD
+        version = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        command = [binary, "--config", str(conf), "--nofork", "--nopid"]
+        if os.geteuid() == 0:
+            command.append("--runasroot")  # why: InspIRCd refuses root without it
+        with _irc_process(command, workdir, port, "inspircd") as pid:
+            yield Running("irc", port, pid, workdir, version)
+
+
+IRC_SERVERS = {"ngircd": ngircd_server, "inspircd": inspircd_server}
+
+
+def _installed(name: str, package: str) -> str:
+    binary = shutil.which(name) or (
+        f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
+    )
+    if binary is None:
+        raise RuntimeError(f"{name} is not installed (Debian: apt-get install {package})")
+    return binary
+
+
+@contextlib.contextmanager
+def _irc_process(command: list[str], workdir: Path, port: int, name: str) -> Iterator[int]:
+    """Run an IRC server pinned to core 0 until the block ends; yields its pid."""
+    log = workdir / f"{name}.out"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            _pinned(command),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+        )
+        try:
+            _wait_port(process, port, log, name)
+            yield process.pid
+        finally:
+            _stop(process)
+
+
+def _wait_port(process: subprocess.Popen[bytes], port: int, log: Path, name: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"ngircd exited with {process.returncode}: {tail}")
+            raise RuntimeError(f"{name} exited with {process.returncode}: {tail}")
         with socket.socket() as probe:
             probe.settimeout(1.0)
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"ngircd did not listen on {port} within {START_TIMEOUT}s")
+    raise RuntimeError(f"{name} did not listen on {port} within {START_TIMEOUT}s")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -26,11 +27,16 @@ SETTLE = 0.3  # seconds to keep listening after the last delivery, to catch dupl
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """The server under test: its protocol ("chatd" or "irc"), port and process id."""
+    """The server under test: its protocol ("chatd" or "irc"), port and process id.
+
+    `workdir` is the directory that holds its database, when the runner made it: the
+    fdatasync probe runs there, on the same disk and file system as the database.
+    """
 
     kind: str
     port: int
     pid: int
+    workdir: str | None = None
 
 
 @dataclass(slots=True)
@@ -208,12 +214,44 @@ def attach_receiver(client: ChatClient | IrcClient, tracker: Tracker) -> None:
 def measured(meter: CpuMeter, wall: float, tracker: Tracker) -> dict[str, Any]:
     return {
         "wall_s": round(wall, 4),
-        "server_cpu_s": round(meter.server, 3),
+        "server_cpu_s": round(meter.server, 4),
+        "server_cpu_ticks_s": round(meter.server_ticks, 3),
+        "server_cpu_source": "schedstat" if meter.server_exact is not None else "ticks",
         "server_system_cpu_s": round(meter.server_system, 3),
         "server_cpu_util": round(meter.server / wall, 3) if wall else None,
         "generator_cpu_util": round(meter.generator / wall, 3) if wall else None,
         **tracker.report(),
     }
+
+
+FSYNC_BLOCK = 1024  # bytes appended before each fdatasync: about one small WAL frame
+FSYNC_SECONDS = 10.0  # why: a slow disk ends the probe early instead of the scenario's deadline
+
+
+def fdatasync_probe(directory: str, count: int, name: str = "fsync-probe.bin") -> list[float]:
+    """Seconds of each of `count` (1 KiB append, fdatasync) pairs on a file in `directory`.
+
+    Why: a first join waits for its SQLite commit, so its floor is this disk's fdatasync;
+    measured in the same run, beside the database, the goal "first join p99 <= fdatasync
+    p99 + 0.5 ms" can be judged without trusting a figure from another day.
+    """
+    samples: list[float] = []
+    block = b"f" * FSYNC_BLOCK
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        stop = time.monotonic() + FSYNC_SECONDS
+        for _ in range(count):
+            started = time.perf_counter()
+            os.write(fd, block)
+            os.fdatasync(fd)
+            samples.append(time.perf_counter() - started)
+            if time.monotonic() > stop:
+                break
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return samples
 
 
 def array_where(tracker: Tracker, keep: Callable[[float], bool]) -> list[float]:
