@@ -46,7 +46,6 @@ class Request:
     session: Session
     rid: RequestId = None
     _held: ExitStack | None = None  # made on first hold: most requests hold nothing
-    _then: list[Callable[[], None]] | None = None  # made by the first after_reply
 
     @property
     def services(self) -> Services:
@@ -69,27 +68,10 @@ class Request:
             self._held = ExitStack()
         self._held.enter_context(lock)
 
-    def after_reply(self, action: Callable[[], None]) -> None:
-        """Run `action` once the reply is queued, still holding what `hold` took.
-
-        For events that tell others about a change: the one who asked hears
-        first, and the events keep their order with everything else.
-        """
-        if self._then is None:
-            self._then = []
-        self._then.append(action)
-
     def finish(self) -> None:
-        """Run the after_reply actions, then let go of what `hold` took."""
-        try:
-            for action in self._then or ():
-                try:
-                    action()
-                except Exception:  # the reply is out; the bug must not end the connection
-                    log.exception("%s: telling others after a reply failed", self.session.peer)
-        finally:
-            if self._held is not None:
-                self._held.close()
+        """Let go of what `hold` took; the dispatcher calls it once the reply is queued."""
+        if self._held is not None:
+            self._held.close()
 
     def defer(self) -> tuple[ReplySlot, RequestId]:
         """Answer later: reserve this request's place among the replies.

@@ -25,7 +25,7 @@ class EventName(StrEnum):
     SHUTDOWN = "shutdown"
 
 
-class Event(Struct, frozen=True, tag_field="event"):
+class Event(Struct, frozen=True, tag_field="event", gc=False):
     """An event other than a message."""
 
 

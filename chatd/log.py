@@ -15,7 +15,7 @@ from msgspec import Struct
 from chatd.records import Message
 
 
-class Entry(Struct, frozen=True, tag_field="k"):
+class Entry(Struct, frozen=True, tag_field="k", gc=False):
     position: int
 
 
@@ -49,7 +49,7 @@ class Retitled(Entry, frozen=True, tag="t"):
 Logged = Posted | Entered | Left | Retitled
 
 
-class Batch(Struct, frozen=True):
+class Batch(Struct, frozen=True, gc=False):
     """What one transaction added to the log: positions first..last, and their entries.
 
     Positions without an entry are changes that change nothing others see

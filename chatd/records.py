@@ -4,7 +4,9 @@ The store returns them, the hub and handlers consume them. `Message` and
 `FileInfo` are the wire's message and file objects themselves: each dialect
 encodes them as they are (JSON) or reads their fields (IRC). A Struct costs
 about 0.1 us to build, a frozen dataclass 2.4 us, and every stored message
-is built once.
+is built once. None of them can be part of a reference cycle (they hold
+strings, numbers and one another), so the garbage collector does not track
+them (gc=False): tracked, they made it run twice as often under load.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import time
 
 from msgspec import UNSET, Struct, UnsetType
 
-from chatd.names import format_ts, parse_ts
+from chatd.names import parse_ts
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class UserRecord(Struct, frozen=True):
+class UserRecord(Struct, frozen=True, gc=False):
     id: int
     username: str
     password_hash: str
@@ -28,13 +30,13 @@ class UserRecord(Struct, frozen=True):
     created_ms: int = 0
 
 
-class RoomRecord(Struct, frozen=True):
+class RoomRecord(Struct, frozen=True, gc=False):
     id: int
     name: str
     topic: str
 
 
-class RoomSummary(Struct, frozen=True):
+class RoomSummary(Struct, frozen=True, gc=False):
     """One entry of the `rooms` reply, as the wire has it."""
 
     room: str
@@ -43,7 +45,7 @@ class RoomSummary(Struct, frozen=True):
     messages: int
 
 
-class FileInfo(Struct, frozen=True):
+class FileInfo(Struct, frozen=True, gc=False):
     """An attachment's metadata: the `file` object of a message and of a `fetch` reply."""
 
     id: int
@@ -53,7 +55,7 @@ class FileInfo(Struct, frozen=True):
     sha256: str
 
 
-class Message(Struct, frozen=True, omit_defaults=True):
+class Message(Struct, frozen=True, omit_defaults=True, gc=False):
     """A stored message: the message object of PROTOCOL.md, field for field.
 
     `room` is null for a direct message, which has `to` instead; `file` only
@@ -78,7 +80,7 @@ def dm_pair(a: int, b: int) -> str:
     return f"{low}:{high}"
 
 
-class NewFile(Struct, frozen=True):
+class NewFile(Struct, frozen=True, gc=False):
     """An upload's metadata, stored with the message that announces it."""
 
     sha256: str
@@ -87,7 +89,7 @@ class NewFile(Struct, frozen=True):
     mime: str
 
 
-class FileAccess(Struct, frozen=True):
+class FileAccess(Struct, frozen=True, gc=False):
     """A stored file and who may fetch it: a room's members, or a conversation's two parties."""
 
     file: FileInfo
@@ -95,7 +97,7 @@ class FileAccess(Struct, frozen=True):
     parties: tuple[int | None, int | None]
 
 
-class NewMessage(Struct, frozen=True):
+class NewMessage(Struct, frozen=True, gc=False):
     """A message to store: to a room (by name), or to a recipient, perhaps announcing a file."""
 
     author: UserRecord
@@ -132,37 +134,22 @@ class NewMessage(Struct, frozen=True):
         )
 
 
-class NewJoin(Struct, frozen=True):
+class NewJoin(Struct, frozen=True, gc=False):
     """`user` joins `room` (by name), which is made if it does not exist."""
 
     user: UserRecord
     room: str
 
 
-class NewPart(Struct, frozen=True):
+class NewPart(Struct, frozen=True, gc=False):
     user: UserRecord
     room: str
 
 
-class NewTopic(Struct, frozen=True):
+class NewTopic(Struct, frozen=True, gc=False):
     user: UserRecord
     room: str
     topic: str
 
 
 NewChange = NewMessage | NewJoin | NewPart | NewTopic
-
-
-class StoredBatch(Struct, frozen=True):
-    """What committing a batch gave each message, in batch order: its id and its file."""
-
-    ts_ms: int  # one timestamp for the whole batch
-    ids: list[int]
-    files: list[FileInfo | None]
-
-    def messages(self, batch: list[NewMessage]) -> list[Message]:
-        ts = format_ts(self.ts_ms)
-        return [
-            new.stored_as(message_id, ts, file)
-            for new, message_id, file in zip(batch, self.ids, self.files, strict=True)
-        ]

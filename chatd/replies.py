@@ -14,7 +14,7 @@ from msgspec import Struct
 from chatd.records import FileInfo, Message, RoomSummary
 
 
-class Reply(Struct, frozen=True):
+class Reply(Struct, frozen=True, gc=False):
     """A successful result with nothing to say (`ping`, `quit`): `{}`."""
 
 

@@ -27,7 +27,7 @@ Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
 RequestId = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)] | Int64 | None
 
 
-class Op(msgspec.Struct, tag_field="op", kw_only=True, forbid_unknown_fields=True):
+class Op(msgspec.Struct, tag_field="op", kw_only=True, forbid_unknown_fields=True, gc=False):
     """A request: one op (the subclass, by its `tag`) with its arguments."""
 
     id: RequestId = None

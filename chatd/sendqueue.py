@@ -159,6 +159,11 @@ class SendQueue:
 
     def _place(self, items: list[bytes | tuple[ReplySlot, bytes]]) -> None:
         """put_in_order's queueing (lock held)."""
+        replies = [item for item in items if isinstance(item, tuple)]
+        if len(replies) == len(items):  # replies only: nothing to place
+            for slot, data in replies:
+                self._fill_slot(slot, data)
+            return
         anchor = self._first_slot(items)
         for item in items:
             if isinstance(item, tuple):
