@@ -6,8 +6,10 @@ environment; a flag wins over the environment, which wins over the default.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,21 @@ class ServerConfig:
     )
     tls_cert: str = field(default="", metadata={"help": "PEM certificate chain: serve TLS"})
     tls_key: str = field(default="", metadata={"help": "PEM private key for --tls-cert"})
+    bus: str = field(
+        default="",
+        metadata={
+            "help": "the cluster's Redis (redis://HOST:PORT/DB): run as one node of several; "
+            "needs a PostgreSQL --db"
+        },
+    )
+    node: str = field(
+        default="", metadata={"help": "this node's name (default: the host name and the port)"}
+    )
+
+    @property
+    def node_name(self) -> str:
+        """This node's name, for logs and `welcome`: --node, else the host name and the port."""
+        return self.node or f"{socket.gethostname()}:{self.port}"
 
     def __post_init__(self) -> None:
         problems = [
@@ -107,6 +124,13 @@ class ServerConfig:
             problems.append("--registration must be open or closed")
         if bool(self.tls_cert) != bool(self.tls_key):
             problems.append("--tls-cert and --tls-key go together")
+        if self.bus and not self.bus.startswith(("redis://", "rediss://", "unix://")):
+            problems.append("--bus must be a Redis URL: redis://HOST:PORT/DB")
+        if self.bus and self.db.startswith("sqlite"):
+            problems.append(
+                "--bus needs a PostgreSQL database (--db postgresql+psycopg://...): "
+                "an SQLite file belongs to one process"
+            )
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             problems.append("--log-level must be debug, info, warning or error")
         if problems:
@@ -129,3 +153,13 @@ class UsageError(Exception):
 
 def env_name(setting: str) -> str:
     return f"CHATD_{setting.upper()}"
+
+
+def without_password(url: str) -> str:
+    """`url` fit for a log line: a password in it becomes ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from msgspec import Struct
+from msgspec import UNSET, Struct, UnsetType
 
 from chatd.records import Message
 
@@ -29,12 +29,14 @@ class Event(Struct, frozen=True, tag_field="event", gc=False):
     """An event other than a message."""
 
 
-class Welcome(Event, frozen=True, tag=EventName.WELCOME.value):
+class Welcome(Event, frozen=True, omit_defaults=True, tag=EventName.WELCOME.value):
     server: str
     version: str
     protocol: int
     history_size: int
     max_file_bytes: int
+    features: list[str]  # the extensions spoken (PROTOCOL.md), possibly none
+    node: str | UnsetType = UNSET  # the node that answered, in a cluster
 
 
 class Joined(Event, frozen=True, tag=EventName.JOIN.value):

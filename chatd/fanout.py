@@ -79,6 +79,7 @@ class Fanout:
     # messages
 
     def _messages(self, run: list[tuple[Posted, Post | None]]) -> None:
+        self.hub.committed(run[0][0].message.id, run[-1][0].message.id)
         by_room: dict[str, list[tuple[int, Outgoing, Post | None]]] = {}
         direct: list[tuple[Posted, Outgoing, Post | None]] = []
         for entry, post in run:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,11 +74,15 @@ class Hub:
         last_message_id: int = 0,
         kept_bytes: int = KEPT_HISTORY_BYTES,
         log_position: int = 0,
+        presence: Callable[[str, bool], None] | None = None,
     ) -> None:
+        """`presence(username, online)` hears of a user's first connection here and last."""
         self._lock = threading.Lock()
         self._rooms: dict[str, RoomState] = {}
         self._order_locks: dict[str, threading.Lock] = {}
-        self._online: dict[str, set[Peer]] = {}
+        self._online: dict[str, set[Peer]] = {}  # username key -> this node's connections
+        self._elsewhere: dict[str, int] = {}  # username key -> other nodes it is connected to
+        self._presence = presence
         self._history_size = history_size
         self._kept: dict[str, RoomState] = {}  # rooms with kept history, least recently used first
         self._kept_bytes = 0
@@ -100,8 +104,14 @@ class Hub:
     # who is online
 
     def connect(self, username: str, peer: Peer) -> None:
+        key = username_key(username)
         with self._lock:
-            self._online.setdefault(username_key(username), set()).add(peer)
+            peers = self._online.get(key)
+            if peers is None:
+                peers = self._online[key] = set()
+                if self._presence is not None:  # under the lock: the bus keeps their order
+                    self._presence(key, True)
+            peers.add(peer)
 
     def disconnect(self, username: str, peer: Peer) -> None:
         key = username_key(username)
@@ -111,6 +121,21 @@ class Hub:
                 peers.discard(peer)
                 if not peers:
                     del self._online[key]
+                    if self._presence is not None:
+                        self._presence(key, False)
+
+    def online_elsewhere(self, came: Iterable[str], went: Iterable[str]) -> None:
+        """Username keys whose first connection to some other node opened, or last closed."""
+        with self._lock:
+            elsewhere = self._elsewhere
+            for key in came:
+                elsewhere[key] = elsewhere.get(key, 0) + 1
+            for key in went:
+                count = elsewhere.get(key, 0) - 1
+                if count > 0:
+                    elsewhere[key] = count
+                else:
+                    elsewhere.pop(key, None)
 
     def peers_of(self, username: str) -> list[Peer]:
         with self._lock:
@@ -186,7 +211,8 @@ class Hub:
             if state is None:
                 return [], []
             everyone = sorted(state.members.items())
-            online = [name for key, name in everyone if key in self._online]
+            here, elsewhere = self._online, self._elsewhere
+            online = [name for key, name in everyone if key in here or key in elsewhere]
             return [name for _key, name in everyone], online
 
     # history: callers hold the room's order lock, so kept history and the fan-out agree
@@ -230,10 +256,11 @@ class Hub:
             self._evict()
 
     def committed(self, first_id: int, last_id: int) -> None:
-        """A batch with these message ids was committed.
+        """A run of the log's messages with these ids is being delivered (in log order).
 
-        A first id that does not follow the last one means someone else
-        stored messages in between (`chatd import` while the server runs):
+        Ids follow the log's order, so a first id that does not follow the
+        last one means someone stored messages outside the log (`chatd
+        import` while the server runs) or a transaction gave its ids back:
         every kept history is forgotten then, and reloaded by the next join.
         """
         with self._lock:

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from chatd.config import ServerConfig
+from chatd.config import ServerConfig, without_password
 from chatd.connection import Connection, format_address
 from chatd.db import sqlite_files
 from chatd.errors import ErrorCode
@@ -65,7 +65,18 @@ class Server:
             self._listeners = open_listeners(self.config)
         self.address = self._listeners[0].address
         self._warn_about_readable_files()
-        self.services.writer.start()
+        services = self.services
+        services.writer.start()
+        services.bus.start(services.sequencer, services.hub)
+        if services.clustered:
+            self._thread(
+                functools.partial(services.sequencer.repair_until, self._stopped), "repair"
+            )
+            log.info(
+                "node %s of a cluster on %s",
+                self.config.node_name,
+                without_password(self.config.bus),
+            )
         self._parking.start()
         for listener in self._listeners:
             self._thread(functools.partial(self._accept_loop, listener), "accept")
@@ -171,16 +182,18 @@ class Server:
             try:
                 disabled = services.store.disabled_usernames()
                 newest = services.store.newest_message_id()
+                head = services.store.log_head()  # after newest: no log message is newer
             except Exception:
                 log.exception("housekeeping failed")
                 continue
-            services.writer.submit(functools.partial(self._check_outside_writes, newest))
+            check = functools.partial(self._check_outside_writes, newest)
+            services.sequencer.when_delivered_upto(head, check)
             for name in disabled:
                 for peer in hub.peers_of(name):
                     peer.kick(ErrorCode.ACCOUNT_DISABLED, "this account has been disabled")
 
     def _check_outside_writes(self, newest: int) -> None:
-        """Between batches (on the writer's thread), so no batch of ours looks like one."""
+        """Once the log is delivered up to the head read after `newest`: no batch looks outside."""
         if self.services.hub.check_newest(newest):
             log.info("messages were added from outside; kept history reloads on join")
 
@@ -206,5 +219,6 @@ class Server:
         for connection in connections:
             connection.join(CLOSE_TIMEOUT)
         self._parking.stop(CLOSE_TIMEOUT)
+        self.services.bus.stop()
         self.services.store.close()
         log.info("stopped")

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatd.blobs import BlobStore
+from chatd.bus import Bus, LocalBus
 from chatd.config import ServerConfig
 from chatd.db import default_files_dir
 from chatd.fanout import Fanout
 from chatd.hub import Hub
 from chatd.passwords import PasswordHasher
 from chatd.ratelimit import Clock, KeyedBuckets, LoginThrottle
+from chatd.redisbus import RedisBus
 from chatd.sequencer import Sequencer
 from chatd.store import Store, open_store
 from chatd.uploads import Uploads
@@ -53,17 +55,35 @@ class Services:
     uploads: Uploads
     writer: MessageWriter
     fanout: Fanout
+    sequencer: Sequencer
+    bus: Bus
     clock: Clock = time.monotonic
+
+    @property
+    def clustered(self) -> bool:
+        return not isinstance(self.bus, LocalBus)
 
     @classmethod
     def open(cls, config: ServerConfig, clock: Clock = time.monotonic) -> Services:
-        """Open the database and build everything on it (the writer is not started yet)."""
+        """Open the database and build everything on it (the writer and bus are not started yet).
+
+        The log's head is read before the rooms, so a change committed
+        between the two reads is delivered over what was loaded, which it
+        leaves as it found it.
+        """
         store = open_store(config.db)
+        node = config.node_name
+        bus: Bus = RedisBus(config.bus, node) if config.bus else LocalBus()
         position = store.log_head()
-        hub = Hub(config.history_size, store.newest_message_id(), log_position=position)
+        hub = Hub(
+            config.history_size,
+            store.newest_message_id(),
+            log_position=position,
+            presence=bus.presence,
+        )
         hub.load(store.rooms_with_members())
         fanout = Fanout(hub, store, config.history_size)
-        sequencer = Sequencer(fanout, position)
+        sequencer = Sequencer(fanout, position, store)
         files = Path(config.files_dir) if config.files_dir else default_files_dir(config.db)
         return cls(
             config,
@@ -73,7 +93,9 @@ class Services:
             Limits.from_config(config, clock),
             BlobStore(files),
             Uploads(),
-            MessageWriter(store, hub, sequencer),
+            MessageWriter(store, sequencer, bus, node),
             fanout,
+            sequencer,
+            bus,
             clock,
         )

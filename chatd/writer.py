@@ -6,25 +6,22 @@ the reader goes on to the next request. The writer takes everything waiting
 (up to MAX_BATCH), appends it to the log in one transaction (one fsync
 however many changes; chatd/store/log.py checks each against the state the
 batch has left, in request order), and only then hands the batch to the
-sequencer, which delivers it in log order (chatd/sequencer.py). So an `ok`
-always means on disk, and a connection's requests take effect in the order
-it sent them.
-
-The queue also takes plain callables, run between batches on this thread,
-for checks that must not race with a batch committed but not yet delivered.
+sequencer, which delivers it in log order (chatd/sequencer.py), and then to
+the bus for the other nodes (chatd/bus.py). So an `ok` always means on disk,
+and a connection's requests take effect in the order it sent them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
-from collections.abc import Callable
 
+from chatd.bus import Bus
 from chatd.errors import ChatError, ErrorCode
 from chatd.fanout import Post
-from chatd.hub import Hub
-from chatd.log import Posted
+from chatd.log import Batch
 from chatd.sequencer import Sequencer
 from chatd.store import Store
 
@@ -32,18 +29,21 @@ log = logging.getLogger(__name__)
 
 # why: bounds one transaction and one fan-out pass, so a flood cannot delay a batch for long.
 MAX_BATCH = 512
+# why: the cluster tests kill a node between its commit and its publish; a batch whose
+# text contains this value ends the process there. Unset outside those tests.
+DIE_AFTER_COMMIT = os.environ.get("CHATD_TEST_DIE_AFTER_COMMIT", "")
 
 
 class MessageWriter:
-    def __init__(self, store: Store, hub: Hub, sequencer: Sequencer, node: str = "") -> None:
+    def __init__(self, store: Store, sequencer: Sequencer, bus: Bus, node: str = "") -> None:
         self._store = store
-        self._hub = hub
         self._sequencer = sequencer
+        self._bus = bus
         self._node = node
         # the writer waits on it; submit takes it only to wake an idle writer
         self._cond = threading.Condition(threading.Lock())
         # appended by any thread, popped by the writer
-        self._queue: deque[Post | Callable[[], None]] = deque()
+        self._queue: deque[Post] = deque()
         self._idle = False  # the writer is about to wait or waiting: a submit must notify
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="chatd-commit", daemon=True)
@@ -51,8 +51,8 @@ class MessageWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, item: Post | Callable[[], None]) -> None:
-        self._queue.append(item)
+    def submit(self, post: Post) -> None:
+        self._queue.append(post)
         if self._idle:
             with self._cond:
                 self._cond.notify()
@@ -74,28 +74,24 @@ class MessageWriter:
                 self._idle = False
             if not queue:
                 return
-            taken = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
-            batch = [item for item in taken if isinstance(item, Post)]
-            if batch:
-                self._write(batch)
-            for item in taken:
-                if not isinstance(item, Post):
-                    try:
-                        item()
-                    except Exception:
-                        log.exception("a task between batches failed")
+            self._write([queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))])
 
     def _write(self, batch: list[Post]) -> None:
         try:
-            self._commit(batch)
+            with self._sequencer.writing:
+                committed = self._commit(batch)
         except ChatError as error:  # storage_full: rolled back, nothing stored
             _answer_all(batch, error)
+            return
         except Exception:
             # why: replies already filled stay as they are; the rest learn of the failure.
             log.exception("storing a batch of %d messages failed", len(batch))
             _answer_all(batch, ChatError(ErrorCode.INTERNAL, "internal server error"))
+            return
+        if committed.last >= committed.first:
+            self._bus.publish(committed)
 
-    def _commit(self, batch: list[Post]) -> None:
+    def _commit(self, batch: list[Post]) -> Batch:
         log_batch, outcomes = self._store.append_log([post.change for post in batch], self._node)
         posts: dict[int, Post] = {}
         for post, outcome in zip(batch, outcomes, strict=True):
@@ -103,10 +99,10 @@ class MessageWriter:
                 post.session.refuse_post(post.slot, post.rid, outcome)
             else:
                 posts[outcome.position] = post
-        ids = [entry.message.id for entry in log_batch.entries if isinstance(entry, Posted)]
-        if ids:
-            self._hub.committed(ids[0], ids[-1])
+        if DIE_AFTER_COMMIT and DIE_AFTER_COMMIT in repr(log_batch.entries):
+            os._exit(70)
         self._sequencer.committed(log_batch, posts)
+        return log_batch
 
 
 def _answer_all(posts: list[Post], error: ChatError) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
 from chatd import __version__
 from chatd.commands import dispatch, refuse
@@ -67,9 +68,16 @@ class JsonDialect:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        clustered = bool(config.bus)
         self._welcome = encode(
             Welcome(
-                "chatd", __version__, PROTOCOL_VERSION, config.history_size, config.max_file_bytes
+                "chatd",
+                __version__,
+                PROTOCOL_VERSION,
+                config.history_size,
+                config.max_file_bytes,
+                ["cluster"] if clustered else [],
+                config.node_name if clustered else UNSET,
             )
         )
 

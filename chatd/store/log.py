@@ -40,6 +40,8 @@ from chatd.store.base import (
     files,
     log_head,
     memberships,
+    message_query,
+    message_record,
     messages,
     room_changes,
     rooms,
@@ -266,6 +268,36 @@ class LogStore(StoreBase):
         with self._read() as connection:
             return int(connection.execute(select(log_head.c.position)).scalar_one())
 
+    def log_between(self, first: int, last: int) -> list[Logged]:
+        """The log's entries at positions first..last, in order, as the writer made them.
+
+        For a node that missed a batch: every position up to the head is
+        committed, so what this reads is all there is (a join by a member
+        already left no entry, and changes nothing).
+        """
+        in_range = messages.c.position.between(first, last)
+        with self._read() as connection:
+            posted = connection.execute(
+                message_query().add_columns(messages.c.position).where(in_range)
+            ).all()
+            changed = connection.execute(
+                select(
+                    room_changes.c.position,
+                    room_changes.c.kind,
+                    room_changes.c.username,
+                    room_changes.c.topic,
+                    rooms.c.id,
+                    rooms.c.name,
+                    rooms.c.topic,
+                )
+                .join(rooms, rooms.c.id == room_changes.c.room_id)
+                .where(room_changes.c.position.between(first, last))
+            ).all()
+        entries: list[Logged] = [Posted(row[-1], message_record(row)) for row in posted]
+        entries.extend(_change_entry(*row) for row in changed)
+        entries.sort(key=_position)
+        return entries
+
     @contextmanager
     def _log_writer(self) -> Iterator[LogWriter]:
         with self._write() as connection:
@@ -274,6 +306,22 @@ class LogStore(StoreBase):
 
 def _position(entry: Logged) -> int:
     return entry.position
+
+
+def _change_entry(
+    position: int,
+    kind: str,
+    username: str,
+    topic: str | None,
+    room_id: int,
+    room: str,
+    room_topic: str,
+) -> Logged:
+    if kind == "join":
+        return Entered(position, room_id, room, room_topic, username)
+    if kind == "part":
+        return Left(position, room, username)
+    return Retitled(position, room, topic or "", username)
 
 
 class _CoreLogWriter:
