@@ -228,14 +228,16 @@ class RedisBus:
     def _receive(self, pubsub: redis.client.PubSub) -> None:
         assert self._receiver is not None and self._tracker is not None
         tracker = self._tracker
-        heard = self._clock()
+        heard = next_expiry = self._clock()
         while not self._stopped.is_set():
             message = pubsub.get_message(timeout=HEARTBEAT_INTERVAL / 2)
             now = self._clock()
+            if now >= next_expiry:
+                tracker.expire()
+                next_expiry = now + HEARTBEAT_INTERVAL / 2
             if message is None:
                 if now - heard >= WATCHDOG:
                     raise _Silent(f"nothing heard for {now - heard:.1f} s")
-                tracker.expire()
                 continue
             heard = now
             kind = message["type"]
