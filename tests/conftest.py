@@ -14,6 +14,12 @@ tests/postgres.py), never the machine's. Without PostgreSQL's server
 binaries or the psycopg driver it is skipped with the reason, unless the
 environment variable CI is set: then it fails, so CI never passes by
 skipping.
+
+Tests of what the cluster shares through Redis use a private redis-server
+the session starts (see tests/redis_server.py), never the machine's: the
+`redis_server` fixture, and per test `clean_redis` (the same server, reset:
+running, settings as started, no key) and `redis_client` (a client of it).
+Without redis-server they skip, or fail when CI is set, as above.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import trustme
 from postgres import PostgresCluster, find_binaries, unavailable_reason
+from redis_server import MISSING_SERVER, RedisServer, find_server
 from wire import ConnectionClosed, WireClient
 
 from chatd.config import ServerConfig
@@ -96,6 +104,42 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The session's private Redis; skipped (failed when CI is set) without redis-server.
+
+    Tests that stop, freeze or reconfigure it should ask for `clean_redis`,
+    which resets it for each test.
+    """
+    binary = find_server()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{MISSING_SERVER} (CI is set: the Redis tests must run)", pytrace=False)
+        pytest.skip(MISSING_SERVER)
+    server = RedisServer.start(binary)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clean_redis(redis_server: RedisServer) -> RedisServer:
+    """The private Redis as new: running, settings as started, no key (FLUSHALL)."""
+    redis_server.reset()
+    return redis_server
+
+
+@pytest.fixture
+def redis_client(clean_redis: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the emptied private Redis (fails fast: no retries); closed at teardown."""
+    client = clean_redis.client()
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture
