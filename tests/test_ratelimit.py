@@ -1,6 +1,9 @@
 """Rate limits driven by a fake clock: no test waits for time to pass.
 
-The keyed limits' tests take the storage they run on as a fixture.
+The keyed limits' tests run on each storage, with ids ending `[memory]` and
+`[redis]` (the private Redis of tests/redis_server.py): both must behave
+alike. What only Redis does (nodes sharing it, expiry, outages) is in
+tests/test_ratelimit_redis.py.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from chatd.ratelimit import (
     ThrottleStorage,
     TokenBucket,
 )
+from chatd.ratelimit_redis import RedisThrottleStorage
 
 
 class FakeClock:
@@ -27,10 +31,12 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture
-def storage() -> ThrottleStorage:
-    """Where the keyed limits keep their state."""
-    return MemoryStorage()
+@pytest.fixture(params=["memory", "redis"])
+def storage(request: pytest.FixtureRequest) -> ThrottleStorage:
+    """Where the keyed limits keep their state: this process, or an emptied private Redis."""
+    if request.param == "memory":
+        return MemoryStorage()
+    return RedisThrottleStorage(request.getfixturevalue("redis_client"))
 
 
 def test_token_bucket_allows_a_burst_then_the_rate():
