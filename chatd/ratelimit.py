@@ -4,6 +4,14 @@
 meters many (registrations per address); `FailureThrottle` counts failures
 per key and blocks with a growing backoff; `LoginThrottle` applies three of
 them to failed logins.
+
+The keyed ones keep their state in a `ThrottleStorage`: this process's
+memory (`IN_MEMORY`, the default: each server its own budget, forgotten on
+restart), or Redis (`chatd.ratelimit_redis.RedisThrottleStorage`: every node
+of a cluster counts against one budget). The policy (limits, windows, which
+keys) is decided here, once; a storage keeps the per-key state and updates
+it atomically at the time it is given, so the throttle's clock is the only
+one, and tests fake it for either storage.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from chatd.names import username_key
 
@@ -26,6 +35,32 @@ ACCOUNT_LIMIT_FACTOR = 4
 ADDRESS_LIMIT_FACTOR = 10
 # why: longer than any valid username, so cutting never merges two valid names.
 ACCOUNT_KEY_CHARS = 33
+# why: past this many doublings any block is max_block; 2 ** 1024 does not even fit a float,
+# and a key blocked hourly without a break passes 1024 strikes in about 43 days.
+MAX_DOUBLINGS = 60
+
+
+@dataclass(slots=True)
+class BucketLevel:
+    """A token bucket's tokens as of `stamp`; its rate and burst are its owner's."""
+
+    tokens: float
+    stamp: float
+
+    def take(self, now: float, rate: float, burst: float) -> float:
+        """Refill up to `now`, then spend one token: 0.0 when allowed, else the seconds
+        until one is available (`rate` > 0)."""
+        # why: with a shared store another node's clock may be a little behind this one's;
+        # a bucket's time never runs backwards (a no-op for a monotonic clock).
+        self.tokens = min(burst, self.tokens + max(0.0, now - self.stamp) * rate)
+        self.stamp = max(self.stamp, now)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / rate
+
+    def full(self, now: float, rate: float, burst: float) -> bool:
+        return self.tokens + max(0.0, now - self.stamp) * rate >= burst
 
 
 class TokenBucket:
@@ -35,47 +70,80 @@ class TokenBucket:
         self.rate = rate
         self.burst = max(burst, 1.0)
         self._clock = clock
-        self._tokens = self.burst
-        self._stamp = clock()
+        self._level = BucketLevel(self.burst, clock())
 
     def take(self) -> float:
         """Spend one token: 0.0 when allowed, else the seconds until one is available."""
         if self.rate <= 0:
             return 0.0
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-        return (1 - self._tokens) / self.rate
+        return self._level.take(self._clock(), self.rate, self.burst)
 
     @property
     def full(self) -> bool:
-        now = self._clock()
-        return self.rate <= 0 or self._tokens + (now - self._stamp) * self.rate >= self.burst
+        return self.rate <= 0 or self._level.full(self._clock(), self.rate, self.burst)
 
 
-class KeyedBuckets:
-    """One TokenBucket per key (an address, say), created on first use; thread-safe."""
+@dataclass(frozen=True, slots=True)
+class FailurePolicy:
+    """After `limit` failures within `window` seconds a key is blocked.
 
-    def __init__(self, rate: float, burst: float, clock: Clock = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._buckets: dict[str, TokenBucket] = {}
+    The first block lasts `window` seconds and each further one twice as long
+    as the last, up to `max_block`, so guessing stays slow however patient the
+    guesser. The count of blocks starts again once `max_block` has passed
+    since the last one ended. A `limit` of 0 or less blocks nothing.
+    """
 
-    def take(self, key: str) -> float:
-        if self.rate <= 0:
-            return 0.0
-        with self._lock:
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                if len(self._buckets) >= MAX_TRACKED_KEYS:
-                    self._buckets = {k: b for k, b in self._buckets.items() if not b.full}
-                bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, self._clock)
-            return bucket.take()
+    limit: int
+    window: float = 60.0
+    max_block: float = 3600.0
+
+    def block(self, strikes: int) -> float:
+        """How long the `strikes`-th block in a row lasts."""
+        return min(self.max_block, self.window * 2.0 ** min(strikes - 1, MAX_DOUBLINGS))
+
+
+class FailureCounter(Protocol):
+    """Failures per key under one FailurePolicy: the state and its atomic updates.
+
+    Every time is the caller's (`now`), read from the throttle's clock.
+    """
+
+    def retry_after(self, key: str, now: float) -> float:
+        """Seconds from `now` until `key` may try again; 0.0 when it may now."""
+        ...
+
+    def failed(self, key: str, now: float) -> None:
+        """Count a failure of `key` at `now`; the policy's limit-th in its window blocks it."""
+        ...
+
+    def refused(self, key: str) -> bool:
+        """Count an attempt refused while `key` is blocked; True for the block's first."""
+        ...
+
+    def succeeded(self, key: str) -> None:
+        """Forget `key`'s failures and blocks."""
+        ...
+
+
+class BucketStore(Protocol):
+    """A token bucket per key, all of one rate and burst, each created full on first use."""
+
+    def take(self, key: str, now: float) -> float:
+        """Spend one of `key`'s tokens at `now`: 0.0 when allowed, else the seconds to wait."""
+        ...
+
+
+class ThrottleStorage(Protocol):
+    """Where keyed throttles keep their state; `scope` names one throttle among others."""
+
+    @property
+    def default_clock(self) -> Clock:
+        """The clock a throttle reads when given none: comparable wherever the state is read."""
+        ...
+
+    def failure_counter(self, scope: str, policy: FailurePolicy) -> FailureCounter: ...
+
+    def bucket_store(self, scope: str, rate: float, burst: float) -> BucketStore: ...
 
 
 @dataclass(slots=True)
@@ -86,66 +154,40 @@ class _Failures:
     refusals: int = 0
 
 
-class FailureThrottle:
-    """After `limit` failures within `window` seconds a key is blocked.
+class MemoryFailureCounter:
+    """A FailureCounter in this process's memory, of `max_keys` keys at most; thread-safe."""
 
-    The first block lasts `window` seconds and each further one twice as long
-    as the last, up to `max_block`, so guessing stays slow however patient the
-    guesser. A success clears the key.
-    """
-
-    def __init__(
-        self,
-        limit: int,
-        window: float = 60.0,
-        max_block: float = 3600.0,
-        clock: Clock = time.monotonic,
-        max_keys: int = MAX_TRACKED_KEYS,
-    ) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_block = max_block
+    def __init__(self, policy: FailurePolicy, max_keys: int = MAX_TRACKED_KEYS) -> None:
+        self.policy = policy
         self.max_keys = max_keys
-        self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _keys and every _Failures in it
         self._keys: dict[str, _Failures] = {}
 
-    def retry_after(self, key: str) -> float:
-        """Seconds until `key` may try again; 0.0 when it may now."""
-        if self.limit <= 0:
-            return 0.0
+    def retry_after(self, key: str, now: float) -> float:
         with self._lock:
             state = self._keys.get(key)
-            return 0.0 if state is None else max(0.0, state.blocked_until - self._clock())
+            return 0.0 if state is None else max(0.0, state.blocked_until - now)
 
-    def failed(self, key: str) -> None:
-        if self.limit <= 0:
-            return
-        now = self._clock()
+    def failed(self, key: str, now: float) -> None:
+        policy = self.policy
         with self._lock:
             state = self._keys.get(key)
             if state is None:
                 if len(self._keys) >= self.max_keys:
                     self._prune(now)
                 state = self._keys[key] = _Failures()
-            if state.strikes and now - state.blocked_until > self.max_block:
+            if state.strikes and now - state.blocked_until > policy.max_block:
                 state.strikes = 0
-            while state.times and state.times[0] <= now - self.window:
+            while state.times and state.times[0] <= now - policy.window:
                 state.times.popleft()
             state.times.append(now)
-            if len(state.times) >= self.limit:
+            if len(state.times) >= policy.limit:
                 state.strikes += 1
-                block = min(self.max_block, self.window * 2 ** (state.strikes - 1))
-                state.blocked_until = now + block
+                state.blocked_until = now + policy.block(state.strikes)
                 state.times.clear()
                 state.refusals = 0
 
     def refused(self, key: str) -> bool:
-        """Count an attempt refused while `key` is blocked; True for the block's first.
-
-        Refusals cost an attacker nothing, so only the first of each block is
-        worth a log line.
-        """
         with self._lock:
             state = self._keys.get(key)
             if state is None:
@@ -167,12 +209,131 @@ class FailureThrottle:
         self._keys = {
             key: state
             for key, state in self._keys.items()
-            if state.blocked_until > now or (state.times and state.times[-1] > now - self.window)
+            if state.blocked_until > now
+            or (state.times and state.times[-1] > now - self.policy.window)
         }
         # why: a bound that holds even when every key is active; the oldest matter least.
         excess = len(self._keys) - self.max_keys + 1
         for key in list(self._keys)[: max(excess, 0)]:
             del self._keys[key]
+
+
+class MemoryBucketStore:
+    """A BucketStore in this process's memory, of `max_keys` buckets at most; thread-safe."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int = MAX_TRACKED_KEYS) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._lock = threading.Lock()  # guards _buckets and every level in it
+        self._buckets: dict[str, BucketLevel] = {}
+
+    def take(self, key: str, now: float) -> float:
+        with self._lock:
+            level = self._buckets.get(key)
+            if level is None:
+                if len(self._buckets) >= self.max_keys:
+                    # why: a full bucket is the same as none, so forgetting one changes nothing
+                    self._buckets = {
+                        key: level
+                        for key, level in self._buckets.items()
+                        if not level.full(now, self.rate, self.burst)
+                    }
+                level = self._buckets[key] = BucketLevel(self.burst, now)
+            return level.take(now, self.rate, self.burst)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStorage:
+    """Throttle state in this process's memory: each server its own budget.
+
+    `max_keys` bounds each throttle's table, since keys are the peers' choice.
+    """
+
+    max_keys: int = MAX_TRACKED_KEYS
+
+    @property
+    def default_clock(self) -> Clock:
+        # why: only this process compares its readings, and monotonic ignores clock steps
+        return time.monotonic
+
+    def failure_counter(self, scope: str, policy: FailurePolicy) -> MemoryFailureCounter:
+        return MemoryFailureCounter(policy, self.max_keys)
+
+    def bucket_store(self, scope: str, rate: float, burst: float) -> MemoryBucketStore:
+        return MemoryBucketStore(rate, burst, self.max_keys)
+
+
+IN_MEMORY = MemoryStorage()
+
+
+class KeyedBuckets:
+    """A token bucket per key (an address, say), created full on first use; thread-safe.
+
+    `rate` tokens a second up to `burst`; a rate of 0 means unlimited.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        clock: Clock | None = None,
+        *,
+        storage: ThrottleStorage = IN_MEMORY,
+        scope: str = "buckets",
+    ) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._clock = storage.default_clock if clock is None else clock
+        self._store = storage.bucket_store(scope, self.rate, self.burst)
+
+    def take(self, key: str) -> float:
+        """Spend one of `key`'s tokens: 0.0 when allowed, else the seconds until one is."""
+        if self.rate <= 0:
+            return 0.0
+        return self._store.take(key, self._clock())
+
+
+class FailureThrottle:
+    """A FailurePolicy (`limit`, `window`, `max_block`) applied to keys; thread-safe."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = 60.0,
+        max_block: float = 3600.0,
+        clock: Clock | None = None,
+        *,
+        storage: ThrottleStorage = IN_MEMORY,
+        scope: str = "failures",
+    ) -> None:
+        self.policy = FailurePolicy(limit, window, max_block)
+        self._clock = storage.default_clock if clock is None else clock
+        self._counter = storage.failure_counter(scope, self.policy)
+
+    @property
+    def enabled(self) -> bool:
+        return self.policy.limit > 0
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until `key` may try again; 0.0 when it may now."""
+        return self._counter.retry_after(key, self._clock()) if self.enabled else 0.0
+
+    def failed(self, key: str) -> None:
+        if self.enabled:
+            self._counter.failed(key, self._clock())
+
+    def refused(self, key: str) -> bool:
+        """Count an attempt refused while `key` is blocked; True for the block's first.
+
+        Refusals cost an attacker nothing, so only the first of each block is
+        worth a log line.
+        """
+        return self.enabled and self._counter.refused(key)
+
+    def succeeded(self, key: str) -> None:
+        if self.enabled:
+            self._counter.succeeded(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +372,14 @@ class LoginThrottle:
     names are counted alike, so a refusal says nothing about which exist.
     """
 
-    def __init__(self, limit: int, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, clock: Clock | None = None, *, storage: ThrottleStorage = IN_MEMORY
+    ) -> None:
+        def throttle(scope: str, scope_limit: int) -> FailureThrottle:
+            return FailureThrottle(scope_limit, clock=clock, storage=storage, scope=scope)
+
         self._here = _LoginScope(
-            FailureThrottle(limit, clock=clock),
+            throttle("login:address-account", limit),
             lambda address, account: f"{address} {account}",
             "too many failed logins for this account from your address",
             "too many failed logins for this account from this address",
@@ -221,13 +387,13 @@ class LoginThrottle:
         self._scopes = (
             self._here,
             _LoginScope(
-                FailureThrottle(limit * ACCOUNT_LIMIT_FACTOR, clock=clock),
+                throttle("login:account", limit * ACCOUNT_LIMIT_FACTOR),
                 lambda address, account: account,
                 "too many failed logins for this account",
                 "too many failed logins for this account",
             ),
             _LoginScope(
-                FailureThrottle(limit * ADDRESS_LIMIT_FACTOR, clock=clock),
+                throttle("login:address", limit * ADDRESS_LIMIT_FACTOR),
                 lambda address, account: address,
                 "too many failed logins from your address",
                 "too many failed logins from this address",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatd.blobs import BlobStore
 from chatd.bus import Bus, LocalBus
@@ -18,12 +19,14 @@ from chatd.db import default_files_dir
 from chatd.fanout import Fanout
 from chatd.hub import Hub
 from chatd.passwords import PasswordHasher
-from chatd.ratelimit import Clock, KeyedBuckets, LoginThrottle
-from chatd.redisbus import RedisBus
+from chatd.ratelimit import IN_MEMORY, Clock, KeyedBuckets, LoginThrottle, ThrottleStorage
 from chatd.sequencer import Sequencer
 from chatd.store import Store, open_store
 from chatd.uploads import Uploads
 from chatd.writer import MessageWriter
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -36,11 +39,33 @@ class Limits:
     registrations: KeyedBuckets
 
     @classmethod
-    def from_config(cls, config: ServerConfig, clock: Clock) -> Limits:
+    def from_config(cls, config: ServerConfig, clock: Clock, redis: Redis | None = None) -> Limits:
+        """The limits of `config`, timed by `clock`: in this process's memory, or in Redis
+        through `redis`, where every node of a cluster counts against one budget.
+
+        In Redis every node compares its readings with the others', so a
+        wall clock is needed there: `time.monotonic` (the server's default,
+        which counts from each machine's boot) is replaced by `time.time`.
+        Any other clock, a test's fake one say, is used as it is.
+        """
+        storage: ThrottleStorage = IN_MEMORY
+        if redis is not None:
+            # why: imported here, so a server without a cluster does not load redis-py
+            from chatd.ratelimit_redis import RedisThrottleStorage
+
+            storage = RedisThrottleStorage(redis)
+            if clock is time.monotonic:
+                clock = time.time
         per_hour = config.registrations_per_hour
         return cls(
-            LoginThrottle(config.login_failures, clock=clock),
-            KeyedBuckets(per_hour / SECONDS_PER_HOUR, per_hour, clock=clock),
+            LoginThrottle(config.login_failures, clock=clock, storage=storage),
+            KeyedBuckets(
+                per_hour / SECONDS_PER_HOUR,
+                per_hour,
+                clock=clock,
+                storage=storage,
+                scope="registrations",
+            ),
         )
 
 
@@ -73,7 +98,15 @@ class Services:
         """
         store = open_store(config.db)
         node = config.node_name
-        bus: Bus = RedisBus(config.bus, node) if config.bus else LocalBus()
+        bus: Bus = LocalBus()
+        throttles: Redis | None = None
+        if config.bus:
+            # why: imported here, so a single server does not load redis-py
+            from chatd.ratelimit_redis import throttle_client
+            from chatd.redisbus import RedisBus
+
+            bus = RedisBus(config.bus, node)
+            throttles = throttle_client(config.bus)
         position = store.log_head()
         hub = Hub(
             config.history_size,
@@ -90,7 +123,7 @@ class Services:
             store,
             hub,
             PasswordHasher(config.bcrypt_rounds),
-            Limits.from_config(config, clock),
+            Limits.from_config(config, clock, throttles),
             BlobStore(files),
             Uploads(),
             MessageWriter(store, sequencer, bus, node),

@@ -1,4 +1,4 @@
-"""Several nodes on one PostgreSQL and one Redis: clients see one server (PROTOCOL.md, "Several nodes").
+"""Several nodes on one PostgreSQL and one Redis: to clients, one server (PROTOCOL.md).
 
 Each test runs real `chatd serve` processes (tests/cluster.py) on the
 session's private PostgreSQL and Redis, puts members on chosen nodes, and

@@ -1,10 +1,26 @@
-"""Rate limits driven by a fake clock: no test waits for time to pass."""
+"""Rate limits driven by a fake clock: no test waits for time to pass.
+
+The keyed limits' tests run on each storage, with ids ending `[memory]` and
+`[redis]` (the private Redis of tests/redis_server.py): both must behave
+alike. What only Redis does (nodes sharing it, expiry, outages) is in
+tests/test_ratelimit_redis.py.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from chatd.ratelimit import FailureThrottle, KeyedBuckets, LoginThrottle, TokenBucket
+from chatd.ratelimit import (
+    FailurePolicy,
+    FailureThrottle,
+    KeyedBuckets,
+    LoginThrottle,
+    MemoryFailureCounter,
+    MemoryStorage,
+    ThrottleStorage,
+    TokenBucket,
+)
+from chatd.ratelimit_redis import RedisThrottleStorage
 
 
 class FakeClock:
@@ -13,6 +29,14 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage(request: pytest.FixtureRequest) -> ThrottleStorage:
+    """Where the keyed limits keep their state: this process, or an emptied private Redis."""
+    if request.param == "memory":
+        return MemoryStorage()
+    return RedisThrottleStorage(request.getfixturevalue("redis_client"))
 
 
 def test_token_bucket_allows_a_burst_then_the_rate():
@@ -32,17 +56,25 @@ def test_rate_zero_means_unlimited():
     assert all(bucket.take() == 0.0 for _ in range(1000))
 
 
-def test_keyed_buckets_keep_keys_apart():
+def test_keyed_buckets_keep_keys_apart(storage):
     clock = FakeClock()
-    buckets = KeyedBuckets(rate=1 / 60, burst=2, clock=clock)
+    buckets = KeyedBuckets(rate=1 / 60, burst=2, clock=clock, storage=storage)
     assert buckets.take("10.0.0.1") == buckets.take("10.0.0.1") == 0.0
     assert buckets.take("10.0.0.1") == pytest.approx(60)
     assert buckets.take("10.0.0.2") == 0.0
+    clock.now += 60
+    assert buckets.take("10.0.0.1") == 0.0
+    assert buckets.take("10.0.0.1") == pytest.approx(60)
 
 
-def test_failures_block_with_growing_backoff_and_success_clears():
+def test_keyed_buckets_at_rate_zero_are_unlimited(storage):
+    buckets = KeyedBuckets(rate=0, burst=0, clock=FakeClock(), storage=storage)
+    assert all(buckets.take("10.0.0.1") == 0.0 for _ in range(100))
+
+
+def test_failures_block_with_growing_backoff_and_success_clears(storage):
     clock = FakeClock()
-    throttle = FailureThrottle(limit=5, window=60, clock=clock)
+    throttle = FailureThrottle(limit=5, window=60, clock=clock, storage=storage)
     for _ in range(4):
         throttle.failed("alice")
     assert throttle.retry_after("alice") == 0.0
@@ -56,18 +88,18 @@ def test_failures_block_with_growing_backoff_and_success_clears():
     assert throttle.retry_after("alice") == 0.0
 
 
-def test_failures_spread_over_more_than_the_window_do_not_block():
+def test_failures_spread_over_more_than_the_window_do_not_block(storage):
     clock = FakeClock()
-    throttle = FailureThrottle(limit=3, window=60, clock=clock)
+    throttle = FailureThrottle(limit=3, window=60, clock=clock, storage=storage)
     for _ in range(10):
         throttle.failed("bob")
         clock.now += 31
     assert throttle.retry_after("bob") == 0.0
 
 
-def test_backoff_is_capped():
+def test_backoff_is_capped(storage):
     clock = FakeClock()
-    throttle = FailureThrottle(limit=1, window=60, max_block=300, clock=clock)
+    throttle = FailureThrottle(limit=1, window=60, max_block=300, clock=clock, storage=storage)
     for _ in range(10):
         throttle.failed("x")
         clock.now += throttle.retry_after("x") + 1
@@ -75,35 +107,62 @@ def test_backoff_is_capped():
     assert throttle.retry_after("x") == pytest.approx(300)
 
 
+def test_a_failure_one_window_old_no_longer_counts(storage):
+    clock = FakeClock()
+    throttle = FailureThrottle(limit=2, window=60, clock=clock, storage=storage)
+    throttle.failed("x")
+    clock.now += 60
+    throttle.failed("x")
+    assert throttle.retry_after("x") == 0.0
+    clock.now += 59.5
+    throttle.failed("x")
+    assert throttle.retry_after("x") == pytest.approx(60)
+
+
+def test_strikes_are_forgotten_once_max_block_has_passed_without_a_block(storage):
+    clock = FakeClock()
+    throttle = FailureThrottle(limit=1, window=60, max_block=300, clock=clock, storage=storage)
+    throttle.failed("x")
+    clock.now += 60 + 300  # the block's end, then exactly max_block: still remembered
+    throttle.failed("x")
+    assert throttle.retry_after("x") == pytest.approx(120)
+    clock.now += 120 + 300.5
+    throttle.failed("x")
+    assert throttle.retry_after("x") == pytest.approx(60)
+
+
+def test_blocks_stay_at_max_block_however_many_there_were():
+    assert FailurePolicy(limit=1, window=60, max_block=3600).block(5000) == 3600
+
+
 def test_tracked_failures_stay_bounded_even_when_every_key_is_active():
-    throttle = FailureThrottle(limit=5, window=60, clock=FakeClock(), max_keys=10)
+    counter = MemoryFailureCounter(FailurePolicy(limit=5, window=60), max_keys=10)
     for n in range(100):
-        throttle.failed(f"10.0.0.{n}")
-    assert throttle.tracked_keys == 10
+        counter.failed(f"10.0.0.{n}", now=1000.0)
+    assert counter.tracked_keys == 10
 
 
 def test_making_room_forgets_quiet_keys_before_active_ones():
-    clock = FakeClock()
-    throttle = FailureThrottle(limit=2, window=60, clock=clock, max_keys=4)
-    throttle.failed("quiet")
-    throttle.failed("also quiet")
-    clock.now += 61
+    counter = MemoryFailureCounter(FailurePolicy(limit=2, window=60), max_keys=4)
+    counter.failed("quiet", now=1000.0)
+    counter.failed("also quiet", now=1000.0)
     for _ in range(2):
-        throttle.failed("blocked")
-    throttle.failed("a")
-    throttle.failed("b")
-    assert throttle.tracked_keys == 3
-    assert throttle.retry_after("blocked") == pytest.approx(60)
+        counter.failed("blocked", now=1061.0)
+    counter.failed("a", now=1061.0)
+    counter.failed("b", now=1061.0)
+    assert counter.tracked_keys == 3
+    assert counter.retry_after("blocked", now=1061.0) == pytest.approx(60)
 
 
-def test_only_the_first_refusal_of_a_block_is_reported_as_first():
+def test_only_the_first_refusal_of_a_block_is_reported_as_first(storage):
     clock = FakeClock()
-    throttle = FailureThrottle(limit=1, window=60, clock=clock)
+    throttle = FailureThrottle(limit=1, window=60, clock=clock, storage=storage)
     throttle.failed("x")
     assert [throttle.refused("x") for _ in range(3)] == [True, False, False]
     clock.now += 61
     throttle.failed("x")
     assert throttle.refused("x") is True
+    assert throttle.refused("never failed") is False
 
 
 ACCOUNT = "too many failed logins for this account"
@@ -116,8 +175,8 @@ def reason(throttle: LoginThrottle, address: str, username: str) -> str | None:
     return None if refusal is None else refusal.reason
 
 
-def test_failures_for_one_name_block_that_name_from_that_address_only():
-    throttle = LoginThrottle(limit=5, clock=FakeClock())
+def test_failures_for_one_name_block_that_name_from_that_address_only(storage):
+    throttle = LoginThrottle(limit=5, clock=FakeClock(), storage=storage)
     for _ in range(5):
         throttle.failed("10.0.0.1", "nosuchuser")
     refusal = throttle.refusal("10.0.0.1", "NoSuchUser")
@@ -127,8 +186,8 @@ def test_failures_for_one_name_block_that_name_from_that_address_only():
     assert throttle.refusal("10.0.0.2", "nosuchuser") is None
 
 
-def test_guessing_one_account_from_many_addresses_blocks_the_account_everywhere():
-    throttle = LoginThrottle(limit=5, clock=FakeClock())
+def test_guessing_one_account_from_many_addresses_blocks_the_account_everywhere(storage):
+    throttle = LoginThrottle(limit=5, clock=FakeClock(), storage=storage)
     for n in range(3):
         for _ in range(5):
             throttle.failed(f"10.0.0.{n}", "alice")
@@ -139,8 +198,8 @@ def test_guessing_one_account_from_many_addresses_blocks_the_account_everywhere(
     assert throttle.refusal("10.0.0.3", "bob") is None
 
 
-def test_spraying_many_accounts_from_one_address_meets_the_address_ceiling():
-    throttle = LoginThrottle(limit=5, clock=FakeClock())
+def test_spraying_many_accounts_from_one_address_meets_the_address_ceiling(storage):
+    throttle = LoginThrottle(limit=5, clock=FakeClock(), storage=storage)
     for n in range(49):
         throttle.failed("10.0.0.1", f"user{n}")
     assert throttle.refusal("10.0.0.1", "dave") is None
@@ -149,8 +208,8 @@ def test_spraying_many_accounts_from_one_address_meets_the_address_ceiling():
     assert throttle.refusal("10.0.0.2", "dave") is None
 
 
-def test_a_correct_password_clears_its_address_and_account_only():
-    throttle = LoginThrottle(limit=5, clock=FakeClock())
+def test_a_correct_password_clears_its_address_and_account_only(storage):
+    throttle = LoginThrottle(limit=5, clock=FakeClock(), storage=storage)
     for _ in range(4):
         throttle.failed("10.0.0.9", "alice")
     throttle.succeeded("10.0.0.9", "alice")
@@ -167,15 +226,15 @@ def test_a_correct_password_clears_its_address_and_account_only():
     assert reason(throttle, "10.0.0.0", "alice") is not None
 
 
-def test_overlong_names_share_a_short_key():
-    throttle = LoginThrottle(limit=2, clock=FakeClock())
+def test_overlong_names_share_a_short_key(storage):
+    throttle = LoginThrottle(limit=2, clock=FakeClock(), storage=storage)
     throttle.failed("10.0.0.1", "x" * 40 + "a")
     throttle.failed("10.0.0.1", "x" * 40 + "b")
     assert reason(throttle, "10.0.0.1", "x" * 50) == HERE
 
 
-def test_a_limit_of_zero_never_refuses():
-    throttle = LoginThrottle(limit=0, clock=FakeClock())
+def test_a_limit_of_zero_never_refuses(storage):
+    throttle = LoginThrottle(limit=0, clock=FakeClock(), storage=storage)
     for _ in range(1000):
         throttle.failed("10.0.0.1", "alice")
     assert throttle.refusal("10.0.0.1", "alice") is None
