@@ -31,13 +31,18 @@ STALL_TIMEOUT = 2.0
 
 
 class ReplySlot:
-    """A place in the queue for a reply that is not known yet."""
+    """A reply's place in the queue, reserved before the reply is known or filled at once.
 
-    __slots__ = ("data", "dropped")
+    A `barrier` is a reply no later event may pass: a join's, whose history
+    the room's next events follow.
+    """
 
-    def __init__(self) -> None:
-        self.data: bytes | None = None
+    __slots__ = ("barrier", "data", "dropped")
+
+    def __init__(self, data: bytes | None = None, *, barrier: bool = False) -> None:
+        self.data = data
         self.dropped = False
+        self.barrier = barrier
 
 
 class SendQueue:
@@ -58,7 +63,8 @@ class SendQueue:
         self._stall_timeout = stall_timeout
         # guards every field below; held for bookkeeping only, never across a syscall
         self._lock = threading.Lock()
-        self._items: deque[bytes | ReplySlot] = deque()
+        self._items: deque[bytes | ReplySlot] = deque()  # bytes: events; slots: replies
+        self._unfilled = 0  # slots in _items still waiting for their reply
         self._queued = 0  # bytes of filled items, and of sealed bytes not yet sent
         self._unsent = b""  # sealed bytes the socket did not take; the writer thread's to send
         self._writing = False  # one thread at a time seals and writes
@@ -74,12 +80,15 @@ class SendQueue:
     def closing(self) -> bool:
         return self._closing
 
-    def put(self, data: bytes, *, event: bool = False) -> bool:
-        """Queue `data`; False when the queue is closing or this put overflowed it.
+    def put(self, data: bytes, *, event: bool = False, barrier: bool = False) -> bool:
+        """Queue `data`, an event or a reply; False when closing or this put overflowed it.
 
-        An `event` may go ahead of reply slots still waiting at the end of the
-        queue: events are unsolicited and may come between any two replies,
-        and those slots wait for later batches, whose ids are higher. (A
+        An `event` goes ahead of every reply slot still waiting (and of the
+        replies queued behind them), but never ahead of another event or a
+        `barrier` reply: events are unsolicited and may come between any two
+        replies, and the waiting slots are answered by later batches, whose
+        ids are higher. So a connection that sends sees its rooms' ids
+        ascending even with a ping answered between two of its sends. (A
         connection with replies in the batch itself gets it by put_in_order.)
         """
         with self._lock:
@@ -94,7 +103,10 @@ class SendQueue:
                     return False
                 data = b""
             else:
-                self._enqueue(data, event)
+                if event:
+                    self._enqueue_event(data)
+                else:
+                    self._items.append(ReplySlot(data, barrier=barrier))
                 self._queued += len(data)
                 if not self._claim():
                     return True
@@ -102,19 +114,25 @@ class SendQueue:
         self._drain(data)
         return not self.overflowed
 
-    def _enqueue(self, data: bytes, event: bool) -> None:
+    def _enqueue_event(self, data: bytes) -> None:
+        """Before the first slot still waiting, unless an event or barrier is after it."""
         items = self._items
-        waiting = 0
-        if event:
-            while waiting < len(items):
-                tail = items[-1 - waiting]
-                if not isinstance(tail, ReplySlot) or tail.data is not None:
-                    break
-                waiting += 1
-        if waiting:
-            items.insert(len(items) - waiting, data)
-        else:
+        if not self._unfilled:
             items.append(data)
+            return
+        index = len(items)
+        waiting = 0
+        while True:
+            index -= 1
+            item = items[index]
+            if not isinstance(item, ReplySlot) or item.barrier:
+                index += 1  # behind the last event or barrier
+                break
+            if item.data is None:
+                waiting += 1
+                if waiting == self._unfilled:
+                    break  # before the first slot still waiting
+        items.insert(index, data)
 
     def reserve(self) -> ReplySlot:
         """A slot for a reply to be filled later; bytes put after it wait for it."""
@@ -124,6 +142,7 @@ class SendQueue:
                 slot.dropped = True
             else:
                 self._items.append(slot)
+                self._unfilled += 1
         return slot
 
     def fill(self, replies: Iterable[tuple[ReplySlot, bytes]]) -> None:
@@ -173,7 +192,7 @@ class SendQueue:
                 continue
             self._queued += len(item)
             if anchor is None:
-                self._enqueue(item, event=True)
+                self._enqueue_event(item)
             else:
                 self._items.insert(anchor, item)
                 anchor += 1
@@ -182,6 +201,7 @@ class SendQueue:
         if not slot.dropped and slot.data is None:
             slot.data = data
             self._queued += len(data)
+            self._unfilled -= 1
 
     def _first_slot(self, items: list[bytes | tuple[ReplySlot, bytes]]) -> int | None:
         """Where the first slot that `items` fills waits in the queue (lock held)."""
@@ -222,6 +242,7 @@ class SendQueue:
             if isinstance(item, ReplySlot):
                 item.dropped = True
         self._items = deque([self._overflow_frame])
+        self._unfilled = 0
         self._queued = len(self._overflow_frame) + len(self._unsent)
         self._closing = True
         self.overflowed = True
@@ -362,5 +383,6 @@ class SendQueue:
                 if isinstance(item, ReplySlot):
                     item.dropped = True
             self._items.clear()
+            self._unfilled = 0
         self._running.release()
         self._on_stop()

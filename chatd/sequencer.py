@@ -125,6 +125,13 @@ class Sequencer:
             return
         first = self._next
         entries = [entry for entry in batch.entries if entry.position >= first]
+        log.debug(
+            "delivering %d..%d from %s (%d entries)",
+            first,
+            batch.last,
+            batch.node or "the database",
+            len(entries),
+        )
         self._next = batch.last + 1
         self._fanout.deliver(entries, posts)
 

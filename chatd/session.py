@@ -16,14 +16,14 @@ from chatd.fanout import InOrder
 from chatd.outgoing import Bundle, Outgoing
 from chatd.ratelimit import TokenBucket
 from chatd.records import UserRecord
-from chatd.replies import Reply
+from chatd.replies import JoinReply, Reply
 from chatd.requests import RequestId
 from chatd.sendqueue import ReplySlot
 from chatd.services import Services
 
 
 class Outbox(Protocol):
-    def put(self, data: bytes, *, event: bool = False) -> bool: ...
+    def put(self, data: bytes, *, event: bool = False, barrier: bool = False) -> bool: ...
 
     def reserve(self) -> ReplySlot: ...
 
@@ -99,7 +99,9 @@ class Session:
     # what the dispatcher and handlers call
 
     def reply(self, rid: RequestId, result: Reply) -> None:
-        self._outbox.put(self.dialect.reply(rid, result))
+        """A join's reply holds the room's history: the room's next events must not pass it."""
+        barrier = isinstance(result, JoinReply)
+        self._outbox.put(self.dialect.reply(rid, result), barrier=barrier)
 
     def refuse(self, rid: RequestId, error: ChatError) -> None:
         self._outbox.put(self.dialect.refusal(rid, error))

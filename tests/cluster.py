@@ -324,10 +324,11 @@ def _difference(who: str, got: list[int], expected: list[int]) -> str:
     missing = sorted(set(expected) - set(got))
     extra = sorted(set(got) - set(expected))
     twice = sorted({i for i in got if got.count(i) > 1})
-    ordered = got == sorted(got)
+    inversions = [n for n in range(1, len(got)) if got[n] < got[n - 1]]
+    around = got[max(0, inversions[0] - 3) : inversions[0] + 3] if inversions else []
     return (
         f"{who}: {len(got)} ids, {len(expected)} expected; missing {missing[:10]},"
-        f" not stored {extra[:10]}, twice {twice[:10]}, ascending {ordered}"
+        f" not stored {extra[:10]}, twice {twice[:10]}, out of order {around}"
     )
 
 

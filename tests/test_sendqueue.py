@@ -57,14 +57,43 @@ def test_replies_wait_for_their_slot_and_events_may_pass_it(pair):
     assert read_until(theirs, b"after the slot\n") == b"slot reply\nreply after the slot\n"
 
 
-def test_an_event_never_passes_a_reply_already_due(pair):
+def test_an_event_never_passes_a_join_reply(pair):
+    """The room's next events follow the history a join's reply holds."""
     ours, theirs = pair
     queue, _stopped = make_queue(ours)
     first = queue.reserve()
-    queue.put(b"join reply\n")
+    queue.put(b"join reply\n", barrier=True)
     queue.put(b"event\n", event=True)
     queue.fill([(first, b"first\n")])
     assert read_until(theirs, b"event\n") == b"first\njoin reply\nevent\n"
+
+
+def test_an_event_passes_every_waiting_slot_and_the_replies_behind_them(pair):
+    """A sender with a pong between two sends still sees ids ascending: the event of an
+    earlier batch goes before both sends' replies, pong or not."""
+    ours, theirs = pair
+    queue, _stopped = make_queue(ours)
+    send_5, send_6 = queue.reserve(), queue.reserve()
+    queue.put(b"pong\n")
+    send_7 = queue.reserve()
+    queue.put(b"event 4\n", event=True)
+    assert read_until(theirs, b"event 4\n") == b"event 4\n"
+    queue.put(b"event 4b\n", event=True)
+    assert read_until(theirs, b"event 4b\n") == b"event 4b\n"
+    queue.fill([(send_5, b"5\n"), (send_6, b"6\n"), (send_7, b"7\n")])
+    assert read_until(theirs, b"7\n") == b"5\n6\npong\n7\n"
+
+
+def test_events_keep_their_order_behind_a_barrier(pair):
+    ours, theirs = pair
+    queue, _stopped = make_queue(ours)
+    first = queue.reserve()
+    queue.put(b"join reply\n", barrier=True)
+    later = queue.reserve()
+    queue.put(b"event 1\n", event=True)
+    queue.put(b"event 2\n", event=True)
+    queue.fill([(first, b"first\n"), (later, b"later\n")])
+    assert read_until(theirs, b"later\n") == (b"first\njoin reply\nevent 1\nevent 2\nlater\n")
 
 
 def test_a_batch_meets_its_own_replies_in_id_order(pair):
