@@ -1,15 +1,21 @@
-"""Attachment bytes: a content-addressed directory, one file per distinct sha256.
+"""Attachment bytes, by content: a directory on a single server, the database in a cluster.
 
-Why files and not database rows: a 25 MiB attachment in SQLite would pass
-through the WAL and bloat every backup of the chat history, and chunked reads
-of a file are cheap with no transaction held. Naming each file by its sha256
-stores the same content once, however often it is shared. The database keeps
-the metadata and which message announced it.
+A single server keeps a content-addressed directory, one file per distinct
+sha256. Why files and not database rows: a 25 MiB attachment in SQLite would
+pass through the WAL and bloat every backup of the chat history, and chunked
+reads of a file are cheap with no transaction held. Naming each file by its
+sha256 stores the same content once, however often it is shared. The
+database keeps the metadata and which message announced it.
 
-Uploads arrive in `incoming/` and are renamed into place only once complete
-and verified, after an fsync, so a crash never leaves a partial file under a
-content name; whatever `incoming/` holds at start-up is a crash leftover and
-is removed.
+A cluster's nodes share no disk, so there the bytes go into the database
+(chatd/store/blobs.py): an attachment uploaded through one node downloads
+through any other, and PostgreSQL's backups hold them with the messages.
+
+Either way uploads arrive in a local `incoming/` directory and are stored
+only once complete and verified (after an fsync, renamed into place, or
+copied into the database in one transaction), so a crash never leaves a
+partial file under a content name; whatever `incoming/` holds at start-up
+is a crash leftover and is removed.
 """
 
 from __future__ import annotations
@@ -17,12 +23,32 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from chatd.permissions import PRIVATE_DIR_MODE, make_private_dir
 
 
-class BlobStore:
+class Blobs(Protocol):
+    root: Path  # the local directory: uploads in progress, and the bytes on a single server
+
+    def open_incoming(self) -> tuple[Path, BinaryIO]: ...
+
+    def keep(self, incoming: Path, sha256: str) -> None:
+        """Make a complete, verified upload durable under its content name."""
+        ...
+
+    def read(self, sha256: str, offset: int, size: int) -> bytes: ...
+
+
+class BlobRowStore(Protocol):
+    def keep_blob(self, sha256: str, source: BinaryIO, size: int) -> None: ...
+
+    def read_blob(self, sha256: str, offset: int, size: int) -> bytes: ...
+
+
+class _Incoming:
+    """The local directory of uploads in progress, emptied at start."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.incoming = root / "incoming"
@@ -31,17 +57,18 @@ class BlobStore:
         for leftover in self.incoming.iterdir():
             leftover.unlink(missing_ok=True)
 
-    def path_for(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256
-
     def open_incoming(self) -> tuple[Path, BinaryIO]:
         """A fresh private file for an upload in progress."""
         path = self.incoming / secrets.token_hex(16)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         return path, os.fdopen(descriptor, "wb")
 
+
+class DirectoryBlobs(_Incoming):
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
     def keep(self, incoming: Path, sha256: str) -> None:
-        """Make a complete, verified upload durable under its content name."""
         target = self.path_for(sha256)
         if target.exists():
             incoming.unlink(missing_ok=True)
@@ -56,6 +83,22 @@ class BlobStore:
         with open(self.path_for(sha256), "rb") as blob:
             blob.seek(offset)
             return blob.read(size)
+
+
+class DatabaseBlobs(_Incoming):
+    def __init__(self, root: Path, rows: BlobRowStore) -> None:
+        super().__init__(root)
+        self._rows = rows
+
+    def keep(self, incoming: Path, sha256: str) -> None:
+        try:
+            with open(incoming, "rb") as upload:
+                self._rows.keep_blob(sha256, upload, os.fstat(upload.fileno()).st_size)
+        finally:
+            incoming.unlink(missing_ok=True)
+
+    def read(self, sha256: str, offset: int, size: int) -> bytes:
+        return self._rows.read_blob(sha256, offset, size)
 
 
 def _fsync_directory(path: Path) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -183,3 +184,17 @@ class RoomChange(Base):
     username: Mapped[str] = mapped_column(String(32))
     topic: Mapped[str | None] = mapped_column(String(300))
     ts_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class BlobChunk(Base):
+    """A piece of an attachment's bytes, for a cluster: every node reads them here.
+
+    Chunked so that neither a write nor a `fetch` moves a whole 25 MiB
+    value through one statement; keyed by content like the directory store.
+    """
+
+    __tablename__ = "blob_chunks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatd.blobs import BlobStore
+from chatd.blobs import Blobs, DatabaseBlobs, DirectoryBlobs
 from chatd.bus import Bus, LocalBus
 from chatd.config import ServerConfig
 from chatd.db import default_files_dir
@@ -76,7 +76,7 @@ class Services:
     hub: Hub
     hasher: PasswordHasher
     limits: Limits
-    blobs: BlobStore
+    blobs: Blobs
     uploads: Uploads
     writer: MessageWriter
     fanout: Fanout
@@ -124,7 +124,7 @@ class Services:
             hub,
             PasswordHasher(config.bcrypt_rounds),
             Limits.from_config(config, clock, throttles),
-            BlobStore(files),
+            DatabaseBlobs(files, store) if config.bus else DirectoryBlobs(files),
             Uploads(),
             MessageWriter(store, sequencer, bus, node),
             fanout,

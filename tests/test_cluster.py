@@ -7,6 +7,7 @@ checks what every member was sent against what PostgreSQL holds.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,3 +330,17 @@ def db_texts(db: Database) -> list[str]:
 
     with db.engine.connect() as connection:
         return [row[0] for row in connection.execute(text("SELECT text FROM messages"))]
+
+
+def test_a_file_uploaded_through_one_node_downloads_through_another(nodes: Nodes) -> None:
+    from test_files_e2e import download, upload
+
+    a, b = nodes.start("a"), nodes.start("b")
+    alice, bob = Member(a, "alice"), Member(b, "bob")
+    alice.client.ok("join", room="general")
+    bob.client.ok("join", room="general")
+    data = os.urandom(300_000)
+    message = upload(alice.client, data, name="notes.bin", room="general")
+    event = bob.client.next_event("message")
+    assert event["file"] == message["file"]
+    assert download(bob.client, message["file"]["id"]) == data

@@ -18,7 +18,7 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from chatd.blobs import BlobStore
+from chatd.blobs import DirectoryBlobs
 from chatd.diskspace import is_storage_full
 
 # why: PostgreSQL has no per-connection size cap to stand in for a full disk.
@@ -98,13 +98,13 @@ def test_an_upload_that_finds_the_disk_full_is_dropped_with_storage_full(
     opened: list = []
 
     def open_full(self):
-        path, handle = BlobStore.open_incoming.__wrapped__(self)
+        path, handle = DirectoryBlobs.open_incoming.__wrapped__(self)
         handle.close()
         opened.append(path)
         return path, io.BufferedWriter(_FullDisk(), buffer_size=16)
 
-    open_full.__wrapped__ = BlobStore.open_incoming
-    monkeypatch.setattr(BlobStore, "open_incoming", open_full)
+    open_full.__wrapped__ = DirectoryBlobs.open_incoming
+    monkeypatch.setattr(DirectoryBlobs, "open_incoming", open_full)
     data = b"0123456789" * 10
     token = alice.ok(
         "upload", room="general", name="f", size=len(data), sha256=hashlib.sha256(data).hexdigest()

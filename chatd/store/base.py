@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, Table, select
 
 from chatd.db import WRITE_OPTION, create_db_engine
 from chatd.diskspace import DiskAlarm, is_storage_full
-from chatd.models import File, LogHead, Membership, Room, RoomChange, User
+from chatd.models import BlobChunk, File, LogHead, Membership, Room, RoomChange, User
 from chatd.models import Message as MessageRow
 from chatd.names import format_ts
 from chatd.records import (
@@ -29,6 +29,7 @@ messages = cast(Table, MessageRow.__table__)
 files = cast(Table, File.__table__)
 log_head = cast(Table, LogHead.__table__)
 room_changes = cast(Table, RoomChange.__table__)
+blob_chunks = cast(Table, BlobChunk.__table__)
 recipients = users.alias("recipients")
 
 
