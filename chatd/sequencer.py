@@ -71,6 +71,7 @@ class Sequencer:
         self._lagging_head: int | None = None  # the head the last position check found ahead
         self._wake = threading.Event()  # a gap opened, or a resync was asked for
         self._resync = False
+        self._next_check = clock() + CHECK_INTERVAL  # the next position check, repair thread's
 
     @property
     def delivered(self) -> int:
@@ -139,22 +140,25 @@ class Sequencer:
 
     def repair_until(self, stopped: threading.Event) -> None:
         """Fill gaps and catch up until `stopped` is set; the repair thread's body."""
-        next_check = self._clock() + CHECK_INTERVAL
         while not stopped.is_set():
-            self._wake.wait(self._wait(next_check))
+            self._wake.wait(self._wait())
             self._wake.clear()
             try:
-                if self._resync:
-                    self._resync = False
-                    self._read_back(to_head=True)
-                if self._gap_is_old():
-                    self._read_back(to_head=False)
-                if self._clock() >= next_check:
-                    next_check = self._clock() + CHECK_INTERVAL
-                    self.check_position()
+                self.repair()
             except Exception:
                 log.exception("catching up from the database failed; trying again")
                 stopped.wait(CHECK_INTERVAL)
+
+    def repair(self) -> None:
+        """One round: a resync asked for, a gap waited on for HOLD, a position check due."""
+        if self._resync:
+            self._resync = False
+            self._read_back(to_head=True)
+        if self._gap_is_old():
+            self._read_back(to_head=False)
+        if self._clock() >= self._next_check:
+            self._next_check = self._clock() + CHECK_INTERVAL
+            self.check_position()
 
     def check_position(self) -> None:
         """Compare with the log's head; read back when two checks in a row found this node behind.
@@ -175,8 +179,8 @@ class Sequencer:
             self._read_back(to_head=True)
             self._lagging_head = None
 
-    def _wait(self, next_check: float) -> float:
-        deadline = next_check
+    def _wait(self) -> float:
+        deadline = self._next_check
         since = self._gap_since
         if since is not None:
             deadline = min(deadline, since + HOLD)
