@@ -163,6 +163,9 @@ def test_init_db_twice_then_serve_refuses_an_outdated_database(env, tmp_path, ca
         (["serve", "--history-size", "0"], {}, "--history-size"),
         (["serve"], {"CHATD_PORT": "seven"}, "CHATD_PORT"),
         (["serve", "--log-level", "loud"], {}, "--log-level"),
+        (["serve", "--bus", "redis://127.0.0.1:1/0"], {}, "--bus needs a PostgreSQL database"),
+        (["serve"], {"CHATD_BUS": "redis://127.0.0.1:1/0"}, "--bus needs a PostgreSQL"),
+        (["serve", "--bus", "http://cache"], {}, "--bus must be a Redis URL"),
     ],
 )
 def test_bad_settings_are_one_line_and_status_2(env, capsys, argv, environ_extra, says):

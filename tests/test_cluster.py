@@ -8,12 +8,16 @@ checks what every member was sent against what PostgreSQL holds.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cluster import (
+    PASSWORD,
     Database,
     Load,
     Member,
@@ -27,6 +31,7 @@ from cluster import (
 )
 from postgres import PostgresCluster
 from redis_server import RedisServer
+from wire import WireClient
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -344,3 +349,86 @@ def test_a_file_uploaded_through_one_node_downloads_through_another(nodes: Nodes
     event = bob.client.next_event("message")
     assert event["file"] == message["file"]
     assert download(bob.client, message["file"]["id"]) == data
+
+
+def test_failed_logins_count_on_every_node(nodes: Nodes) -> None:
+    """A second node is not a second budget for guessing a password."""
+    a = nodes.start("a", "--login-failures=2")
+    b = nodes.start("b", "--login-failures=2")
+    Member(a, "bob").close()
+    guesser = WireClient(a.address)
+    for _ in range(2):
+        assert (
+            guesser.error("login", username="bob", password="wrong guess") == "invalid_credentials"
+        )
+    elsewhere = WireClient(b.address)
+    assert elsewhere.error("login", username="bob", password=PASSWORD) == "rate_limited"
+
+
+def test_through_haproxy(nodes: Nodes, tmp_path: Path) -> None:
+    """docs/cluster.md's haproxy setting in front of two nodes: clients see one server."""
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    if haproxy is None:
+        if os.environ.get("CI"):
+            pytest.fail("haproxy not found (CI is set: install haproxy)")
+        pytest.skip("haproxy not found; install haproxy")
+    a, b = nodes.start("a"), nodes.start("b")
+    port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        HAPROXY_CONFIG.format(port=port, a=a.port, b=b.port, pid=tmp_path / "haproxy.pid")
+    )
+    proxy = subprocess.Popen(
+        [haproxy, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_until(lambda: can_connect(port), 10, "haproxy listens")
+        front = nodes.started[0]
+        via = [Member(front, f"user{n}") for n in range(4)]
+        for member in via:
+            member.close()
+        clients = []
+        for n in range(4):
+            client = WireClient(("127.0.0.1", port))
+            client.ok("login", username=f"user{n}", password=PASSWORD)
+            client.ok("join", room="general")
+            clients.append(client)
+        assert {client.welcome["node"] for client in clients} == {"a", "b"}  # leastconn
+        sent = clients[0].ok("send", room="general", text="through the proxy")["message"]
+        for client in clients[1:]:
+            assert client.next_event("message")["id"] == sent["id"]
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+
+
+HAPROXY_CONFIG = """\
+global
+    pidfile {pid}
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend chat
+    bind 127.0.0.1:{port}
+    default_backend nodes
+backend nodes
+    balance leastconn
+    server a 127.0.0.1:{a} check
+    server b 127.0.0.1:{b} check
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def can_connect(port: int) -> bool:
+    try:
+        WireClient(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
