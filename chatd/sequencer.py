@@ -12,7 +12,7 @@ so what has not come after HOLD seconds is read back from the database
 
 On a single server the writer hands its batches over in order and nothing
 else arrives, so each is delivered at once, on the writer's thread, and the
-repair thread is never started.
+repair thread only checks the head once a second.
 
 Locks, in the order they are taken: `writing` (the writer holds it from
 before its commit until the batch is handed over, so a read-back never
@@ -172,7 +172,7 @@ class Sequencer:
         lagging, self._lagging_head = self._lagging_head, (head if behind else None)
         if lagging is not None and self.delivered < lagging:
             log.warning(
-                "the bus fell behind the database (delivered %d, head %d): reading back",
+                "batches committed elsewhere did not come (delivered %d, head %d): reading back",
                 self.delivered,
                 head,
             )

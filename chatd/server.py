@@ -68,15 +68,12 @@ class Server:
         services = self.services
         services.writer.start()
         services.bus.start(services.sequencer, services.hub)
+        # why: also on a single server: another one on the same database (a mistake) then
+        # delays its clients' messages by a second or two instead of stalling them for good.
+        self._thread(functools.partial(services.sequencer.repair_until, self._stopped), "repair")
         if services.clustered:
-            self._thread(
-                functools.partial(services.sequencer.repair_until, self._stopped), "repair"
-            )
-            log.info(
-                "node %s of a cluster on %s",
-                self.config.node_name,
-                without_password(self.config.bus),
-            )
+            bus = without_password(self.config.bus)
+            log.info("node %s of a cluster on %s", self.config.node_name, bus)
         self._parking.start()
         for listener in self._listeners:
             self._thread(functools.partial(self._accept_loop, listener), "accept")

@@ -471,3 +471,17 @@ def test_requests_in_flight_when_the_server_stops_do_not_cost_the_shutdown_event
     client.close()
     stop.join(timeout=20)
     assert frames and frames[-1].get("event") == "shutdown", frames[-3:]
+
+
+def test_two_servers_on_one_database_without_a_bus_still_deliver(start_server, connect):
+    """A mistake, not a cluster: each server reads the other's messages back from the
+    database a second or two late instead of stalling its own clients."""
+    first, second = start_server(), start_server()
+    alice = connect("alice", address=first.address)
+    bob = connect("bob", address=second.address)
+    alice.ok("join", room="general")
+    bob.ok("join", room="general")
+    sent = alice.ok("send", room="general", text="across")["message"]
+    assert bob.next_event("message", timeout=10)["id"] == sent["id"]
+    reply = bob.ok("send", room="general", text="and back")["message"]
+    assert alice.next_event("message", timeout=10)["id"] == reply["id"]
