@@ -353,14 +353,25 @@ def unacknowledged_lost(members: Iterable[Member], db: Database) -> list[int]:
 
 
 class Load:
-    """Members sending to a room (and direct messages) in the background, paced and bounded."""
+    """Members sending in the background, paced and bounded in count and time.
+
+    Each round, every sender still connected sends one message to `room`,
+    and each (one, other) of `dm_pairs` one direct message each way.
+    """
 
     def __init__(
-        self, senders: list[Member], room: str, *, rate: float = 100.0, limit: int = 3000
+        self,
+        senders: list[Member],
+        room: str,
+        *,
+        rate: float = 100.0,
+        limit: int = 3000,
+        dm_pairs: list[tuple[Member, Member]] = (),  # type: ignore[assignment]
     ) -> None:
         self._senders = senders
         self._room = room
-        self._interval = len(senders) / rate
+        self._dm_pairs = list(dm_pairs)
+        self._interval = (len(senders) + 2 * len(self._dm_pairs)) / rate
         self._limit = limit
         self._stop = threading.Event()
         self.sent = 0
@@ -381,4 +392,9 @@ class Load:
                 if not member.closed:
                     member.send(self._room, f"m{next(counter)} from {member.username}")
                     self.sent += 1
+            for one, other in self._dm_pairs:
+                for sender, peer in ((one, other), (other, one)):
+                    if not sender.closed:
+                        sender.dm(peer.username, f"d{next(counter)} to {peer.username}")
+                        self.sent += 1
             self._stop.wait(self._interval)

@@ -257,13 +257,34 @@ def test_subscribers_killed(
 def test_redis_restarted(
     two_nodes: tuple[Node, Node], clean_redis: RedisServer, db: Database
 ) -> None:
+    """Direct messages between the nodes too: they are in the same log."""
     members = busy_room(*two_nodes)
-    with Load(members, "general", rate=100):
+    alice, bob = members[0], members[1]
+    with Load(members, "general", rate=100, dm_pairs=[(alice, bob)]):
         time.sleep(1)
         clean_redis.restart()
         ended = time.monotonic()
         time.sleep(1)
     settle(members, db, ended, "Redis restarted")
+    converge(lambda: dm_problems(alice, bob, db), CONVERGENCE_LIMIT, "direct messages")
+    assert len(db.dm_ids("alice", "bob")) > 50
+
+
+def test_joins_across_nodes_under_load(two_nodes: tuple[Node, Node], db: Database) -> None:
+    """A join's history meets the events after it exactly, whichever node the senders use."""
+    a, b = two_nodes
+    members = busy_room(a, b)
+    joiners = []
+    with Load(members, "general", rate=150):
+        for n in range(6):
+            time.sleep(0.3)
+            joiner = Member((a, b)[n % 2], f"late{n}")
+            joiner.join("general")
+            joiner.start_recording()
+            joiners.append(joiner)
+        ended = time.monotonic()
+    settle(members + joiners, db, ended, "joins under load")
+    assert all(joiner.start_after for joiner in joiners)
 
 
 def test_subscriber_cut_for_its_output_buffer(
