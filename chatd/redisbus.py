@@ -25,10 +25,12 @@ import secrets
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
 
 import msgspec
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from chatd.bus import (
     AnyFrame,
@@ -68,7 +70,7 @@ def channel_for(url: str) -> str:
 
 
 class RedisBus:
-    def __init__(self, url: str, node: str, *, clock: Any = time.monotonic) -> None:
+    def __init__(self, url: str, node: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
         self.instance = f"{node}/{secrets.token_hex(4)}"
         self._url = url
@@ -155,7 +157,8 @@ class RedisBus:
             if beat:
                 next_beat = self._clock() + HEARTBEAT_INTERVAL
             try:
-                self._send(client, frames, rewrite, version if beat else None)
+                # why: a rewrite drops the changes it holds; a heartbeat tells the others now
+                self._send(client, frames, rewrite, version if beat or rewrite else None)
             except redis.RedisError as error:
                 if not self._failing:
                     log.warning("the bus is unreachable (%s): other nodes catch up later", error)
@@ -210,8 +213,9 @@ class RedisBus:
 
     def _receive_loop(self) -> None:
         failing = False
+        client = self._client()
         while not self._stopped.is_set():
-            pubsub = self._client().pubsub()  # type: ignore[no-untyped-call]
+            pubsub = client.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(self._channel)
                 self._receive(pubsub)
@@ -224,6 +228,7 @@ class RedisBus:
             finally:
                 pubsub.close()
             self._stopped.wait(RETRY_DELAY)
+        client.close()
 
     def _receive(self, pubsub: redis.client.PubSub) -> None:
         assert self._receiver is not None and self._tracker is not None
@@ -272,8 +277,12 @@ class RedisBus:
         return version, {user.decode() for user in stored}
 
     def _client(self) -> redis.Redis:
+        """A client that fails at once: each thread here has its own way of trying again."""
         return redis.Redis.from_url(
-            self._url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+            self._url,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
         )
 
 
