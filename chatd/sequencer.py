@@ -136,7 +136,7 @@ class Sequencer:
         self._next = batch.last + 1
         self._fanout.deliver(entries, posts)
 
-    # repair (the repair thread, in cluster mode)
+    # repair (the repair thread)
 
     def repair_until(self, stopped: threading.Event) -> None:
         """Fill gaps and catch up until `stopped` is set; the repair thread's body."""
