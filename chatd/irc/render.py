@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from msgspec import UnsetType
 
 from chatd.events import AnyEvent, ErrorEvent, Joined, Parted, Shutdown, TopicChanged
+from chatd.irc.away import AwayChanged
 from chatd.irc.caps import Flags
 from chatd.irc.codec import MAX_LINE_BYTES, encode_line, escape_value
 from chatd.irc.names import GUEST_PREFIX, channel_of, msgid_of, nick_of
@@ -80,6 +81,9 @@ class Renderer:
             return encode_line("ERROR", [f"Closing link: {event.message}"])
         if isinstance(event, Shutdown):
             return encode_line("ERROR", [f"Closing link: {event.reason}"])
+        if isinstance(event, AwayChanged):
+            params = [event.message] if event.message else []
+            return encode_line("AWAY", params, self.source(event.user))
         return b""
 
     def message(self, message: Message, flags: Flags, verb: str = "PRIVMSG") -> bytes:
