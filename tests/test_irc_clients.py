@@ -184,7 +184,7 @@ def test_irssi_logs_in_by_pass_and_chats_both_ways(start_irc, tmp_path):
             str(port),
             "-w",
             f"irssi-user:{SECRET}",
-        ],  # fmt: skip
+        ],
         env={**os.environ, "TERM": "xterm"},
         dimensions=(50, 200),
         timeout=CLIENT_WAIT,
