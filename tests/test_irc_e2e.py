@@ -100,6 +100,7 @@ def test_memberships_are_joined_on_registration(irc_server):
     json.ok("join", room="random")
     json.ok("topic", room="random", topic="anything goes")
     lines = irc_server.irc("frank").welcome
+    assert verbs(lines).index("376") < verbs(lines).index("JOIN")  # registered, then joined
     joins = [line.params[0] for line in lines if line.verb == "JOIN"]
     assert joins == ["#general", "#random"]
     assert any(line.verb == "332" and line.params[2] == "anything goes" for line in lines)

@@ -1,7 +1,7 @@
 """The IRC dialect: chatd's rooms, direct messages and history for IRC clients.
 
 A listener of its own (--irc-port, --irc-tls-port) gives each connection an
-`IrcConversation`: lines are read with the pure codec (chatd/irc/codec.py),
+`Conversation` (chatd/irc/conversation.py): lines are read with the pure codec (chatd/irc/codec.py),
 each command is found in one table (chatd/irc/commands.py) that checks its
 parameters and whether it may come before registration, and commands that
 mean a chatd op dispatch its typed request through the same handlers as the
@@ -12,31 +12,23 @@ events themselves are rendered once per capability set and shared.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from chatd.config import ServerConfig
 from chatd.dialects import Kick
 from chatd.errors import ChatError, ErrorCode
-from chatd.irc import numerics as n
 from chatd.irc.away import AwayBook
 from chatd.irc.client import KEY, ClientDialect, ClosingLines
-from chatd.irc.codec import LineDecoder, TooLong, parse
 from chatd.irc.commands import COMMANDS
 from chatd.irc.conversation import Conversation
 from chatd.irc.render import Renderer
 from chatd.irc.state import State
 from chatd.outgoing import Bundle, Outgoing
-from chatd.ratelimit import Clock, TokenBucket
+from chatd.ratelimit import Clock
 from chatd.replies import Reply
 from chatd.requests import RequestId
 from chatd.session import Session
 from chatd.store import Store
-
-log = logging.getLogger(__name__)
-
-# why: as the JSON dialect: an occasional bad line is forgiven, one per this many seconds.
-BAD_LINE_REFILL_SECONDS = 10.0
 
 
 class MsgidPrefix:
@@ -101,77 +93,10 @@ class IrcDialect:
 
     def converse(
         self, session: Session, kick: Kick, stopping: Callable[[], bool], clock: Clock
-    ) -> IrcConversation:
+    ) -> Conversation:
+        """A new connection's conversation; its session speaks a ClientDialect of its own."""
         self.msgid_prefix.store = session.services.store
         state = State(self.renderer)
         dialect = ClientDialect(state, session.services, self._closing)
         session.dialect = dialect
-        return IrcConversation(session, state, dialect, self.away, kick, stopping, clock)
-
-
-class IrcConversation(Conversation):
-    """One connection's lines: split, parsed, and each command run from the table."""
-
-    def __init__(
-        self,
-        session: Session,
-        state: State,
-        dialect: ClientDialect,
-        away: AwayBook,
-        kick: Kick,
-        stopping: Callable[[], bool],
-        clock: Clock,
-    ) -> None:
-        super().__init__(session, state, dialect, away, kick, stopping)
-        self._decoder = LineDecoder()
-        limit = session.services.config.max_bad_frames
-        self._bad_lines = TokenBucket(1 / BAD_LINE_REFILL_SECONDS if limit else 0, limit, clock)
-
-    def received(self, data: bytes) -> bool:
-        for item in self._decoder.feed(data):
-            if self._stopping() or not self._handle(item):
-                return False
-        return True
-
-    def _handle(self, item: bytes | TooLong) -> bool:
-        """Answer one line; False when the connection should stop reading."""
-        if isinstance(item, TooLong):
-            self.session.say(
-                self.renderer.numeric(
-                    n.ERR_INPUTTOOLONG, self.state.nick, "Input line was too long"
-                )
-            )
-            return self._bad_line()
-        line = parse(item)
-        if line is None:
-            return self._bad_line()
-        verb = line.verb.upper()
-        command = COMMANDS.get(verb)
-        self.begin(line)
-        try:
-            if command is None:
-                self.numeric(n.ERR_UNKNOWNCOMMAND, line.verb[:32], "Unknown command")
-                bad = True
-            elif not command.before_registration and not self.state.registered:
-                self.numeric(n.ERR_NOTREGISTERED, "You have not registered")
-                bad = False
-            elif len(line.params) < command.min_params:
-                self.numeric(n.ERR_NEEDMOREPARAMS, verb, "Not enough parameters")
-                bad = False
-            else:
-                command.run(self, line)
-                bad = False
-        except Exception:
-            log.exception("%s: internal error in IRC command %s", self.session.peer, verb)
-            self.numeric(n.ERR_UNKNOWNERROR, verb, "internal server error")
-            bad = False
-        self.end()
-        if self.closing or self.session.quitting:
-            return False
-        return not bad or self._bad_line()
-
-    def _bad_line(self) -> bool:
-        if self._bad_lines.take():
-            self.close(ErrorCode.TOO_MANY_ERRORS, "too many bad lines")
-            return False
-        return True
+        return Conversation(session, state, dialect, self.away, kick, stopping, clock, COMMANDS)

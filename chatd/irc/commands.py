@@ -9,15 +9,12 @@ chatd op build its typed request and dispatch it through chatd's handlers
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from chatd.fanout import to_peers
 from chatd.irc import history, registration
 from chatd.irc import numerics as n
 from chatd.irc.away import AWAYLEN, AwayChanged
 from chatd.irc.codec import Line
-from chatd.irc.conversation import Conversation
+from chatd.irc.conversation import Command, Conversation
 from chatd.irc.names import channel_of, nick_of, room_of, username_of
 from chatd.irc.replies import topic_lines
 from chatd.irc.state import Pending
@@ -43,12 +40,19 @@ def quit_(conv: Conversation, line: Line) -> None:
     conv.request(Quit, Pending("QUIT", target=strip_formatting(reason)))
 
 
+def _targets(conv: Conversation, text: str, most: int = 0) -> list[str]:
+    """The comma-separated targets of a command; several ones answer in a labeled batch."""
+    targets = [name for name in text.split(",") if name]
+    if most:
+        targets = targets[:most]
+    if len(targets) > 1:
+        conv.several()
+    return targets
+
+
 def join(conv: Conversation, line: Line) -> None:
     """JOIN #a,#b [keys] -> JOIN, topic, names (and recent history) for each new one."""
-    channels = [name for name in line.params[0].split(",") if name]
-    if len(channels) > 1:
-        conv.several()
-    for channel in channels:
+    for channel in _targets(conv, line.params[0]):
         room = room_of(channel)
         if room is None:
             conv.numeric(n.ERR_NOSUCHCHANNEL, channel, "No such channel: a room is #a-z0-9_-")
@@ -58,11 +62,8 @@ def join(conv: Conversation, line: Line) -> None:
 
 def part(conv: Conversation, line: Line) -> None:
     """PART #a,#b [reason] -> PART: leaves the room for good (chatd membership is stored)."""
-    channels = [name for name in line.params[0].split(",") if name]
     reason = strip_formatting(line.params[1]) if len(line.params) > 1 else ""
-    if len(channels) > 1:
-        conv.several()
-    for channel in channels:
+    for channel in _targets(conv, line.params[0]):
         room = room_of(channel)
         if room is None:
             conv.numeric(n.ERR_NOSUCHCHANNEL, channel, "No such channel")
@@ -101,10 +102,7 @@ def _message(conv: Conversation, line: Line, verb: str) -> None:
         if not quiet:
             conv.numeric(n.ERR_NOTEXTTOSEND, "No text to send")
         return
-    targets = [target for target in line.params[0].split(",") if target][:MAX_TARGETS]
-    if len(targets) > 1:
-        conv.several()
-    for target in targets:
+    for target in _targets(conv, line.params[0], MAX_TARGETS):
         if not conv.paced():
             return
         if target.startswith("#"):
@@ -153,10 +151,7 @@ def names(conv: Conversation, line: Line) -> None:
     if not line.params:
         conv.numeric(n.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
-    channels = [name for name in line.params[0].split(",") if name]
-    if len(channels) > 1:
-        conv.several()
-    for channel in channels:
+    for channel in _targets(conv, line.params[0]):
         room = room_of(channel)
         if room is None:
             conv.numeric(n.RPL_ENDOFNAMES, channel, "End of /NAMES list")
@@ -289,13 +284,6 @@ def ison(conv: Conversation, line: Line) -> None:
 def motd(conv: Conversation, line: Line) -> None:
     """MOTD -> 375, 372..., 376."""
     registration.motd(conv)
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    run: Callable[[Conversation, Line], None]
-    min_params: int = 0
-    before_registration: bool = False
 
 
 COMMANDS: dict[str, Command] = {

@@ -11,30 +11,46 @@ for a command that makes several requests.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from chatd.commands import dispatch
 from chatd.dialects import Kick
 from chatd.errors import ErrorCode
 from chatd.handlers import HANDLERS
+from chatd.irc import numerics as n
 from chatd.irc.away import AwayBook
 from chatd.irc.client import ClientDialect
-from chatd.irc.codec import Line, escape_value
+from chatd.irc.codec import Line, LineDecoder, TooLong, escape_value, parse
 from chatd.irc.render import Renderer, add_tag, in_batch, labeled
 from chatd.irc.state import Pending, State
-from chatd.ratelimit import TokenBucket
+from chatd.ratelimit import Clock, TokenBucket
 from chatd.requests import Op
 from chatd.services import Services
 from chatd.session import Session
 
+log = logging.getLogger(__name__)
+
 # why: a paced sender waits this long at most at a time, so a stop is noticed soon.
 PACE_SLICE = 0.25
+# why: as the JSON dialect: an occasional bad line is forgiven, one per this many seconds.
+BAD_LINE_REFILL_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An IRC command: its function, the parameters it needs, whether it may come before 001."""
+
+    run: Callable[[Conversation, Line], None]
+    min_params: int = 0
+    before_registration: bool = False
 
 
 class Conversation:
-    """The state of one IRC connection's conversation and the helpers its commands share."""
+    """One IRC connection's lines, each run as a command of `commands`, and what commands share."""
 
     def __init__(
         self,
@@ -44,8 +60,14 @@ class Conversation:
         away: AwayBook,
         kick: Kick,
         stopping: Callable[[], bool],
+        clock: Clock,
+        commands: Mapping[str, Command],
     ) -> None:
         self.session = session
+        self._commands = commands
+        self._decoder = LineDecoder()
+        limit = session.services.config.max_bad_frames
+        self._bad_lines = TokenBucket(1 / BAD_LINE_REFILL_SECONDS if limit else 0, limit, clock)
         self.state = state
         self.dialect = dialect
         self.away = away
@@ -71,6 +93,54 @@ class Conversation:
         self._batch: str | None = None
         self._said: list[bytes] = []
         self._label_used = False  # a request's answer carries the label
+
+    # reading
+
+    def received(self, data: bytes) -> bool:
+        for item in self._decoder.feed(data):
+            if self._stopping() or not self._handle(item):
+                return False
+        return True
+
+    def _handle(self, item: bytes | TooLong) -> bool:
+        """Answer one line; False when the connection should stop reading."""
+        if isinstance(item, TooLong):
+            self.session.say(
+                self.renderer.numeric(
+                    n.ERR_INPUTTOOLONG, self.state.nick, "Input line was too long"
+                )
+            )
+            return self._bad_line()
+        line = parse(item)
+        if line is None:
+            return self._bad_line()
+        verb = line.verb.upper()
+        command = self._commands.get(verb)
+        self.begin(line)
+        bad = False
+        try:
+            if command is None:
+                self.numeric(n.ERR_UNKNOWNCOMMAND, line.verb[:32], "Unknown command")
+                bad = True
+            elif not command.before_registration and not self.state.registered:
+                self.numeric(n.ERR_NOTREGISTERED, "You have not registered")
+            elif len(line.params) < command.min_params:
+                self.numeric(n.ERR_NEEDMOREPARAMS, verb, "Not enough parameters")
+            else:
+                command.run(self, line)
+        except Exception:
+            log.exception("%s: internal error in IRC command %s", self.session.peer, verb)
+            self.numeric(n.ERR_UNKNOWNERROR, verb, "internal server error")
+        self.end()
+        if self.closing or self.session.quitting:
+            return False
+        return not bad or self._bad_line()
+
+    def _bad_line(self) -> bool:
+        if self._bad_lines.take():
+            self.close(ErrorCode.TOO_MANY_ERRORS, "too many bad lines")
+            return False
+        return True
 
     # a command's answer
 
@@ -117,7 +187,12 @@ class Conversation:
         """Dispatch the chatd request `kind(**args)`; its answer is rendered from `pending`."""
         if self._batch is not None:
             pending.batch = self._batch
-        elif self._label is not None and not self._label_used and not self._said:
+        elif self._said:  # what the command said so far goes first (001 before the joins)
+            self.session.say(b"".join(self._said))
+            self._said = []
+            self._label_used = True  # why: unlabeled now; a command that says and asks opens
+            # a batch first (several) when its label matters
+        elif self._label is not None and not self._label_used:
             pending.label = self._label
             self._label_used = True
         rid = self.state.expect(pending)

@@ -182,7 +182,8 @@ def _pass_login(conv: Conversation) -> bool:
     password = conv.password or ""
     conv.password = None
     name, colon, rest = password.partition(":")
-    if colon and is_valid_username(name) and _login_quietly(conv, name, rest):
+    # why: PASS-TRY: a failure says nothing yet, as the other form may follow
+    if colon and is_valid_username(name) and _login(conv, name, rest, "PASS-TRY"):
         return True
     account = conv.user_name if conv.user_name and is_valid_username(conv.user_name) else None
     account = account or username_of(conv.requested_nick or "")
@@ -190,16 +191,6 @@ def _pass_login(conv: Conversation) -> bool:
         conv.numeric(n.ERR_PASSWDMISMATCH, "Password incorrect")
         return False
     return _login(conv, account, password, "PASS")
-
-
-def _login_quietly(conv: Conversation, username: str, password: str) -> bool:
-    """A login whose failure says nothing yet: another form of PASS may follow."""
-    conv.request(Login, Pending("PASS-TRY"), username=username, password=password)
-    user = conv.session.user
-    if user is None:
-        return False
-    conv.state.logged_in(user.username)
-    return True
 
 
 def try_register(conv: Conversation) -> None:
