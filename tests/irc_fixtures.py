@@ -23,6 +23,7 @@ class IrcServer:
     server: Server
     json_address: tuple[str, int]
     irc_address: tuple[str, int]
+    tls_address: tuple[str, int] | None = None
     clients: list[Any] = field(default_factory=list)
     accounts: set[str] = field(default_factory=set)
 
@@ -63,7 +64,8 @@ def start_irc(make_config: Callable[..., ServerConfig]) -> Iterator[Callable[...
         listeners = open_listeners(config)
         server = Server(config, listeners=listeners)
         server.start()
-        irc = IrcServer(server, listeners[0].address, listeners[1].address)
+        tls = listeners[2].address if len(listeners) > 2 else None
+        irc = IrcServer(server, listeners[0].address, listeners[1].address, tls)
         made.append(irc)
         return irc
 

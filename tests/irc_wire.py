@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
@@ -17,8 +18,14 @@ class IrcClosed(ConnectionError):
 
 
 class IrcWire:
-    def __init__(self, address: tuple[str, int], timeout: float = READ_TIMEOUT) -> None:
-        self.sock = socket.create_connection(address, timeout=timeout)
+    def __init__(
+        self,
+        address: tuple[str, int],
+        timeout: float = READ_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        sock = socket.create_connection(address, timeout=timeout)
+        self.sock = sock if tls is None else tls.wrap_socket(sock, server_hostname="localhost")
         self.timeout = timeout
         self._decoder = LineDecoder()
         self._lines: list[Line] = []

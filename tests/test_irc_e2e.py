@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import base64
+import os
 import random
+import re
+import ssl
 import string
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import PASSWORD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from irc_fixtures import SERVER_NAME
+from irc_wire import IrcWire
+
+from chatd.cli import _build_parser, server_config
+from chatd.config import UsageError
 
 pytestmark = pytest.mark.sqlite_only(
     "the dialect is the same on every database; test_irc_history runs its reads on both"
@@ -428,3 +438,65 @@ def test_random_lines_never_crash_or_hang_the_gateway(irc_server, lines):
         assert answered == [] or answered[-1].verb == "ERROR"
     assert "400" not in verbs(answered), "an internal error"
     client.close()
+
+
+# running it
+
+
+def test_irc_over_tls_on_its_own_port(start_irc, tls_files, certificate_authority):
+    cert, key = tls_files
+    server = start_irc(tls_cert=cert, tls_key=key, irc_tls_port=0)
+    services = server.server.services  # chatd's own port speaks TLS too: make the account here
+    services.store.create_user("tia", services.hasher.hash(PASSWORD))
+    context = ssl.create_default_context()
+    certificate_authority.configure_trust(context)
+    assert server.tls_address is not None
+    client = IrcWire(server.tls_address, tls=context)
+    server.clients.append(client)
+    assert client.register("tia", PASSWORD)[0].verb in ("CAP", "900", "001")
+    assert client.nick == "tia"
+
+
+def test_the_irc_flags_are_checked_and_the_guest_switch_reads_the_environment():
+    with pytest.raises(UsageError, match="--irc-tls-port needs --tls-cert"):
+        server_config(_serve_args("--irc-tls-port", "6697"), {})
+    with pytest.raises(UsageError, match="--irc-port must be 0-65535"):
+        server_config(_serve_args("--irc-port", "70000"), {})
+    assert server_config(_serve_args("--irc-guests"), {}).irc_guests is True
+    assert server_config(_serve_args(), {"CHATD_IRC_GUESTS": "yes"}).irc_guests is True
+    assert server_config(_serve_args(), {"CHATD_IRC_GUESTS": "0"}).irc_guests is False
+    with pytest.raises(UsageError, match="CHATD_IRC_GUESTS"):
+        server_config(_serve_args(), {"CHATD_IRC_GUESTS": "maybe"})
+    config = server_config(_serve_args("--history-size", "30"), {})
+    assert (config.irc_port, config.replay_lines) == (-1, 30)
+
+
+def _serve_args(*flags):
+    return _build_parser().parse_args(["serve", "--db", "sqlite:////tmp/unused.db", *flags])
+
+
+def test_chatd_serve_logs_where_irc_listens(tmp_path):
+    command = [
+        str(Path(sys.executable).with_name("chatd")), "serve", "--port", "0", "--irc-port", "0",
+        "--db", f"sqlite:///{tmp_path / 'c.db'}", "--bcrypt-rounds", "4",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        port = None
+        for _ in range(200):
+            found = re.search(r"irc listening on 127\.0\.0\.1:(\d+)", process.stderr.readline())
+            if found:
+                port = int(found[1])
+                break
+        assert port is not None
+        client = IrcWire(("127.0.0.1", port))
+        client.send("PING :up")
+        assert client.expect("PONG").params[-1] == "up"
+        client.close()
+    finally:
+        process.terminate()
+        process.wait(20)
