@@ -25,6 +25,7 @@ class IrcWire:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         sock = socket.create_connection(address, timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock if tls is None else tls.wrap_socket(sock, server_hostname="localhost")
         self.timeout = timeout
         self._decoder = LineDecoder()
