@@ -208,6 +208,8 @@ class Conversation:
 
     def paced(self) -> bool:
         """Wait for a send token (flood control); False when the connection is stopping."""
+        if self.pace.rate <= 0:  # flood control off (--send-rate 0)
+            return True
         while (wait := self.pace.take()) > 0:
             if self._stopping():
                 return False

@@ -42,6 +42,8 @@ def ctcp_of(text: str) -> tuple[str, str] | None:
 
 def from_irc(text: str) -> str | None:
     """What chatd stores for an IRC message's text; None for a CTCP request that is no message."""
+    if text.isascii() and text.isprintable():
+        return text  # the common case: nothing to strip (one C call)
     ctcp = ctcp_of(text)
     if ctcp is not None:
         command, argument = ctcp
