@@ -500,3 +500,20 @@ def test_chatd_serve_logs_where_irc_listens(tmp_path):
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_a_direct_message_between_login_and_welcome_is_shown_after_it(irc_server):
+    irc_server.account("una")
+    sender = irc_server.json("vera")
+    client = irc_server.irc()
+    client.send("CAP LS 302", "NICK una", "USER una 0 * :U", "CAP REQ :sasl")
+    client.until(lambda line: line.verb == "CAP" and line.params[1] == "ACK")
+    client.send("AUTHENTICATE PLAIN")
+    client.expect("AUTHENTICATE")
+    client.send("AUTHENTICATE " + base64.b64encode(f"\0una\0{PASSWORD}".encode()).decode())
+    client.expect("903")
+    sender.ok("dm", to="una", text="are you there yet?")
+    client.send("CAP END")
+    lines = client.sync()
+    assert verbs(lines).index("376") < verbs(lines).index("PRIVMSG")
+    assert lines[verbs(lines).index("PRIVMSG")].params == ["una", "are you there yet?"]

@@ -45,7 +45,12 @@ class ClientDialect:
     def events(self, item: Outgoing | Bundle) -> bytes:
         state = self.state
         if not state.registered:
-            return b""  # why: nothing is shown before 001; the joins that follow replay it
+            # why: nothing is shown before 001; the joins that follow replay rooms, and a
+            # direct message waits for the welcome
+            if isinstance(item, Outgoing) and _is_direct(item) and state.keep_early(item):
+                return b""
+            if not state.registered:
+                return b""
         if isinstance(item, Bundle):
             first = item.items[0].event  # a room's share of a batch: its messages
             if not isinstance(first, Message) or first.room not in state.channels:
@@ -134,6 +139,11 @@ class ClientDialect:
 
     def shutdown(self, reason: str) -> bytes:
         return self._closing.shutdown(reason)
+
+
+def _is_direct(item: Outgoing) -> bool:
+    event = item.event
+    return isinstance(event, Message) and event.room is None
 
 
 class ClosingLines:

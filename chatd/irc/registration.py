@@ -247,7 +247,7 @@ def _guest_login(conv: Conversation) -> bool:
 def welcome(conv: Conversation) -> None:
     """001-005 and the MOTD: the client is registered from here on."""
     state, renderer, config = conv.state, conv.renderer, conv.config
-    state.registered = True
+    early = state.register()
     version = f"chatd-{__version__}"
     nick = state.nick
     conv.numeric(n.RPL_WELCOME, f"Welcome to the {config.irc_network} IRC network, {nick}")
@@ -256,6 +256,7 @@ def welcome(conv: Conversation) -> None:
     conv.numeric(n.RPL_MYINFO, renderer.server, version, "i", "b")
     conv.numeric(n.RPL_ISUPPORT, *caps.isupport(config.irc_network), "are supported by this server")
     motd(conv)
+    conv.reply(b"".join(conv.dialect.events(item) for item in early))
 
 
 def motd(conv: Conversation) -> None:

@@ -9,6 +9,7 @@ by single operations, which the GIL makes atomic; nothing here waits.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,9 @@ from chatd.irc.names import nick_of
 from chatd.irc.render import Renderer
 from chatd.outgoing import Outgoing
 from chatd.records import Message
+
+# why: a client that takes long between its login and CAP END must not grow this unbounded
+EARLY_MAX = 100
 
 
 @dataclass(slots=True)
@@ -50,6 +54,11 @@ class State:
         self.registered = False  # 001 is sent
         self.channels: set[str] = set()  # rooms this client has been shown a JOIN for
         self.rooms_at_login: list[str] = []
+        # direct messages that came between the login and 001, shown after the welcome;
+        # the lock makes "not registered yet, so keep it" and "registered, show what was
+        # kept" one step each, so none falls between
+        self._early: list[Outgoing] = []
+        self._early_lock = threading.Lock()
         self._pending: dict[int, Pending] = {}
         self._rids = itertools.count(1)
         self._batches = itertools.count(1)
@@ -70,6 +79,22 @@ class State:
             return item.encoded(key, lambda event: renderer.event(event, flags))
 
         return encode
+
+    def keep_early(self, item: Outgoing) -> bool:
+        """Keep a direct message for after 001; False when registered meanwhile (show it)."""
+        with self._early_lock:
+            if self.registered:
+                return False
+            if len(self._early) < EARLY_MAX:
+                self._early.append(item)
+            return True
+
+    def register(self) -> list[Outgoing]:
+        """The client is registered (001 is on its way): what was kept for it until now."""
+        with self._early_lock:
+            self.registered = True
+            early, self._early = self._early, []
+        return early
 
     def has(self, cap: str) -> bool:
         return cap in self.caps
