@@ -153,16 +153,14 @@ def parse_text(text: str, valid_utf8: bool = True) -> Line | None:
     verb, _sp, rest = rest.partition(" ")
     if not verb:
         return None
-    params: list[str] = []
-    while rest:
-        rest = rest.lstrip(" ")
-        if not rest:
-            break
-        if rest.startswith(":"):
-            params.append(rest[1:])
-            break
-        param, _sp, rest = rest.partition(" ")
-        params.append(param)
+    # why: the first " :" is where the trailing parameter starts (a middle one holds no
+    # space), so one partition and one split take a line apart
+    if rest.startswith(":"):
+        return Line(verb, [rest[1:]], tags, source, valid_utf8)
+    middle, trailing, last = rest.partition(" :")
+    params = [param for param in middle.split(" ") if param]
+    if trailing:
+        params.append(last)
     return Line(verb, params, tags, source, valid_utf8)
 
 

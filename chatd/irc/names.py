@@ -10,6 +10,7 @@ ignoring ASCII case.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from chatd.names import ROOM_RE, USERNAME_RE
@@ -41,6 +42,8 @@ def guest_username(nick: str) -> str | None:
     return name
 
 
+# why: a sender names the same few channels line after line; names are bounded in length
+@functools.lru_cache(maxsize=4096)
 def room_of(channel: str) -> str | None:
     """The room a channel name stands for: `#Room` is `room`; None when it is not a room."""
     if not channel.startswith("#"):
