@@ -514,6 +514,7 @@ def test_a_direct_message_between_login_and_welcome_is_shown_after_it(irc_server
     client.expect("903")
     sender.ok("dm", to="una", text="are you there yet?")
     client.send("CAP END")
-    lines = client.sync()
+    # why: the reply to `dm` may come before the fan-out reaches una, so wait for the line
+    lines = client.until(lambda line: line.verb == "PRIVMSG")
     assert verbs(lines).index("376") < verbs(lines).index("PRIVMSG")
     assert lines[verbs(lines).index("PRIVMSG")].params == ["una", "are you there yet?"]
