@@ -219,14 +219,21 @@ class IrcClient:
         self.violations: list[str] = []
 
     @classmethod
-    async def connect(cls, port: int, nick: str, host: str = HOST) -> IrcClient:
-        """Connect and register (NICK/USER), waiting for RPL_WELCOME (001)."""
+    async def connect(
+        cls, port: int, nick: str, host: str = HOST, password: str | None = None
+    ) -> IrcClient:
+        """Connect and register (NICK/USER), waiting for RPL_WELCOME (001).
+
+        With a `password` (chatd's IRC listener, where every nick is an account) it logs in
+        first with `PASS nick:password`.
+        """
         client = cls(nick)
         loop = asyncio.get_running_loop()
         await asyncio.wait_for(
             loop.create_connection(lambda: client._proto, host, port), STEP_TIMEOUT
         )
-        client.write(f"NICK {nick}\r\nUSER {nick} 0 * :chatd bench\r\n".encode())
+        login = f"PASS :{nick}:{password}\r\n" if password is not None else ""
+        client.write(f"{login}NICK {nick}\r\nUSER {nick} 0 * :chatd bench\r\n".encode())
         await asyncio.wait_for(client.registered, STEP_TIMEOUT)
         return client
 

@@ -55,10 +55,23 @@ from bench.steps import (
 from bench.tracker import Stream, Tracker, latency_summary, payload
 from chatd.connection import PARK_AFTER
 
-__all__ = ["PASSWORD", "SCENARIOS", "Hooks", "Scenario", "Target", "raise_nofile"]
+__all__ = [
+    "PASSWORD",
+    "SCENARIOS",
+    "Hooks",
+    "Scenario",
+    "Target",
+    "fanout_names",
+    "raise_nofile",
+]
 
 
 # --- scenarios -------------------------------------------------------------------------------
+
+
+def fanout_names(rooms: int, members: int) -> list[list[str]]:
+    """The fan-out's members, room by room (chatd's IRC listener needs them as accounts)."""
+    return [[f"f{r}m{m}" for m in range(members)] for r in range(rooms)]
 
 
 async def fanout(
@@ -76,10 +89,10 @@ async def fanout(
     run = Run(time.monotonic() + timeout)
     raise_nofile(rooms * members)
     irc = target.kind == "irc"
-    names = [[f"f{r}m{m}" for m in range(members)] for r in range(rooms)]
+    names = fanout_names(rooms, members)
     room_names = [f"#fan{r}" if irc else f"fan{r}" for r in range(rooms)]
     jobs: list[Callable[[], Awaitable[Any]]] = [
-        (lambda n=name, r=room_names[r]: irc_member(target.port, n, [r]))
+        (lambda n=name, r=room_names[r]: irc_member(target.port, n, [r], target.password))
         if irc
         else (lambda n=name, r=room_names[r]: chat_member(target.port, n, [r]))
         for r in range(rooms)

@@ -35,9 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.gcprobe import GcProbe
-from bench.loadgen import PASSWORD, SCENARIOS, Hooks, Scenario, Target, raise_nofile
+from bench.loadgen import PASSWORD, SCENARIOS, Hooks, Scenario, Target, fanout_names, raise_nofile
 from bench.profile import SAMPLE_RATE, PySpy, summarise
-from bench.servers import IRC_SERVERS, Running, chatd_executable, chatd_server, use_chatd
+from bench.servers import (
+    CHATD_IRC,
+    IRC_SERVERS,
+    Running,
+    chatd_executable,
+    chatd_irc_server,
+    chatd_server,
+    use_chatd,
+)
 
 GENERATOR_CORE = 1
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -140,6 +148,11 @@ class Contender:
     def is_chatd(self) -> bool:
         return self.label not in IRC_SERVERS
 
+    @property
+    def runs_chatd(self) -> bool:
+        """chatd runs (a build, or chatd through its IRC listener): it can be profiled."""
+        return self.is_chatd or self.label == CHATD_IRC
+
 
 def parse_chatd(spec: str) -> Contender:
     """`LABEL=PATH` or `PATH` (labelled by its worktree's directory name) to a chatd build."""
@@ -178,8 +191,14 @@ def run_one(
     """Start a fresh server, run the scenario once against it, stop the server."""
     with contextlib.ExitStack() as stack:
         probe = None
-        if not server.is_chatd:
-            context = IRC_SERVERS[server.label]()
+        if server.label == CHATD_IRC:
+            use_chatd(None)
+            names = fanout_names(kwargs["rooms"], kwargs["members"])
+            context = chatd_irc_server([name for room in names for name in room], PASSWORD)
+        elif not server.is_chatd:
+            start = IRC_SERVERS[server.label]
+            assert start is not None
+            context = start()
         else:
             use_chatd(None)
             chatd = server.chatd or chatd_executable()
@@ -223,7 +242,7 @@ def _each(calls: list[Callable[[], None]]) -> Callable[[], None]:
 
 
 def _target(running: Running) -> Target:
-    return Target(running.kind, running.port, running.pid, str(running.workdir))
+    return Target(running.kind, running.port, running.pid, str(running.workdir), running.password)
 
 
 def _fmt(value: float | None) -> str:
@@ -239,7 +258,7 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-IRC_NAMES = {"ngircd": "ngIRCd", "inspircd": "InspIRCd"}
+IRC_NAMES = {"ngircd": "ngIRCd", "inspircd": "InspIRCd", CHATD_IRC: "chatd IRC"}
 
 
 def _cell(values: list[float | None]) -> tuple[float | None, str]:
@@ -402,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             # host's drift (and any warm-up) evenly over the servers compared.
             for server in servers if attempt % 2 == 0 else servers[::-1]:
                 profile_to = None
-                if (args.profile or args.profile_gil) and server.is_chatd:
+                if (args.profile or args.profile_gil) and server.runs_chatd:
                     profile_to = args.out / f"{stamp}-{name}-{server.label}-{attempt}.pyspy.txt"
                 print(
                     f"bench: {name} on {server.label} ({attempt + 1}/{args.repeat}) ...",

@@ -25,6 +25,7 @@ SERVER_CORE = "0"  # why: the issue measures a server pinned to one core, genera
 START_TIMEOUT = 60.0  # why: cost-12 start-up (a dummy hash) plus migrations, with headroom
 STOP_TIMEOUT = 20.0
 _LISTENING = re.compile(r"listening on (\S+):(\d+)")
+_IRC_LISTENING = re.compile(r"irc listening on (\S+):(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Running:
     pid: int
     workdir: Path
     version: str
+    password: str | None = None  # IRC clients log in with PASS nick:password (chatd's IRC)
 
 
 def _pinned(command: list[str]) -> list[str]:
@@ -129,10 +131,12 @@ def seed_accounts(url: str, names: list[str], password: str, cost: int) -> bool:
     return True
 
 
-def _wait_listening(process: subprocess.Popen[bytes], log: Path) -> tuple[str, int]:
+def _wait_listening(
+    process: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str] = _LISTENING
+) -> tuple[str, int]:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        match = _LISTENING.search(log.read_text(errors="replace"))
+        match = pattern.search(log.read_text(errors="replace"))
         if match:
             return match.group(1), int(match.group(2))
         if process.poll() is not None:
@@ -184,13 +188,15 @@ def chatd_server(
                 stdin=subprocess.DEVNULL,
             )
             try:
-                _host, port = _wait_listening(process, log)
+                irc = "--irc-port" in extra_flags
+                _host, port = _wait_listening(process, log, _IRC_LISTENING if irc else _LISTENING)
                 yield Running(
-                    "chatd",
+                    "irc" if irc else "chatd",
                     port,
                     process.pid,
                     workdir,
-                    version + (" (accounts seeded)" if seeded else ""),
+                    version + (" (accounts seeded)" if seeded else "") + (" IRC" if irc else ""),
+                    password if irc else None,
                 )
             finally:
                 _stop(process)
@@ -292,7 +298,17 @@ def inspircd_server() -> Iterator[Running]:
             yield Running("irc", port, pid, workdir, version)
 
 
-IRC_SERVERS = {"ngircd": ngircd_server, "inspircd": inspircd_server}
+@contextlib.contextmanager
+def chatd_irc_server(seed: list[str], password: str) -> Iterator[Running]:
+    """chatd measured through its IRC listener (--irc-port): the accounts the scenario's IRC
+    clients log in as are seeded first, as for the chatd scenarios that seed."""
+    with chatd_server(("--irc-port", "0"), seed, password) as running:
+        yield running
+
+
+# why: chatd-irc is chatd itself, spoken to over IRC; it starts as chatd does, with accounts
+CHATD_IRC = "chatd-irc"
+IRC_SERVERS = {"ngircd": ngircd_server, "inspircd": inspircd_server, CHATD_IRC: None}
 
 
 def _installed(name: str, package: str) -> str:

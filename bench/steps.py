@@ -37,6 +37,7 @@ class Target:
     port: int
     pid: int
     workdir: str | None = None
+    password: str | None = None  # IRC: log in with PASS nick:password (chatd's IRC listener)
 
 
 @dataclass(slots=True)
@@ -90,8 +91,10 @@ async def chat_member(port: int, name: str, rooms: list[str]) -> ChatClient:
     return client
 
 
-async def irc_member(port: int, nick: str, channels: list[str]) -> IrcClient:
-    client = await IrcClient.connect(port, nick)
+async def irc_member(
+    port: int, nick: str, channels: list[str], password: str | None = None
+) -> IrcClient:
+    client = await IrcClient.connect(port, nick, password=password)
     for channel in channels:
         await client.join(channel)
     return client

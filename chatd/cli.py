@@ -23,7 +23,14 @@ from typing import Any
 from msgspec import UnsetType, structs
 
 from chatd import __version__, admin
-from chatd.config import SETTINGS, ServerConfig, UsageError, env_name, setting_type
+from chatd.config import (
+    SETTINGS,
+    ServerConfig,
+    UsageError,
+    env_name,
+    parse_switch,
+    setting_type,
+)
 from chatd.db import DatabaseUrlError, SchemaError, check_schema, resolve_url, upgrade
 from chatd.errors import ChatError
 from chatd.exitstatus import ExitStatus
@@ -51,6 +58,15 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for setting in SETTINGS:
+        if setting_type(setting) is bool:  # a switch: `--irc-guests`, no value
+            parser.add_argument(
+                f"--{setting.name.replace('_', '-')}",
+                action="store_const",
+                const=True,
+                default=None,
+                help=f"{setting.metadata['help']} (env {env_name(setting.name)}=1; default off)",
+            )
+            continue
         parser.add_argument(
             f"--{setting.name.replace('_', '-')}",
             type=setting_type(setting),
@@ -111,7 +127,7 @@ def server_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Serve
             continue
         kind = setting_type(setting)
         try:
-            values[setting.name] = kind(raw)
+            values[setting.name] = parse_switch(raw) if kind is bool else kind(raw)
         except ValueError:
             raise UsageError(
                 f"{env_name(setting.name)}={raw!r} is not a valid {kind.__name__}"

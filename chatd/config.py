@@ -6,10 +6,14 @@ environment; a flag wins over the environment, which wins over the default.
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+# why: it is the source of every numeric, so it must be one token without `!`, `@` or spaces.
+_IRC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,40 @@ class ServerConfig:
     node: str = field(
         default="", metadata={"help": "this node's name (default: the host name and the port)"}
     )
+    irc_port: int = field(
+        default=-1,
+        metadata={"help": "serve IRC on this TCP port too (0 picks a free one; -1: no IRC)"},
+    )
+    irc_tls_port: int = field(
+        default=-1,
+        metadata={"help": "serve IRC over TLS on this port, with --tls-cert/--tls-key (-1: none)"},
+    )
+    irc_server_name: str = field(
+        default="", metadata={"help": "the IRC server's name (default: the host name)"}
+    )
+    irc_network: str = field(default="chatd", metadata={"help": "the IRC network's name"})
+    irc_replay_lines: int = field(
+        default=-1,
+        metadata={
+            "help": "messages replayed on join to IRC clients without draft/chathistory "
+            "(-1: --history-size)"
+        },
+    )
+    irc_guests: bool = field(
+        default=False,
+        metadata={"help": "let IRC clients that do not log in chat as guests (named guest-NICK)"},
+    )
+
+    @property
+    def irc_name(self) -> str:
+        """The IRC server's name: --irc-server-name, else the host name."""
+        return self.irc_server_name or socket.gethostname()
+
+    @property
+    def replay_lines(self) -> int:
+        """Messages an IRC client without draft/chathistory is shown on join."""
+        limit = self.history_size if self.irc_replay_lines < 0 else self.irc_replay_lines
+        return min(limit, self.history_size)
 
     @property
     def node_name(self) -> str:
@@ -98,6 +136,17 @@ class ServerConfig:
         ]
         if not 0 <= self.port <= 65535:
             problems.append("--port must be 0-65535")
+        for name in ("irc_port", "irc_tls_port"):
+            if not -1 <= getattr(self, name) <= 65535:
+                problems.append(f"--{name.replace('_', '-')} must be 0-65535, or -1 for none")
+        if self.irc_tls_port >= 0 and not self.tls_cert:
+            problems.append("--irc-tls-port needs --tls-cert and --tls-key")
+        if self.irc_replay_lines < -1:
+            problems.append("--irc-replay-lines must not be negative (-1: --history-size)")
+        if not _IRC_NAME.fullmatch(self.irc_server_name or "x"):
+            problems.append("--irc-server-name must be a host name: letters, digits, . and -")
+        if not _IRC_NAME.fullmatch(self.irc_network):
+            problems.append("--irc-network must be letters, digits, . and -")
         if not 4 <= self.bcrypt_rounds <= 31:
             problems.append("--bcrypt-rounds must be 4-31")
         if self.max_frame < 1024:
@@ -140,11 +189,26 @@ class ServerConfig:
 SETTINGS = tuple(fields(ServerConfig))
 
 
-def setting_type(setting: Field[Any]) -> type[int | float | str]:
-    """What a setting's value is: the type of its default."""
+def setting_type(setting: Field[Any]) -> type[bool | int | float | str]:
+    """What a setting's value is: the type of its default (a bool is a switch)."""
     default = setting.default
-    assert isinstance(default, int | float | str), setting.name
+    assert isinstance(default, bool | int | float | str), setting.name
     return type(default)
+
+
+# why: the words an environment variable may use for a switch (CHATD_IRC_GUESTS=1).
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def parse_switch(raw: str) -> bool:
+    """An environment value for a switch; ValueError when it is neither yes nor no."""
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(raw)
 
 
 class UsageError(Exception):

@@ -16,6 +16,7 @@ from pathlib import Path
 from chatd.config import ServerConfig
 from chatd.connection import Converse
 from chatd.dialects import Dialect
+from chatd.dialects.irc import IrcDialect
 from chatd.dialects.json import JsonDialect
 from chatd.transport import server_context
 
@@ -82,7 +83,28 @@ class Listener:
 
 
 def open_listeners(config: ServerConfig) -> list[Listener]:
-    """Every listener `config` asks for; TlsSetupError or ListenError when one cannot be had."""
+    """Every listener `config` asks for; TlsSetupError or ListenError when one cannot be had.
+
+    chatd's own protocol first (its address is the server's), then IRC, plain
+    and over TLS, if asked for; the IRC listeners share one dialect.
+    """
     tls = server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
     dialect = JsonDialect(config)
-    return [Listener("", listen(config.host, config.port), tls, dialect, dialect.converse)]
+    wanted: list[tuple[str, int, ssl.SSLContext | None, Dialect, Converse]] = [
+        ("", config.port, tls, dialect, dialect.converse)
+    ]
+    if config.irc_port >= 0 or config.irc_tls_port >= 0:
+        irc = IrcDialect(config)
+        if config.irc_port >= 0:
+            wanted.append(("irc", config.irc_port, None, irc, irc.converse))
+        if config.irc_tls_port >= 0:
+            wanted.append(("irc", config.irc_tls_port, tls, irc, irc.converse))
+    opened: list[Listener] = []
+    try:
+        for name, port, context, speaks, converse in wanted:
+            opened.append(Listener(name, listen(config.host, port), context, speaks, converse))
+    except BaseException:
+        for listener in opened:
+            listener.close()
+        raise
+    return opened

@@ -14,6 +14,9 @@ import bcrypt
 
 from chatd.names import PASSWORD_MAX_BYTES
 
+# why: as in /etc/shadow, a hash that starts so matches no password (an IRC guest's account).
+LOCKED = "!"
+
 
 class PasswordHasher:
     def __init__(self, rounds: int = 12, concurrency: int | None = None) -> None:
@@ -32,7 +35,8 @@ class PasswordHasher:
     def verify(self, password: str, hashed: str | None) -> bool:
         """True when `password` matches; `hashed=None` (no such user) spends the same time."""
         secret = password.encode("utf-8")
-        target = hashed if hashed is not None and len(secret) <= PASSWORD_MAX_BYTES else None
+        usable = hashed is not None and not hashed.startswith(LOCKED)
+        target = hashed if usable and len(secret) <= PASSWORD_MAX_BYTES else None
         if target is None:
             secret = b"x" * min(len(secret), PASSWORD_MAX_BYTES)
         with self._slots:

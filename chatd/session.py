@@ -106,6 +106,11 @@ class Session:
     def refuse(self, rid: RequestId, error: ChatError) -> None:
         self._outbox.put(self.dialect.refusal(rid, error))
 
+    def say(self, data: bytes) -> None:
+        """Bytes of the dialect's own, in request order: IRC's answers to commands that
+        become no request (CAP, NICK, numerics)."""
+        self._outbox.put(data)
+
     def reserve_reply(self) -> ReplySlot:
         return self._outbox.reserve()
 

@@ -291,3 +291,8 @@ def tls_files(certificate_authority, tmp_path):
     cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
     cert.private_key_pem.write_to_path(str(key_file))
     return str(cert_file), str(key_file)
+
+
+# why: the IRC gateway's fixtures live beside its test client; imported last, since
+# irc_fixtures reads this module's PASSWORD.
+from irc_fixtures import irc_server, start_irc  # noqa: E402, F401

@@ -68,3 +68,15 @@ class AccountStore(StoreBase):
     def set_disabled(self, user_id: int, disabled: bool) -> None:
         with self._write() as connection:
             connection.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+
+    def first_account(self) -> tuple[int, int] | None:
+        """The oldest account's id and creation time: a stamp of this database.
+
+        Accounts are never deleted, so it stays the same for the database's life
+        (IRC message ids carry a prefix made from it); None with no account yet.
+        """
+        with self._read() as connection:
+            row = connection.execute(
+                select(users.c.id, users.c.created_ms).order_by(users.c.id).limit(1)
+            ).first()
+        return None if row is None else (int(row[0]), int(row[1]))

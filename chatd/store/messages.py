@@ -128,3 +128,28 @@ class MessageStore(StoreBase):
         if after is None:
             rows.reverse()
         return [message_record(row) for row in rows]
+
+    def last_id_before(
+        self, ts_ms: int, room: RoomRecord | None = None, pair: tuple[int, int] | None = None
+    ) -> int:
+        """The newest id, in the room or between the pair of user ids, of a message older than
+        `ts_ms`; 0 when there is none.
+
+        What a time becomes as a place in id order (IRC's `timestamp=` references):
+        stored messages' times follow their ids, but for imported ones, and the
+        newest first is the common case (a client catching up), so the scan is short.
+        """
+        if room is not None:
+            where = messages.c.room_id == room.id
+        else:
+            assert pair is not None
+            where = messages.c.dm_pair == dm_pair(*pair)
+        query = (
+            select(messages.c.id)
+            .where(where, messages.c.ts_ms < ts_ms)
+            .order_by(messages.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as connection:
+            found = connection.execute(query).scalar()
+        return int(found or 0)

@@ -12,6 +12,7 @@ from chatd.store.base import (
     StoreBase,
     memberships,
     messages,
+    room_changes,
     rooms,
     users,
 )
@@ -82,3 +83,23 @@ class RoomStore(StoreBase):
         )
         with self._read() as connection:
             return [RoomSummary(*row) for row in connection.execute(query)]
+
+    def topic_setter(self, room: str) -> tuple[str, int] | None:
+        """Who set the room's topic last, and when (ms): the log's newest topic change."""
+        query = (
+            select(room_changes.c.username, room_changes.c.ts_ms)
+            .join(rooms, rooms.c.id == room_changes.c.room_id)
+            .where(rooms.c.name == room, room_changes.c.kind == "topic")
+            .order_by(room_changes.c.position.desc())
+            .limit(1)
+        )
+        with self._read() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else (row[0], int(row[1]))
+
+    def room_created_ms(self, room: str) -> int | None:
+        """When the room was made (ms), for IRC's RPL_CREATIONTIME; None if there is none."""
+        with self._read() as connection:
+            found = connection.execute(select(rooms.c.created_ms).where(rooms.c.name == room))
+            value = found.scalar()
+        return None if value is None else int(value)
