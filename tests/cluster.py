@@ -30,6 +30,9 @@ from wire import ConnectionClosed, WireClient
 
 PASSWORD = "correct horse"
 # why: a node starts in about a second here (imports, migrations checked, bcrypt at 4 rounds).
+# why: the installed command, as a user runs it; `python -m chatd` from the checkout
+# would import the source tree, which lacks `chatd.migrations` when not installed editable.
+CHATD = str(Path(sys.executable).with_name("chatd"))
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
@@ -84,9 +87,7 @@ class Nodes:
     def start(self, name: str, *extra: str, env: dict[str, str] | None = None) -> Node:
         log_file = self.directory / f"node-{name}.log"
         command = [
-            sys.executable,
-            "-m",
-            "chatd",
+            CHATD,
             "serve",
             "--host=127.0.0.1",
             "--port=0",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cluster import (
+    CHATD,
     PASSWORD,
     Database,
     Load,
@@ -144,13 +145,10 @@ def test_direct_messages_cross_nodes(nodes: Nodes, db: Database) -> None:
 
 
 def test_user_disable_closes_sessions_on_every_node(nodes: Nodes) -> None:
-    import subprocess
-    import sys
-
     a, b = nodes.start("a"), nodes.start("b")
     on_a, on_b = Member(a, "mallory"), Member(b, "mallory", register=False)
     subprocess.run(
-        [sys.executable, "-m", "chatd", "user", "disable", "mallory", f"--db={nodes.db_url}"],
+        [CHATD, "user", "disable", "mallory", f"--db={nodes.db_url}"],
         check=True,
         capture_output=True,
         timeout=30,
