@@ -36,6 +36,9 @@ class Running:
     pid: int
     workdir: Path
     version: str
+    # why: a cluster (bench/nodes.py) is reached through any of its nodes; the fields above
+    # are its first node's, and this holds every node, the first included
+    nodes: tuple[Running, ...] = ()
 
 
 def _pinned(command: list[str]) -> list[str]:

@@ -37,6 +37,30 @@ class Target:
     port: int
     pid: int
     workdir: str | None = None
+    # why: several chatd nodes (bench.run --nodes) are one server reached through any of
+    # them: (port, pid) of each, the first being `port` and `pid`; empty for one server.
+    nodes: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Every server process whose CPU counts: the nodes, or the one server."""
+        return tuple(pid for _port, pid in self.nodes) or (self.pid,)
+
+    def port_of(self, index: int) -> int:
+        """The port the `index`-th client of a room connects to: the nodes take turns."""
+        if not self.nodes:
+            return self.port
+        return self.nodes[index % len(self.nodes)][0]
+
+    def far_port(self, index: int) -> int:
+        """As `port_of`, but never the first node's when there are several: where the
+        receivers of a sender on the first node go to measure the way across nodes."""
+        if len(self.nodes) < 2:
+            return self.port
+        return self.nodes[1 + index % (len(self.nodes) - 1)][0]
+
+    def meter(self) -> CpuMeter:
+        return CpuMeter(*self.pids)
 
 
 @dataclass(slots=True)
@@ -215,6 +239,12 @@ def measured(meter: CpuMeter, wall: float, tracker: Tracker) -> dict[str, Any]:
     return {
         "wall_s": round(wall, 4),
         "server_cpu_s": round(meter.server, 4),
+        **(
+            {"node_cpu_s": [round(seconds, 4) for seconds in meter.per_process]}
+            if len(meter.pids) > 1
+            else {}
+        ),
+        "messages_sent": sum(stream.sent for stream in tracker.streams.values()),
         "server_cpu_ticks_s": round(meter.server_ticks, 3),
         "server_cpu_source": "schedstat" if meter.server_exact is not None else "ticks",
         "server_system_cpu_s": round(meter.server_system, 3),
