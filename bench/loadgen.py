@@ -147,18 +147,27 @@ async def paced(
     rate: float,
     seconds: float,
     timeout: float = 120.0,
+    split: bool = False,
 ) -> dict[str, Any]:
-    """One sender at a fixed rate into a room of `members`: delivery and ack latency."""
+    """One sender at a fixed rate into a room of `members`: delivery and ack latency.
+
+    `split`: the receivers alternate between the sender's node and another (on one
+    server, all on it), and the latencies of each half are reported apart: on several
+    nodes, the way across the bus against the way within a node, in the same run.
+    """
     run = Run(time.monotonic() + timeout)
     # why: with several nodes the sender is on the first and every receiver on another, so
-    # each delivery crosses the bus
+    # each delivery crosses the bus (split: every other one does)
     ports = [target.port, *(target.far_port(m) for m in range(members - 1))]
+    if split:
+        ports = [target.port_of(m) for m in range(members)]
     jobs = [(lambda n=f"p{m}", p=ports[m]: chat_member(p, n, ["paced"])) for m in range(members)]
     clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
     stream = Stream(0, int(rate * seconds), members - 1)
     tracker = Tracker([stream], acks=True, keep_latency=True)
-    for client in clients[1:]:
-        attach_receiver(client, tracker)
+    for m, client in enumerate(clients[1:], start=1):
+        # group 1: on another node than the sender's (split), or would be (one server)
+        attach_receiver(client, tracker, m % 2 if split else 0)
     await quiesce(clients, run)
     if target.nodes:
         await settle_joins(clients, members * (members - 1) // 2, run)
@@ -193,6 +202,13 @@ async def paced(
         failures=run.failures[:5],
         violations=close_all(clients)[:5],
     )
+    if split:
+        same = latency_summary(tracker.group_latency.get(0, []))
+        cross = latency_summary(tracker.group_latency.get(1, []))
+        result.update(same_node_latency=same, cross_node_latency=cross)
+        if same["p99_ms"] is not None and cross["p99_ms"] is not None:
+            result["cross_minus_same_p99_ms"] = round(cross["p99_ms"] - same["p99_ms"], 3)
+            result["cross_minus_same_p50_ms"] = round(cross["p50_ms"] - same["p50_ms"], 3)
     result["correct"] = result["correct"] and not timed_out and not result["violations"]
     return result
 
@@ -615,6 +631,14 @@ SCENARIOS: dict[str, Scenario] = {
             paced,
             dict(members=100, rate=500.0, seconds=10.0, timeout=240.0),
             dict(members=100, rate=500.0, seconds=3.0),
+        ),
+        Scenario(
+            "paced-500-split",
+            "500 msg/s paced into a 100-member room, receivers on the sender's node and on "
+            "another: latency of each half",
+            paced,
+            dict(members=100, rate=500.0, seconds=10.0, timeout=240.0, split=True),
+            dict(members=100, rate=500.0, seconds=3.0, split=True),
         ),
         Scenario(
             "idle-rss",

@@ -79,6 +79,10 @@ HEADLINES: dict[str, list[Metric]] = {
         ("delivery latency p99 ms", _get("delivery_latency", "p99_ms"), "<= 12"),
         ("msgs/s fully delivered", _get("delivered_rate"), "500"),
     ],
+    "paced-500-split": [
+        ("delivery latency p99 ms", _get("delivery_latency", "p99_ms"), ""),
+        ("odd minus even receivers p99 ms", _get("cross_minus_same_p99_ms"), "~0 (one server)"),
+    ],
     "idle-rss": [("RSS per idle client KiB", _get("rss_per_client_kib"), "<= 24 (10k clients)")],
     "join-history": [
         ("first join p50 ms", _get("first_join", "p50_ms"), ""),
@@ -108,8 +112,8 @@ HEADLINES: dict[str, list[Metric]] = {
 # --nodes: the scenarios that make sense on several nodes, and their figures. The first
 # column is N nodes, the second one node, so the ratio column is the issue's "N nodes
 # against one"; for latencies the comparison is a difference (DIFFERENCES).
-NODE_SCENARIOS = ("fanout-1x100", "fanout-10x20", "paced-500", "ingest-50")
-NODE_DEFAULT_SCENARIOS = ("fanout-1x100", "fanout-10x20", "paced-500")
+NODE_SCENARIOS = ("fanout-1x100", "fanout-10x20", "paced-500", "paced-500-split", "ingest-50")
+NODE_DEFAULT_SCENARIOS = ("fanout-1x100", "fanout-10x20", "paced-500", "paced-500-split")
 _BESIDE: list[Metric] = [
     ("chatd CPU-s (all nodes)", _get("server_cpu_s"), ""),
     ("Redis CPU-s", _get("cluster", "redis_cpu_s"), ""),
@@ -151,6 +155,17 @@ NODE_HEADLINES: dict[str, list[Metric]] = {
         ("deliveries / chatd CPU-s", lambda r: _per_cpu(r, "delivered"), ""),
         *_BESIDE,
     ],
+    "paced-500-split": [
+        ("same-node latency p50 ms", _get("same_node_latency", "p50_ms"), ""),
+        ("cross-node latency p50 ms", _get("cross_node_latency", "p50_ms"), ""),
+        ("same-node latency p99 ms", _get("same_node_latency", "p99_ms"), ""),
+        ("cross-node latency p99 ms", _get("cross_node_latency", "p99_ms"), ""),
+        ("cross minus same p99 ms", _get("cross_minus_same_p99_ms"), "<= 5 (2 nodes)"),
+        ("cross minus same p50 ms", _get("cross_minus_same_p50_ms"), ""),
+        ("msgs/s fully delivered", _get("delivered_rate"), "500"),
+        ("chatd CPU-s (all nodes)", _get("server_cpu_s"), ""),
+        ("other load on the machine (cores)", _get("cluster", "machine", "others_cores"), ""),
+    ],
     "ingest-50": [
         ("acknowledged msgs / chatd CPU-s", _get("acked_per_cpu_s"), ""),
         ("acknowledged msgs / s (wall)", _get("acked_per_s"), ""),
@@ -159,6 +174,12 @@ NODE_HEADLINES: dict[str, list[Metric]] = {
 }
 # figures compared as "first minus other" (milliseconds), not as a ratio
 DIFFERENCES = {
+    "same-node latency p50 ms",
+    "cross-node latency p50 ms",
+    "same-node latency p99 ms",
+    "cross-node latency p99 ms",
+    "cross minus same p99 ms",
+    "cross minus same p50 ms",
     "delivery latency p50 ms",
     "delivery latency p99 ms",
     "delivery latency p99.9 ms",

@@ -217,9 +217,9 @@ async def paced_sender(
     return worst_lag
 
 
-def attach_receiver(client: ChatClient | IrcClient, tracker: Tracker) -> None:
+def attach_receiver(client: ChatClient | IrcClient, tracker: Tracker, group: int = 0) -> None:
     receiver: Receiver = tracker.receiver(
-        client.name if isinstance(client, ChatClient) else client.nick
+        client.name if isinstance(client, ChatClient) else client.nick, group
     )
     deliver = tracker.deliver
     if isinstance(client, ChatClient):
