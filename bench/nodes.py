@@ -134,13 +134,18 @@ class Backing:
 
 @contextlib.contextmanager
 def chatd_nodes(
-    backing: Backing, count: int, extra_flags: list[str] | tuple[str, ...] = ()
+    backing: Backing,
+    count: int,
+    extra_flags: list[str] | tuple[str, ...] = (),
+    spread: bool = False,
 ) -> Iterator[Running]:
     """`count` chatd nodes on a freshly emptied database, pinned to core 0; stopped on exit.
 
     One node runs without `--bus` (a single server on PostgreSQL); several share
     the private Redis as their bus. The Running returned is the first node's,
-    with every node (the first included) in its `nodes`.
+    with every node (the first included) in its `nodes`. `spread`: node i on core
+    i mod the cores instead (an experiment: the second node then shares a core
+    with the generator, PostgreSQL and Redis).
     """
     url = backing.fresh_database()
     with tempfile.TemporaryDirectory(prefix="chatd-nodes-") as tmp, contextlib.ExitStack() as stack:
@@ -178,7 +183,7 @@ def chatd_nodes(
             env["XDG_DATA_HOME"] = str(workdir / f"data-{name}")
             with log.open("wb") as log_file:
                 process = subprocess.Popen(
-                    _pinned(command),
+                    _pinned(command, str(index % (os.cpu_count() or 1)) if spread else "0"),
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     env=env,

@@ -275,11 +275,12 @@ def run_one(
     rate: int = SAMPLE_RATE,
     gc_stats: bool = False,
     backing: Backing | None = None,
+    spread: bool = False,
 ) -> dict[str, Any]:
     """Start a fresh server, run the scenario once against it, stop the server."""
     if server.nodes:
         assert backing is not None
-        return _run_on_nodes(scenario, kwargs, server, backing, profile_to, gil_only, rate)
+        return _run_on_nodes(scenario, kwargs, server, backing, profile_to, gil_only, rate, spread)
     with contextlib.ExitStack() as stack:
         probe = None
         if not server.is_chatd:
@@ -326,6 +327,7 @@ def _run_on_nodes(
     profile_to: Path | None,
     gil_only: bool,
     rate: int,
+    spread: bool = False,
 ) -> dict[str, Any]:
     """Start `server.nodes` nodes on the emptied private database, run the scenario once
     across them, stop them; the result has what Redis, PostgreSQL and the bus cost."""
@@ -334,7 +336,7 @@ def _run_on_nodes(
     use_chatd(server.chatd)
     spies: dict[str, tuple[PySpy, Path]] = {}
     try:
-        with chatd_nodes(backing, server.nodes, scenario.server_flags) as running:
+        with chatd_nodes(backing, server.nodes, scenario.server_flags, spread) as running:
             probe = ClusterProbe(backing, running.nodes)
             try:
                 starts: list[Callable[[], None]] = [probe.start]
@@ -526,6 +528,12 @@ def main(argv: list[str] | None = None) -> int:
         f"turns with one node on the same PostgreSQL ({', '.join(NODE_SCENARIOS)}; "
         f"default {', '.join(NODE_DEFAULT_SCENARIOS)})",
     )
+    parser.add_argument(
+        "--spread-nodes",
+        action="store_true",
+        help="with --nodes: node i on core i mod the cores, not all on core 0 (the second "
+        "then shares core 1 with the generator, PostgreSQL and Redis)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args(argv)
     if args.nodes and not (args.all or args.scenario):
@@ -584,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
 
             backing = stack.enter_context(Backing.running())
             report["machine"]["postgresql_and_redis"] = f"core {BACKING_CORE}"
+            if args.spread_nodes:
+                report["machine"]["server"] = "node i on core i mod the cores"
         _run_all(args, names, builds, irc, report, stamp, backing)
     report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
@@ -643,6 +653,7 @@ def _run_all(
                         args.profile_rate,
                         args.gc_stats,
                         backing,
+                        args.spread_nodes,
                     )
                 except Exception as exc:  # a failed run is reported, and the others still run
                     where = traceback.extract_tb(exc.__traceback__)[-1]

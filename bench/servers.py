@@ -41,9 +41,9 @@ class Running:
     nodes: tuple[Running, ...] = ()
 
 
-def _pinned(command: list[str]) -> list[str]:
+def _pinned(command: list[str], core: str = SERVER_CORE) -> list[str]:
     if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        return ["taskset", "-c", SERVER_CORE, *command]
+        return ["taskset", "-c", core, *command]
     return command
 
 
