@@ -25,12 +25,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from bench.clients import ChatClient, ProtocolViolation
-from bench.procstat import CpuMeter, rss_kib, status_field
+from bench.procstat import rss_kib, status_field
 from bench.steps import (
     PASSWORD,
     SETTLE,
@@ -91,12 +91,14 @@ async def fanout(
     irc = target.kind == "irc"
     names = fanout_names(rooms, members)
     room_names = [f"#fan{r}" if irc else f"fan{r}" for r in range(rooms)]
+    # why: with several nodes each room's members take turns over them (member m on node
+    # m % N), so the senders (members 0 and 1) are on different nodes when there are two
     jobs: list[Callable[[], Awaitable[Any]]] = [
         (lambda n=name, r=room_names[r]: irc_member(target.port, n, [r], target.password))
         if irc
-        else (lambda n=name, r=room_names[r]: chat_member(target.port, n, [r]))
+        else (lambda n=name, r=room_names[r], m=m: chat_member(target.port_of(m), n, [r]))
         for r in range(rooms)
-        for name in names[r]
+        for m, name in enumerate(names[r])
     ]
     clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
     streams = [
@@ -106,8 +108,10 @@ async def fanout(
     for client in clients:
         attach_receiver(client, tracker)
     await quiesce(clients, run)
+    if target.nodes and not irc:
+        await settle_joins(clients, rooms * members * (members - 1) // 2, run)
 
-    meter = CpuMeter(target.pid)
+    meter = target.meter()
     meter.start()
     hooks.start()
     started = time.perf_counter()
@@ -156,17 +160,31 @@ async def paced(
     rate: float,
     seconds: float,
     timeout: float = 120.0,
+    split: bool = False,
 ) -> dict[str, Any]:
-    """One sender at a fixed rate into a room of `members`: delivery and ack latency."""
+    """One sender at a fixed rate into a room of `members`: delivery and ack latency.
+
+    `split`: the receivers alternate between the sender's node and another (on one
+    server, all on it), and the latencies of each half are reported apart: on several
+    nodes, the way across the bus against the way within a node, in the same run.
+    """
     run = Run(time.monotonic() + timeout)
-    jobs = [(lambda n=f"p{m}": chat_member(target.port, n, ["paced"])) for m in range(members)]
+    # why: with several nodes the sender is on the first and every receiver on another, so
+    # each delivery crosses the bus (split: every other one does)
+    ports = [target.port, *(target.far_port(m) for m in range(members - 1))]
+    if split:
+        ports = [target.port_of(m) for m in range(members)]
+    jobs = [(lambda n=f"p{m}", p=ports[m]: chat_member(p, n, ["paced"])) for m in range(members)]
     clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
     stream = Stream(0, int(rate * seconds), members - 1)
     tracker = Tracker([stream], acks=True, keep_latency=True)
-    for client in clients[1:]:
-        attach_receiver(client, tracker)
+    for m, client in enumerate(clients[1:], start=1):
+        # group 1: on another node than the sender's (split), or would be (one server)
+        attach_receiver(client, tracker, m % 2 if split else 0)
     await quiesce(clients, run)
-    meter = CpuMeter(target.pid)
+    if target.nodes:
+        await settle_joins(clients, members * (members - 1) // 2, run)
+    meter = target.meter()
     meter.start()
     hooks.start()
     started = time.perf_counter()
@@ -197,6 +215,13 @@ async def paced(
         failures=run.failures[:5],
         violations=close_all(clients)[:5],
     )
+    if split:
+        same = latency_summary(tracker.group_latency.get(0, []))
+        cross = latency_summary(tracker.group_latency.get(1, []))
+        result.update(same_node_latency=same, cross_node_latency=cross)
+        if same["p99_ms"] is not None and cross["p99_ms"] is not None:
+            result["cross_minus_same_p99_ms"] = round(cross["p99_ms"] - same["p99_ms"], 3)
+            result["cross_minus_same_p50_ms"] = round(cross["p50_ms"] - same["p50_ms"], 3)
     result["correct"] = result["correct"] and not timed_out and not result["violations"]
     return result
 
@@ -316,6 +341,17 @@ async def join_latency(
     }
 
 
+async def settle_joins(clients: list[ChatClient], expected: int, run: Run) -> None:
+    """Until the `expected` join events have arrived, then a ping round trip on each.
+
+    Why: on several nodes a ping answers for its own node only; the join events of
+    members on another node come over the bus and could still be on their way, and
+    would then be read inside the measured part.
+    """
+    await events_arrived(clients, "join", expected, run)
+    await quiesce(clients, run)
+
+
 async def events_arrived(clients: list[ChatClient], event: str, expected: int, run: Run) -> None:
     """Until the clients have received `expected` events of this kind in all."""
     while sum(c.events.get(event, 0) for c in clients) < expected:
@@ -335,12 +371,15 @@ async def ingest(
 ) -> dict[str, Any]:
     """`senders` each alone in a room send `messages`: acknowledged (durable) msgs/s."""
     run = Run(time.monotonic() + timeout)
-    jobs = [(lambda i=i: chat_member(target.port, f"d{i}", [f"ingest{i}"])) for i in range(senders)]
+    jobs = [
+        (lambda i=i: chat_member(target.port_of(i), f"d{i}", [f"ingest{i}"]))
+        for i in range(senders)
+    ]
     clients = await asyncio.wait_for(bounded(SETUP_CONCURRENCY, jobs), run.left())
     streams = [Stream(i, messages, 0) for i in range(senders)]
     tracker = Tracker(streams, acks=True, keep_latency=True)
     await quiesce(clients, run)
-    meter = CpuMeter(target.pid)
+    meter = target.meter()
     meter.start()
     hooks.start()
     started = time.perf_counter()
@@ -397,7 +436,7 @@ async def chat_while(
         attach_receiver(client, tracker)
     await quiesce(clients, run)
     stop = asyncio.Event()
-    meter = CpuMeter(target.pid)
+    meter = target.meter()
     meter.start()
     hooks.start()
     chat = asyncio.ensure_future(paced_sender(clients[0], room, stream, tracker, rate, run, stop))
@@ -571,7 +610,7 @@ class Scenario:
 
     name: str
     about: str
-    func: Callable[..., Awaitable[dict[str, Any]]]
+    func: Callable[..., Coroutine[Any, Any, dict[str, Any]]]
     full: dict[str, Any]
     quick: dict[str, Any]
     irc: bool = False  # can also run against an IRC server (--compare-ngircd)
@@ -605,6 +644,14 @@ SCENARIOS: dict[str, Scenario] = {
             paced,
             dict(members=100, rate=500.0, seconds=10.0, timeout=240.0),
             dict(members=100, rate=500.0, seconds=3.0),
+        ),
+        Scenario(
+            "paced-500-split",
+            "500 msg/s paced into a 100-member room, receivers on the sender's node and on "
+            "another: latency of each half",
+            paced,
+            dict(members=100, rate=500.0, seconds=10.0, timeout=240.0, split=True),
+            dict(members=100, rate=500.0, seconds=3.0, split=True),
         ),
         Scenario(
             "idle-rss",

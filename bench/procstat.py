@@ -65,37 +65,122 @@ def own_cpu_seconds() -> float:
 
 
 class CpuMeter:
-    """CPU seconds a process spends between `start()` and `stop()`."""
+    """CPU seconds that one or more processes spend between `start()` and `stop()`.
 
-    def __init__(self, pid: int) -> None:
+    With several processes (the nodes of a cluster) the figures are their sum,
+    each process's own in `per_process`; each is taken as for one process (the
+    nanosecond sum when it is sound, else its ticks).
+    """
+
+    def __init__(self, pid: int, *more: int) -> None:
         self.pid = pid
-        self._start = (0.0, 0.0)
-        self._start_ns: dict[int, int] = {}
+        self.pids = (pid, *more)
+        self._start: dict[int, tuple[float, float]] = {}
+        self._start_ns: dict[int, dict[int, int]] = {}
         self._own_start = 0.0
         self.server = 0.0  # the nanosecond sum when it is sound, else the ticks
         self.server_ticks = 0.0  # from /proc/PID/stat alone, 10 ms steps
         self.server_exact: float | None = None  # from schedstat, None when unusable
         self.server_system = 0.0  # the kernel's part (ticks): syscalls, TCP, wake-ups
+        self.per_process: list[float] = []  # `server` of each pid, in order
         self.generator = 0.0
 
     def start(self) -> None:
-        self._start_ns = thread_cpu_ns(self.pid)
-        self._start = cpu_times(self.pid)
+        for pid in self.pids:
+            self._start_ns[pid] = thread_cpu_ns(pid)
+            self._start[pid] = cpu_times(pid)
         self._own_start = own_cpu_seconds()
 
     def stop(self) -> None:
-        user, system = cpu_times(self.pid)
-        stop_ns = thread_cpu_ns(self.pid)
-        self.server_ticks = user + system - sum(self._start)
-        self.server_system = system - self._start[1]
+        stopped = {pid: (cpu_times(pid), thread_cpu_ns(pid)) for pid in self.pids}
         self.generator = own_cpu_seconds() - self._own_start
-        exact = sum(ns - self._start_ns.get(tid, 0) for tid, ns in stop_ns.items()) / 1e9
-        # why: a thread that ran and ended in between took its nanoseconds with it; then
-        # the sum falls short of the ticks, and only the ticks are whole.
-        ended = any(tid not in stop_ns for tid in self._start_ns)
-        if not ended and exact >= self.server_ticks - TICK_SLACK_S:
-            self.server_exact = exact
-            self.server = exact
-        else:
-            self.server_exact = None
-            self.server = self.server_ticks
+        self.per_process = []
+        self.server_ticks = self.server_system = 0.0
+        exact_sum: float | None = 0.0
+        for pid, ((user, system), stop_ns) in stopped.items():
+            start_ns = self._start_ns[pid]
+            ticks = user + system - sum(self._start[pid])
+            self.server_ticks += ticks
+            self.server_system += system - self._start[pid][1]
+            exact = sum(ns - start_ns.get(tid, 0) for tid, ns in stop_ns.items()) / 1e9
+            # why: a thread that ran and ended in between took its nanoseconds with it; then
+            # the sum falls short of the ticks, and only the ticks are whole.
+            ended = any(tid not in stop_ns for tid in start_ns)
+            if not ended and exact >= ticks - TICK_SLACK_S:
+                self.per_process.append(exact)
+                if exact_sum is not None:
+                    exact_sum += exact
+            else:
+                self.per_process.append(ticks)
+                exact_sum = None
+        self.server_exact = exact_sum
+        self.server = sum(self.per_process)
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (of its main thread, which forks them all)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _reaped_children_seconds(pid: int) -> float:
+    """CPU of `pid`'s children that ended and were waited for (cutime + cstime)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU of one process so far, the nanoseconds of its live threads; 0 when it is gone.
+
+    Meant for PostgreSQL's processes and redis-server, whose threads live as long
+    as they do (a thread that ended would take its time with it).
+    """
+    try:
+        return sum(thread_cpu_ns(pid).values()) / 1e9
+    except OSError:
+        return 0.0
+
+
+class TreeMeter:
+    """CPU of a process and all its children between `start()` and `stop()`: a PostgreSQL
+    server (the postmaster forks a backend per connection, and its helpers).
+
+    Children alive at both ends count their difference, those born in between all
+    of theirs; one that ended in between is counted through the parent's
+    `cutime`/`cstime` (all of its life), less what it had at the start.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._start: dict[int, float] = {}
+        self._reaped_start = 0.0
+        self.seconds = 0.0
+        self.processes = 0  # how many were alive at the end
+
+    def _snapshot(self) -> dict[int, float]:
+        pids = [self.pid, *children(self.pid)]
+        return {pid: process_cpu_seconds(pid) for pid in pids}
+
+    def start(self) -> None:
+        self._reaped_start = _reaped_children_seconds(self.pid)
+        self._start = self._snapshot()
+
+    def stop(self) -> None:
+        now = self._snapshot()
+        reaped = _reaped_children_seconds(self.pid) - self._reaped_start
+        live = sum(seconds - self._start.get(pid, 0.0) for pid, seconds in now.items())
+        ended = sum(seconds for pid, seconds in self._start.items() if pid not in now)
+        self.seconds = max(0.0, live + reaped - ended)
+        self.processes = len(now)
+
+
+def tasks_of(pid: int) -> list[int]:
+    """Every thread (task) id of `pid`, itself included."""
+    try:
+        return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return []

@@ -41,9 +41,11 @@ class PySpy:
         rate: int = SAMPLE_RATE,
         core: str = "1",
         max_seconds: int = 900,
+        threads: bool = False,
     ) -> None:
         self.pid = pid
         self.gil_only = gil_only
+        self.threads = threads  # each stack begins with its thread (summarise: by thread)
         self.rate = rate
         self.out = out
         self.core = core
@@ -74,6 +76,8 @@ class PySpy:
         ]
         if self.gil_only:
             command.append("--gil")
+        if self.threads:
+            command.append("--threads")
         if shutil.which("taskset"):
             command = ["taskset", "-c", self.core, *command]
         self._process = subprocess.Popen(
@@ -111,23 +115,40 @@ def _label(frame: str) -> str:
 IDLE_LEAVES = ("Condition.wait (", "Event.wait (", "Thread.join (", "_wait_for_tstate_lock (")
 
 
+def _thread(frame: str) -> str | None:
+    """The thread's name from py-spy's `--threads` first frame ("thread (TID): NAME"), its
+    first word only: a connection's thread is named after its peer's address."""
+    if not frame.startswith("thread ("):
+        return None
+    name = frame.partition("): ")[2].strip()
+    return name.split(" ", 1)[0] or "?"
+
+
 def summarise(raw: Path | list[Path], top: int = 20) -> dict[str, Any]:
     """Top functions by own and by inclusive samples, as percentages of busy samples.
 
     Several raw files (the repeats of one scenario) are summed: a fan-out run lasts
-    under a second, a few hundred samples, too few for a ranking on their own.
+    under a second, a few hundred samples, too few for a ranking on their own. With
+    stacks recorded `--threads`, also each thread's share and its own top functions.
     """
     raws = raw if isinstance(raw, list) else [raw]
     lines = [line for path in raws for line in path.read_text(errors="replace").splitlines()]
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    by_thread: Counter[str] = Counter()
+    own_by_thread: dict[str, Counter[str]] = {}
+    inclusive_by_thread: dict[str, Counter[str]] = {}
     total = idle = 0
     for line in lines:
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_label(frame) for frame in stack.split(";") if frame]
+        parts = [frame for frame in stack.split(";") if frame]
+        thread = _thread(parts[0]) if parts else None
+        if thread is not None:
+            parts = parts[1:]
+        frames = [_label(frame) for frame in parts]
         if not frames:
             continue
         if frames[-1].startswith(IDLE_LEAVES):
@@ -137,11 +158,17 @@ def summarise(raw: Path | list[Path], top: int = 20) -> dict[str, Any]:
         own[frames[-1]] += count
         for label in set(frames):
             inclusive[label] += count
+        if thread is not None:
+            by_thread[thread] += count
+            own_by_thread.setdefault(thread, Counter())[frames[-1]] += count
+            inclusive_here = inclusive_by_thread.setdefault(thread, Counter())
+            for label in set(frames):
+                inclusive_here[label] += count
 
-    def table(counter: Counter[str]) -> list[dict[str, Any]]:
+    def table(counter: Counter[str], limit: int = top) -> list[dict[str, Any]]:
         return [
             {"function": label, "samples": n, "percent": round(100.0 * n / total, 1)}
-            for label, n in counter.most_common(top)
+            for label, n in counter.most_common(limit)
         ]
 
     return {
@@ -149,4 +176,15 @@ def summarise(raw: Path | list[Path], top: int = 20) -> dict[str, Any]:
         "idle_samples": idle,
         "own": table(own) if total else [],
         "inclusive": table(inclusive) if total else [],
+        # percentages of all busy samples, like the tables above
+        "threads": [
+            {
+                "thread": thread,
+                "samples": n,
+                "percent": round(100.0 * n / total, 1),
+                "own": table(own_by_thread[thread], 8),
+                "inclusive": table(inclusive_by_thread[thread], 12),
+            }
+            for thread, n in by_thread.most_common()
+        ],
     }

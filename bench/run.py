@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -32,7 +33,7 @@ import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.gcprobe import GcProbe
 from bench.loadgen import PASSWORD, SCENARIOS, Hooks, Scenario, Target, fanout_names, raise_nofile
@@ -46,6 +47,9 @@ from bench.servers import (
     chatd_server,
     use_chatd,
 )
+
+if TYPE_CHECKING:
+    from bench.nodes import Backing
 
 GENERATOR_CORE = 1
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -83,6 +87,10 @@ HEADLINES: dict[str, list[Metric]] = {
         ("delivery latency p99 ms", _get("delivery_latency", "p99_ms"), "<= 12"),
         ("msgs/s fully delivered", _get("delivered_rate"), "500"),
     ],
+    "paced-500-split": [
+        ("delivery latency p99 ms", _get("delivery_latency", "p99_ms"), ""),
+        ("odd minus even receivers p99 ms", _get("cross_minus_same_p99_ms"), "~0 (one server)"),
+    ],
     "idle-rss": [("RSS per idle client KiB", _get("rss_per_client_kib"), "<= 24 (10k clients)")],
     "join-history": [
         ("first join p50 ms", _get("first_join", "p50_ms"), ""),
@@ -107,6 +115,91 @@ HEADLINES: dict[str, list[Metric]] = {
         ("storm duration s", _get("disturbance_s"), ""),
     ],
 }
+
+
+# --nodes: the scenarios that make sense on several nodes, and their figures. The first
+# column is N nodes, the second one node, so the ratio column is the issue's "N nodes
+# against one"; for latencies the comparison is a difference (DIFFERENCES).
+NODE_SCENARIOS = ("fanout-1x100", "fanout-10x20", "paced-500", "paced-500-split", "ingest-50")
+NODE_DEFAULT_SCENARIOS = ("fanout-1x100", "fanout-10x20", "paced-500", "paced-500-split")
+_BESIDE: list[Metric] = [
+    ("chatd CPU-s (all nodes)", _get("server_cpu_s"), ""),
+    ("Redis CPU-s", _get("cluster", "redis_cpu_s"), ""),
+    ("PostgreSQL CPU-s", _get("cluster", "postgres_cpu_s"), ""),
+    ("  writer thread (chatd-commit) CPU-s", _get("cluster", "threads_cpu_s", "commit"), ""),
+    ("  bus-subscribe thread CPU-s", _get("cluster", "threads_cpu_s", "bus-subscribe"), ""),
+    ("  bus-publish thread CPU-s", _get("cluster", "threads_cpu_s", "bus-publish"), ""),
+    ("  the rest (connections) CPU-s", _get("cluster", "threads_cpu_s", "rest"), ""),
+    ("bus frames published", _get("cluster", "bus", "frames_published"), ""),
+    ("messages per batch frame", _get("cluster", "bus", "messages_per_batch_frame"), ""),
+    ("us per frame: bus-publish thread", _get("cluster", "bus", "publish_us_per_frame"), ""),
+    (
+        "us per frame received: bus-subscribe (with fan-out)",
+        _get("cluster", "bus", "subscribe_us_per_frame_received"),
+        "",
+    ),
+    ("us per frame: Redis", _get("cluster", "bus", "redis_us_per_frame"), ""),
+    ("other load on the machine (cores)", _get("cluster", "machine", "others_cores"), ""),
+]
+NODE_HEADLINES: dict[str, list[Metric]] = {
+    "fanout-1x100": [
+        ("deliveries / chatd CPU-s", _get("deliveries_per_cpu_s"), ">= 0.8 of 1 node"),
+        ("deliveries / CPU-s with Redis+PG", _get("cluster", "deliveries_per_total_cpu_s"), ""),
+        ("deliveries / s (wall)", _get("deliveries_per_s"), ""),
+        *_BESIDE,
+    ],
+    "fanout-10x20": [
+        ("deliveries / chatd CPU-s", _get("deliveries_per_cpu_s"), ">= 0.5 of 1 node"),
+        ("deliveries / CPU-s with Redis+PG", _get("cluster", "deliveries_per_total_cpu_s"), ""),
+        ("deliveries / s (wall)", _get("deliveries_per_s"), ""),
+        *_BESIDE,
+    ],
+    "paced-500": [
+        ("delivery latency p50 ms", _get("delivery_latency", "p50_ms"), ""),
+        ("delivery latency p99 ms", _get("delivery_latency", "p99_ms"), "+ <= 5 ms over 1 node"),
+        ("delivery latency p99.9 ms", _get("delivery_latency", "p999_ms"), ""),
+        ("ack latency p99 ms", _get("ack_latency", "p99_ms"), ""),
+        ("msgs/s fully delivered", _get("delivered_rate"), "500"),
+        ("deliveries / chatd CPU-s", lambda r: _per_cpu(r, "delivered"), ""),
+        *_BESIDE,
+    ],
+    "paced-500-split": [
+        ("same-node latency p50 ms", _get("same_node_latency", "p50_ms"), ""),
+        ("cross-node latency p50 ms", _get("cross_node_latency", "p50_ms"), ""),
+        ("same-node latency p99 ms", _get("same_node_latency", "p99_ms"), ""),
+        ("cross-node latency p99 ms", _get("cross_node_latency", "p99_ms"), ""),
+        ("cross minus same p99 ms", _get("cross_minus_same_p99_ms"), "<= 5 (2 nodes)"),
+        ("cross minus same p50 ms", _get("cross_minus_same_p50_ms"), ""),
+        ("msgs/s fully delivered", _get("delivered_rate"), "500"),
+        ("chatd CPU-s (all nodes)", _get("server_cpu_s"), ""),
+        ("other load on the machine (cores)", _get("cluster", "machine", "others_cores"), ""),
+    ],
+    "ingest-50": [
+        ("acknowledged msgs / chatd CPU-s", _get("acked_per_cpu_s"), ""),
+        ("acknowledged msgs / s (wall)", _get("acked_per_s"), ""),
+        *_BESIDE,
+    ],
+}
+# figures compared as "first minus other" (milliseconds), not as a ratio
+DIFFERENCES = {
+    "same-node latency p50 ms",
+    "cross-node latency p50 ms",
+    "same-node latency p99 ms",
+    "cross-node latency p99 ms",
+    "cross minus same p99 ms",
+    "cross minus same p50 ms",
+    "delivery latency p50 ms",
+    "delivery latency p99 ms",
+    "delivery latency p99.9 ms",
+    "ack latency p99 ms",
+}
+
+
+def _per_cpu(result: dict[str, Any], key: str) -> float | None:
+    count, cpu = result.get(key), result.get("server_cpu_s")
+    if not isinstance(count, int | float) or not isinstance(cpu, int | float) or not cpu:
+        return None
+    return round(count / cpu)
 
 
 # shown when a run has --gc-stats figures: the collector over the measured part
@@ -140,9 +233,16 @@ def git_commit() -> str:
 class Contender:
     """One server of a side-by-side run: a chatd build (its executable) or an IRC server."""
 
-    def __init__(self, label: str, chatd: str | None = None) -> None:
+    def __init__(self, label: str, chatd: str | None = None, nodes: int = 0) -> None:
         self.label = label
         self.chatd = chatd  # None for an IRC server (the label names it)
+        # --nodes: chatd on the private PostgreSQL, on this many nodes (0: on SQLite alone)
+        self.nodes = nodes
+
+    def on_nodes(self, count: int, prefix: bool) -> Contender:
+        """This build on `count` nodes of the private PostgreSQL (and Redis, if several)."""
+        name = f"{count} node{'s' if count > 1 else ''}"
+        return Contender(f"{self.label}: {name}" if prefix else name, self.chatd, count)
 
     @property
     def is_chatd(self) -> bool:
@@ -187,8 +287,13 @@ def run_one(
     gil_only: bool = False,
     rate: int = SAMPLE_RATE,
     gc_stats: bool = False,
+    backing: Backing | None = None,
+    spread: bool = False,
 ) -> dict[str, Any]:
     """Start a fresh server, run the scenario once against it, stop the server."""
+    if server.nodes:
+        assert backing is not None
+        return _run_on_nodes(scenario, kwargs, server, backing, profile_to, gil_only, rate, spread)
     with contextlib.ExitStack() as stack:
         probe = None
         if server.label == CHATD_IRC:
@@ -233,6 +338,51 @@ def run_one(
     return result
 
 
+def _run_on_nodes(
+    scenario: Scenario,
+    kwargs: dict[str, Any],
+    server: Contender,
+    backing: Backing,
+    profile_to: Path | None,
+    gil_only: bool,
+    rate: int,
+    spread: bool = False,
+) -> dict[str, Any]:
+    """Start `server.nodes` nodes on the emptied private database, run the scenario once
+    across them, stop them; the result has what Redis, PostgreSQL and the bus cost."""
+    from bench.nodes import NODE_NAMES, ClusterProbe, chatd_nodes
+
+    use_chatd(server.chatd)
+    spies: dict[str, tuple[PySpy, Path]] = {}
+    try:
+        with chatd_nodes(backing, server.nodes, scenario.server_flags, spread) as running:
+            probe = ClusterProbe(backing, running.nodes)
+            try:
+                starts: list[Callable[[], None]] = [probe.start]
+                stops: list[Callable[[], None]] = [probe.stop]
+                if profile_to is not None:
+                    for name, node in zip(NODE_NAMES, running.nodes, strict=False):
+                        out = profile_to.with_name(f"{profile_to.stem}-{name}.txt")
+                        spy = PySpy(node.pid, out, gil_only=gil_only, rate=rate, threads=True)
+                        spies[name] = (spy, out)
+                        starts.append(spy.start)
+                        stops.append(spy.stop)
+                hooks = Hooks(_each(starts), _each(stops))
+                result = asyncio.run(scenario.func(_target(running), hooks, **kwargs))
+                result["cluster"] = probe.result(result)
+            finally:
+                probe.close()
+    finally:
+        use_chatd(None)
+    result["server"] = running.version
+    if server.chatd is not None:
+        result["chatd_executable"] = server.chatd
+    profiles = {name: str(out) for name, (_spy, out) in spies.items() if out.exists()}
+    if profiles:
+        result["node_profiles"] = profiles
+    return result
+
+
 def _each(calls: list[Callable[[], None]]) -> Callable[[], None]:
     def run() -> None:
         for call in calls:
@@ -242,7 +392,10 @@ def _each(calls: list[Callable[[], None]]) -> Callable[[], None]:
 
 
 def _target(running: Running) -> Target:
-    return Target(running.kind, running.port, running.pid, str(running.workdir), running.password)
+    nodes = tuple((node.port, node.pid) for node in running.nodes)
+    return Target(
+        running.kind, running.port, running.pid, str(running.workdir), running.password, nodes
+    )
 
 
 def _fmt(value: float | None) -> str:
@@ -283,6 +436,18 @@ def _ratio(first: list[float | None], other: list[float | None]) -> str:
     return text
 
 
+def _difference(first: list[float | None], other: list[float | None]) -> str:
+    """Difference of the medians, with the range of the per-round differences."""
+    a, b = _median(first), _median(other)
+    if a is None or b is None:
+        return ""
+    text = f"{a - b:+.3g}"
+    pairs = [x - y for x, y in zip(first, other, strict=False) if x is not None and y is not None]
+    if len(pairs) > 1:
+        text += f" [{min(pairs):+.3g} to {max(pairs):+.3g}]"
+    return text
+
+
 def table(report: dict[str, Any]) -> str:
     """Median per figure over the repeats (range in brackets) for every server measured,
     and the first chatd's ratio to each of the others."""
@@ -295,15 +460,17 @@ def table(report: dict[str, Any]) -> str:
     header = [IRC_NAMES.get(label, label) for label in labels]
     header += [f"{first}/{IRC_NAMES.get(label, label)}" for label in others if first]
     rows = [("scenario", "figure", *header, "goal", "correct")]
+    headlines = NODE_HEADLINES if report.get("nodes") else HEADLINES
     for name, runs in report["scenarios"].items():
-        metrics = list(HEADLINES.get(name, []))
+        metrics = list(headlines.get(name, []))
         if any(r.get("gc") for rs in runs.values() for r in rs):
             metrics += GC_ROWS
         for label, read, goal in metrics:
             values = {server: [read(r) for r in runs.get(server, [])] for server in labels}
             cells = [_cell(values[server])[1] for server in labels]
             if first:
-                cells += [_ratio(values[first], values[other]) for other in others]
+                compare = _difference if label in DIFFERENCES else _ratio
+                cells += [compare(values[first], values[other]) for other in others]
             correct = all(r.get("correct") for rs in runs.values() for r in rs)
             rows.append((name, label, *cells, goal, "yes" if correct else "NO"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -373,10 +540,36 @@ def main(argv: list[str] | None = None) -> int:
         help="start chatd through a wrapper that times Python's garbage collector over the "
         "measured part (bench/gcprobe.py); adds rows to the table",
     )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run on N chatd nodes sharing a private PostgreSQL and redis-server, taking "
+        f"turns with one node on the same PostgreSQL ({', '.join(NODE_SCENARIOS)}; "
+        f"default {', '.join(NODE_DEFAULT_SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--spread-nodes",
+        action="store_true",
+        help="with --nodes: node i on core i mod the cores, not all on core 0 (the second "
+        "then shares core 1 with the generator, PostgreSQL and Redis)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args(argv)
+    if args.nodes and not (args.all or args.scenario):
+        args.scenario = list(NODE_DEFAULT_SCENARIOS)
     names = sorted(SCENARIOS) if args.all or not args.scenario else args.scenario
     names = [n for n in SCENARIOS if n in names]  # the table's order
+    if args.nodes:
+        if not 2 <= args.nodes <= 8:
+            parser.error("--nodes must be 2-8")
+        if args.compare or args.compare_ngircd or args.gc_stats:
+            parser.error("--nodes goes with neither --compare nor --gc-stats")
+        if args.all:
+            names = [n for n in names if n in NODE_SCENARIOS]
+        elif set(names) - set(NODE_SCENARIOS):
+            parser.error(f"with --nodes, the scenarios are {', '.join(NODE_SCENARIOS)}")
     if not 1 <= args.repeat <= 10:
         parser.error("--repeat must be 1-10")
     if not 1 <= args.scale <= 50:
@@ -387,6 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     irc = list(args.compare)
     if args.compare_ngircd and "ngircd" not in irc:
         irc.append("ngircd")
+    if args.nodes:
+        # why: N nodes first, so the ratio column is N nodes over one
+        prefix = len(builds) > 1
+        builds = [b.on_nodes(count, prefix) for b in builds for count in (args.nodes, 1)]
 
     # why: servers inherit this limit, and idle-rss needs one descriptor per client on each side
     raise_nofile(max(20000, args.idle_clients or 0))
@@ -402,11 +599,49 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "generator": pin_generator(),
             "server": "taskset -c 0",
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "argv": sys.argv[1:] if argv is None else argv,
         "chatd": {b.label: b.chatd or "beside this Python" for b in builds},
+        "nodes": args.nodes,
         "scenarios": {},
     }
+    with contextlib.ExitStack() as stack:
+        backing = None
+        if args.nodes:
+            from bench.nodes import BACKING_CORE, Backing
+
+            backing = stack.enter_context(Backing.running())
+            report["machine"]["postgresql_and_redis"] = f"core {BACKING_CORE}"
+            if args.spread_nodes:
+                report["machine"]["server"] = "node i on core i mod the cores"
+        _run_all(args, names, builds, irc, report, stamp, backing)
+    report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+
+    out = args.out / f"{stamp}-{report['mode']}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    _print_profiles(report)
+    print(f"\nwrote {out}")
+    everything_correct = all(
+        r.get("correct")
+        for runs in report["scenarios"].values()
+        for rs in runs.values()
+        for r in rs
+    )
+    return 0 if everything_correct else 1
+
+
+def _run_all(
+    args: argparse.Namespace,
+    names: list[str],
+    builds: list[Contender],
+    irc: list[str],
+    report: dict[str, Any],
+    stamp: str,
+    backing: Backing | None,
+) -> None:
+    """Every scenario, every server in turns, `--repeat` rounds; results into `report`."""
     for name in names:
         scenario = SCENARIOS[name]
         kwargs = dict(scenario.quick if args.quick else scenario.full)
@@ -422,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers if attempt % 2 == 0 else servers[::-1]:
                 profile_to = None
                 if (args.profile or args.profile_gil) and server.runs_chatd:
-                    profile_to = args.out / f"{stamp}-{name}-{server.label}-{attempt}.pyspy.txt"
+                    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", server.label)
+                    profile_to = args.out / f"{stamp}-{name}-{tag}-{attempt}.pyspy.txt"
                 print(
                     f"bench: {name} on {server.label} ({attempt + 1}/{args.repeat}) ...",
                     file=sys.stderr,
@@ -437,6 +673,8 @@ def main(argv: list[str] | None = None) -> int:
                         args.profile_gil,
                         args.profile_rate,
                         args.gc_stats,
+                        backing,
+                        args.spread_nodes,
                     )
                 except Exception as exc:  # a failed run is reported, and the others still run
                     where = traceback.extract_tb(exc.__traceback__)[-1]
@@ -455,9 +693,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
         report["scenarios"][name] = runs
 
-    out = args.out / f"{stamp}-{report['mode']}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(table(report))
+
+def _print_profiles(report: dict[str, Any]) -> None:
+    """Each scenario's and server's profiles summed over its runs: the server's, or each
+    node's with its threads."""
     for name, runs in report["scenarios"].items():
         for label, results in runs.items():
             raws = [
@@ -465,26 +704,32 @@ def main(argv: list[str] | None = None) -> int:
                 for r in results
                 if r.get("profile") and Path(r["profile"]["raw"]).exists()
             ]
-            if not raws:
-                continue
-            merged = summarise(raws)
-            print(
-                f"\nprofile of {name} on {label} ({merged['samples']} samples in "
-                f"{len(raws)} run(s)), own time:"
-            )
-            for row in merged["own"][:15]:
-                print(f"  {row['percent']:5.1f}%  {row['function']}")
-            print("inclusive:")
-            for row in merged["inclusive"][:15]:
-                print(f"  {row['percent']:5.1f}%  {row['function']}")
-    print(f"\nwrote {out}")
-    everything_correct = all(
-        r.get("correct")
-        for runs in report["scenarios"].values()
-        for rs in runs.values()
-        for r in rs
-    )
-    return 0 if everything_correct else 1
+            if raws:
+                _print_profile(f"{name} on {label}", raws)
+            nodes = sorted({node for r in results for node in r.get("node_profiles", {})})
+            for node in nodes:
+                paths = [
+                    Path(r["node_profiles"][node])
+                    for r in results
+                    if node in r.get("node_profiles", {})
+                ]
+                _print_profile(f"{name} on {label}, node {node}", [p for p in paths if p.exists()])
+
+
+def _print_profile(title: str, raws: list[Path]) -> None:
+    if not raws:
+        return
+    merged = summarise(raws)
+    print(f"\nprofile of {title} ({merged['samples']} samples in {len(raws)} run(s)), own time:")
+    for row in merged["own"][:15]:
+        print(f"  {row['percent']:5.1f}%  {row['function']}")
+    print("inclusive:")
+    for row in merged["inclusive"][:15]:
+        print(f"  {row['percent']:5.1f}%  {row['function']}")
+    for thread in merged["threads"][:6]:
+        print(f"thread {thread['thread']}: {thread['percent']:.1f}% of the samples; own time:")
+        for row in thread["own"][:6]:
+            print(f"    {row['percent']:5.1f}%  {row['function']}")
 
 
 if __name__ == "__main__":

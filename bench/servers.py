@@ -38,11 +38,14 @@ class Running:
     workdir: Path
     version: str
     password: str | None = None  # IRC clients log in with PASS nick:password (chatd's IRC)
+    # why: a cluster (bench/nodes.py) is reached through any of its nodes; the fields above
+    # are its first node's, and this holds every node, the first included
+    nodes: tuple[Running, ...] = ()
 
 
-def _pinned(command: list[str]) -> list[str]:
+def _pinned(command: list[str], core: str = SERVER_CORE) -> list[str]:
     if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        return ["taskset", "-c", SERVER_CORE, *command]
+        return ["taskset", "-c", core, *command]
     return command
 
 

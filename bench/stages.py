@@ -40,7 +40,7 @@ class CountingOutbox:
     def __init__(self) -> None:
         self.bytes = 0
 
-    def put(self, data: bytes, *, event: bool = False) -> bool:
+    def put(self, data: bytes, *, event: bool = False, barrier: bool = False) -> bool:
         self.bytes += len(data)
         return True
 

@@ -38,6 +38,30 @@ class Target:
     pid: int
     workdir: str | None = None
     password: str | None = None  # IRC: log in with PASS nick:password (chatd's IRC listener)
+    # why: several chatd nodes (bench.run --nodes) are one server reached through any of
+    # them: (port, pid) of each, the first being `port` and `pid`; empty for one server.
+    nodes: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Every server process whose CPU counts: the nodes, or the one server."""
+        return tuple(pid for _port, pid in self.nodes) or (self.pid,)
+
+    def port_of(self, index: int) -> int:
+        """The port the `index`-th client of a room connects to: the nodes take turns."""
+        if not self.nodes:
+            return self.port
+        return self.nodes[index % len(self.nodes)][0]
+
+    def far_port(self, index: int) -> int:
+        """As `port_of`, but never the first node's when there are several: where the
+        receivers of a sender on the first node go to measure the way across nodes."""
+        if len(self.nodes) < 2:
+            return self.port
+        return self.nodes[1 + index % (len(self.nodes) - 1)][0]
+
+    def meter(self) -> CpuMeter:
+        return CpuMeter(*self.pids)
 
 
 @dataclass(slots=True)
@@ -196,9 +220,9 @@ async def paced_sender(
     return worst_lag
 
 
-def attach_receiver(client: ChatClient | IrcClient, tracker: Tracker) -> None:
+def attach_receiver(client: ChatClient | IrcClient, tracker: Tracker, group: int = 0) -> None:
     receiver: Receiver = tracker.receiver(
-        client.name if isinstance(client, ChatClient) else client.nick
+        client.name if isinstance(client, ChatClient) else client.nick, group
     )
     deliver = tracker.deliver
     if isinstance(client, ChatClient):
@@ -218,6 +242,12 @@ def measured(meter: CpuMeter, wall: float, tracker: Tracker) -> dict[str, Any]:
     return {
         "wall_s": round(wall, 4),
         "server_cpu_s": round(meter.server, 4),
+        **(
+            {"node_cpu_s": [round(seconds, 4) for seconds in meter.per_process]}
+            if len(meter.pids) > 1
+            else {}
+        ),
+        "messages_sent": sum(stream.sent for stream in tracker.streams.values()),
         "server_cpu_ticks_s": round(meter.server_ticks, 3),
         "server_cpu_source": "schedstat" if meter.server_exact is not None else "ticks",
         "server_system_cpu_s": round(meter.server_system, 3),

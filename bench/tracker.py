@@ -119,6 +119,7 @@ class Receiver:
     name: str
     expected: list[int]  # per stream index: the next seq
     last_id: dict[str | None, int] = field(default_factory=dict)  # room -> last message id
+    group: int = 0  # whose latencies it shares (Tracker.group_latency): a node, say
 
 
 class Tracker:
@@ -142,11 +143,12 @@ class Tracker:
         self.keep_latency = keep_latency
         self.latency = array("d")  # delivery latency, seconds
         self.latency_at = array("d")  # send time of each latency sample
+        self.group_latency: dict[int, array[float]] = {}  # the same samples by receiver group
         self.ack_latency = array("d")
         self.done = asyncio.Event()
 
-    def receiver(self, name: str) -> Receiver:
-        receiver = Receiver(name, [0] * len(self.streams))
+    def receiver(self, name: str, group: int = 0) -> Receiver:
+        receiver = Receiver(name, [0] * len(self.streams), group=group)
         self.receivers.append(receiver)
         return receiver
 
@@ -219,6 +221,10 @@ class Tracker:
             sent_at = stream.sent_at[seq]
             self.latency.append(now - sent_at)
             self.latency_at.append(sent_at)
+            group = self.group_latency.get(receiver.group)
+            if group is None:
+                group = self.group_latency[receiver.group] = array("d")
+            group.append(now - sent_at)
         remaining = stream.remaining
         left = remaining[seq] - 1
         remaining[seq] = left

@@ -186,6 +186,9 @@ class RedisBus:
         beat: int | None,
     ) -> None:
         """One round trip: the frames, in order, each presence change with its hash change."""
+        if rewrite is None and beat is None and all(isinstance(f, Committed) for f in frames):
+            self._send_batches(client, frames)
+            return
         pipe = client.pipeline(transaction=True)
         key = self._presence_key
         if rewrite is not None:
@@ -207,6 +210,23 @@ class RedisBus:
             pipe.pexpire(key, PRESENCE_TTL_MS)
             pipe.publish(self._channel, encode_frame(Heartbeat(self.instance, beat)))
         if len(pipe):
+            pipe.execute()
+
+    def _send_batches(self, client: redis.Redis, frames: list[AnyFrame]) -> None:
+        """Batch frames alone: no hash changes to keep with them, so no MULTI/EXEC.
+
+        Why: the transaction made a round cost 166 us of this thread's CPU on the
+        bench machine, a plain PUBLISH 47 us (bench/busframes.py, docs/benchmarks.md).
+        One connection runs its commands in order, so the frames still go out in
+        the order they were queued; and if the round fails, the frames it did not
+        publish are lost as a whole round's would be (the other nodes read them back).
+        """
+        if len(frames) == 1:
+            client.publish(self._channel, encode_frame(frames[0]))
+        elif frames:
+            pipe = client.pipeline(transaction=False)
+            for frame in frames:
+                pipe.publish(self._channel, encode_frame(frame))
             pipe.execute()
 
     # receiving
