@@ -10,12 +10,17 @@ Uploads arrive in `incoming/` and are renamed into place only once complete
 and verified, after an fsync, so a crash never leaves a partial file under a
 content name; whatever `incoming/` holds at start-up is a crash leftover and
 is removed.
+
+Bytes no message refers to any more (their last message was deleted) are
+removed after the delete commits (`discard`), unless an upload of the same
+content is between `keep` and its message's commit (`release`).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +35,9 @@ class BlobStore:
             make_private_dir(directory)
         for leftover in self.incoming.iterdir():
             leftover.unlink(missing_ok=True)
+        # guards _held and the existence of content files between a keep and a discard
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}  # sha256 -> uploads kept whose message is not stored yet
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -41,16 +49,43 @@ class BlobStore:
         return path, os.fdopen(descriptor, "wb")
 
     def keep(self, incoming: Path, sha256: str) -> None:
-        """Make a complete, verified upload durable under its content name."""
+        """Make a complete, verified upload durable under its content name.
+
+        Held until `release`: its message is not stored yet, so no delete
+        may take these bytes away meanwhile.
+        """
         target = self.path_for(sha256)
-        if target.exists():
-            incoming.unlink(missing_ok=True)
-            return
-        with open(incoming, "rb") as written:
-            os.fsync(written.fileno())
-        target.parent.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
-        os.replace(incoming, target)
-        _fsync_directory(target.parent)
+        with self._lock:
+            self._held[sha256] = self._held.get(sha256, 0) + 1
+            if target.exists():
+                incoming.unlink(missing_ok=True)
+                return
+            try:
+                with open(incoming, "rb") as written:
+                    os.fsync(written.fileno())
+                target.parent.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+                os.replace(incoming, target)
+                _fsync_directory(target.parent)
+            except BaseException:
+                self._held[sha256] -= 1  # nothing was kept: nothing to hold
+                if not self._held[sha256]:
+                    del self._held[sha256]
+                raise
+
+    def release(self, sha256: str) -> None:
+        """The message of a kept upload was stored, or refused."""
+        with self._lock:
+            count = self._held.get(sha256, 0) - 1
+            if count > 0:
+                self._held[sha256] = count
+            else:
+                self._held.pop(sha256, None)
+
+    def discard(self, sha256: str) -> None:
+        """Remove bytes that no file refers to any more, unless an upload holds them."""
+        with self._lock:
+            if sha256 not in self._held:
+                self.path_for(sha256).unlink(missing_ok=True)
 
     def read(self, sha256: str, offset: int, size: int) -> bytes:
         with open(self.path_for(sha256), "rb") as blob:

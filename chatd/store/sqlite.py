@@ -20,6 +20,8 @@ from typing import Any
 
 from chatd.diskspace import DiskAlarm
 from chatd.records import NewFile
+from chatd.searchtext import Term, fts5_query
+from chatd.store.conversation_writes import ConversationWrites
 from chatd.store.facade import Store
 from chatd.store.log import CHANGE_ROW, MESSAGE_ROW, LogWriter
 
@@ -38,8 +40,8 @@ INSERT_FILE = _insert("files", ("sha256", "size", "name", "mime", "uploader_id",
 
 
 def _is_room_text(row: tuple[Any, ...]) -> bool:
-    """A MESSAGE_ROW of a room message without a file."""
-    return row[3] is None and row[7] is None
+    """A MESSAGE_ROW of a room message without a file, a reply or a mention."""
+    return row[3] is None and row[7] is None and row[9] is None and row[10] is None
 
 
 class SqliteStore(Store):
@@ -56,6 +58,30 @@ class SqliteStore(Store):
 
     def _turn(self) -> AbstractContextManager[object]:
         return self._write_lock
+
+    def _search_source(self, terms: list[Term]) -> tuple[str, str, str, dict[str, Any]] | None:
+        """The FTS5 table over messages.text, newest first by its rowid (the message id)."""
+        return (
+            "messages_fts JOIN messages m ON m.id = messages_fts.rowid",
+            "messages_fts MATCH :query",
+            "messages_fts.rowid",
+            {"query": fts5_query(terms)},
+        )
+
+    def erase_traces(self) -> None:
+        """After deletes: no trace of the deleted texts left in the database's files.
+
+        The FTS5 index keeps a deleted row's words (and its delete marker
+        repeats them) until its segments are merged into one; the WAL keeps
+        old pages until a checkpoint truncates it. secure_delete (chatd/db.py)
+        zeroes what is freed meanwhile.
+        """
+        with self._refusing_when_full(), self._write_lock:
+            if self._raw is None:
+                self._raw = self.engine.raw_connection()
+            driver: sqlite3.Connection = self._raw.driver_connection
+            driver.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+            driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def _log_writer(self) -> Iterator[LogWriter]:
@@ -79,9 +105,18 @@ class SqliteStore(Store):
                 cursor.close()
 
 
-class _SqliteLogWriter:
+class _SqliteLogWriter(ConversationWrites):
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
+
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        return self._cursor.execute(sql, params).fetchall()
+
+    def _run(self, sql: str, params: dict[str, Any] | list[dict[str, Any]]) -> None:
+        if isinstance(params, list):
+            self._cursor.executemany(sql, params)
+        else:
+            self._cursor.execute(sql, params)
 
     def head(self) -> int:
         return int(self._cursor.execute("SELECT position FROM log_head").fetchone()[0])
