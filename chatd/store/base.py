@@ -148,6 +148,8 @@ class StoreBase:
         self.disk = disk or DiskAlarm()
         self.engine: Engine = create_db_engine(url)
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        # PostgreSQL's messages have a search column to fill (migration 0006); decided once
+        self.tsvector = self.engine.dialect.name == "postgresql"
         # sha256 of attachment bytes deletes left unreferenced, for the writer to remove
         self._unreferenced: list[str] = []
 

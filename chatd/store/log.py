@@ -175,7 +175,7 @@ class LogStore(StoreBase):
     @contextmanager
     def _log_writer(self) -> Iterator[LogWriter]:
         with self._write() as connection:
-            yield _CoreLogWriter(connection, self.engine.dialect.name == "postgresql")
+            yield _CoreLogWriter(connection, self.tsvector)
 
 
 def _position(entry: Logged) -> int:
