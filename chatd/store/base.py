@@ -156,6 +156,10 @@ class StoreBase:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _index_imported(self, connection: Connection, ids: list[int]) -> None:
+        """New messages stored outside the log (imports) into the search index: on
+        PostgreSQL their rows carry it already; chatd/store/sqlite.py fills FTS5."""
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         with self._refusing_when_full(), self._turn(), self._writer.begin() as connection:

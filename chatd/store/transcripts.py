@@ -132,7 +132,8 @@ class TranscriptStore(StoreBase):
             for row in rows:
                 row["search"] = tsvector_literal(row["text"])
         returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        ids = connection.execute(returning, rows).scalars().all()
+        ids = list(connection.execute(returning, rows).scalars())
+        self._index_imported(connection, ids)
         mentions = [
             {"user_id": user_id, "room_id": room_id, "message_id": message_id}
             for row, message_id in zip(rows, ids, strict=True)

@@ -45,12 +45,11 @@ FTS5_TABLE = (
     "text, content='messages', content_rowid='id', "
     "tokenize='unicode61 remove_diacritics 2', prefix='1 2 3', columnsize=0)"
 )
-# External content does not keep itself: these do, and never index a deleted text
-# (what FTS5 was told at insert is exactly what it is told to remove).
+# External content does not keep itself. New rows are indexed by whoever inserts them,
+# a batch at a time (chatd/store/sqlite.py: one INSERT ... SELECT per batch costs a
+# quarter of a trigger per row); these keep edits and deletes in step, and never index
+# a deleted text (what FTS5 was told at insert is exactly what it is told to remove).
 FTS5_TRIGGERS = (
-    """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN NOT new.deleted BEGIN
-        INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
-    END""",
     """CREATE TRIGGER messages_fts_update AFTER UPDATE OF text, deleted ON messages BEGIN
         INSERT INTO messages_fts (messages_fts, rowid, text)
             SELECT 'delete', old.id, old.text WHERE NOT old.deleted;
@@ -242,7 +241,7 @@ def _postgresql_search() -> None:
 
 def downgrade() -> None:
     if _is_sqlite():
-        for name in ("insert", "update", "delete"):
+        for name in ("update", "delete"):
             op.execute(f"DROP TRIGGER messages_fts_{name}")
         op.execute("DROP TABLE messages_fts")
     else:
