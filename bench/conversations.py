@@ -29,6 +29,7 @@ every loop is bounded.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sqlite3
@@ -59,10 +60,12 @@ class Texts:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.words = _vocabulary(rng)
-        self.weights = [1 / (rank + 1) for rank in range(len(self.words))]
+        weights = [1 / (rank + 1) for rank in range(len(self.words))]
+        self.cumulative = list(itertools.accumulate(weights))
 
     def text(self) -> str:
-        words = self.rng.choices(self.words, self.weights, k=self.rng.randint(3, 15))
+        count = self.rng.randint(3, 15)
+        words = self.rng.choices(self.words, cum_weights=self.cumulative, k=count)
         if self.rng.random() < 0.02:
             words.append("@reader")
         return " ".join(words)

@@ -126,3 +126,21 @@ def test_export_carries_edits_and_leaves_deleted_messages_out(db_url: str, tmp_p
         (three.id, "three"),
     ]
     assert "edited" in plain["messages"][0] and "edited" not in plain["messages"][1]
+
+
+def test_imported_messages_are_searchable_and_carry_their_mentions(db_url: str) -> None:
+    from chatd.searchtext import parse_query
+
+    store = open_store(db_url)
+    try:
+        alice = store.create_user("alice", "hash")
+        bob = store.create_user("bob", "hash")
+        store.join(bob, "general")
+        store.import_messages("general", "", [("alice", 1_000, "imported kiwifruit for @bob")])
+        (found,) = store.search(bob, parse_query("kiwi"))
+        assert (found.text, found.mentions) == ("imported kiwifruit for @bob", ["bob"])
+        rooms, _direct = store.unread(bob)
+        assert (rooms[0].unread, rooms[0].mentions) == (1, 1)
+        assert store.search(alice, parse_query("kiwi")) == []  # not a member
+    finally:
+        store.close()

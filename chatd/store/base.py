@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, cast
 
 from msgspec import UNSET
-from sqlalchemy import Column, Connection, Engine, MetaData, Table, select
+from sqlalchemy import Column, Connection, Engine, MetaData, Table, insert, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.types import TypeDecorator
@@ -36,6 +36,7 @@ from chatd.records import (
     NewFile,
     UserRecord,
 )
+from chatd.searchtext import tsvector_literal
 
 # why: declarative models type __table__ as a FromClause; these are Tables.
 users = cast(Table, User.__table__)
@@ -129,6 +130,20 @@ def message_record(row: Any) -> Message:
         split_mentions(row[12]) or UNSET,
         UNSET if row[13] is None else format_ts(row[13]),
     )
+
+
+def insert_message_rows(
+    connection: Connection, rows: list[dict[str, Any]], tsvector: bool
+) -> list[int]:
+    """Insert message rows, in their order; their ids. `tsvector`: PostgreSQL's rows also
+    get their search column, made from their text (chatd/searchtext.py)."""
+    table = messages
+    if tsvector:
+        table = messages_with_search
+        for row in rows:
+            row["search"] = tsvector_literal(row["text"])
+    returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return [int(i) for i in connection.execute(returning, rows).scalars()]
 
 
 def file_fields(attachment: NewFile) -> tuple[str, int, str, str]:

@@ -30,17 +30,16 @@ from chatd.records import (
     UserRecord,
     now_ms,
 )
-from chatd.searchtext import tsvector_literal
 from chatd.store.base import (
     StoreBase,
     files,
+    insert_message_rows,
     log_head,
     memberships,
     message_changes,
     message_query,
     message_record,
     messages,
-    messages_with_search,
     read_changes,
     room_changes,
     rooms,
@@ -293,13 +292,7 @@ class _CoreLogWriter(CoreStatements):
 
     def insert_messages(self, rows: list[tuple[Any, ...]]) -> list[int]:
         values = [dict(zip(MESSAGE_ROW, row, strict=True)) for row in rows]
-        table = messages
-        if self.tsvector:
-            table = messages_with_search
-            for value in values:
-                value["search"] = tsvector_literal(value["text"])
-        returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return [int(i) for i in self._connection.execute(returning, values).scalars()]
+        return insert_message_rows(self._connection, values, self.tsvector)
 
     def insert_changes(self, rows: list[tuple[Any, ...]]) -> None:
         values = [dict(zip(CHANGE_ROW, row, strict=True)) for row in rows]

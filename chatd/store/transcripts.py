@@ -15,13 +15,12 @@ from chatd.records import (
     RoomRecord,
     now_ms,
 )
-from chatd.searchtext import tsvector_literal
 from chatd.store.base import (
     StoreBase,
+    insert_message_rows,
     message_query,
     message_record,
     messages,
-    messages_with_search,
     room_mentions,
     rooms,
     users,
@@ -126,13 +125,7 @@ class TranscriptStore(StoreBase):
         named: dict[str, tuple[int, str]],
     ) -> None:
         """The new rows in the transcript's order, with their search words and room mentions."""
-        table = messages
-        if self.tsvector:
-            table = messages_with_search
-            for row in rows:
-                row["search"] = tsvector_literal(row["text"])
-        returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        ids = list(connection.execute(returning, rows).scalars())
+        ids = insert_message_rows(connection, rows, self.tsvector)
         self._index_imported(connection, ids)
         mentions = [
             {"user_id": user_id, "room_id": room_id, "message_id": message_id}

@@ -38,12 +38,13 @@ DM_PAIR_SET = sa.text("dm_pair IS NOT NULL")
 FILL_BATCH = 5000
 
 # SQLite: the index over messages.text. unicode61 with remove_diacritics 2 folds case
-# and accents as chatd/searchtext.py folds queries; the prefix indexes answer the
-# short word beginnings that would otherwise merge thousands of terms.
+# and accents as chatd/searchtext.py folds queries. No prefix indexes: prefix='1 2' made
+# durable ingest 55% slower (docs/benchmarks.md), against 11-14% without; no column
+# sizes either (nothing ranks by them).
 FTS5_TABLE = (
     "CREATE VIRTUAL TABLE messages_fts USING fts5("
     "text, content='messages', content_rowid='id', "
-    "tokenize='unicode61 remove_diacritics 2', prefix='1 2 3', columnsize=0)"
+    "tokenize='unicode61 remove_diacritics 2', columnsize=0)"
 )
 # External content does not keep itself. New rows are indexed by whoever inserts them,
 # a batch at a time (chatd/store/sqlite.py: one INSERT ... SELECT per batch costs a
