@@ -89,7 +89,12 @@ class Fanout:
             if run:
                 self._messages(run)
                 run = []
-            self._change(entry, posts.get(entry.position))
+            post = posts.get(entry.position)
+            if post is None and isinstance(entry, Marked):
+                # why: a marker without a request of its own is a first join's, which took
+                # the position before it: the joining connection is not told of it
+                post = _silent(posts.get(entry.position - 1))
+            self._change(entry, post)
         if run:
             self._messages(run)
 
@@ -279,8 +284,16 @@ class Fanout:
         return history
 
 
+# the slot of a Post that only says whom to leave out of an event: it has no reply to give
+_NO_SLOT = ReplySlot()
+
+
+def _silent(post: Post | None) -> Post | None:
+    return None if post is None else Post(post.session, None, _NO_SLOT, post.change)
+
+
 def _answer(post: Post | None, result: Reply) -> None:
-    if post is not None:
+    if post is not None and post.slot is not _NO_SLOT:
         post.session.answer_post(post.slot, post.rid, result)
 
 

@@ -162,3 +162,25 @@ def test_reply_to_in_the_same_conversation_only(room, connect) -> None:
     assert bob.ok("dm", to="alice", text="ok", reply_to=direct)["message"]["reply_to"] == direct
     connect("carol")
     assert alice.error("dm", to="carol", text="x", reply_to=direct) == "no_such_message"
+
+
+def test_a_first_join_tells_the_users_other_connections_not_the_joining_one(connect) -> None:
+    alice = connect("alice")
+    alice.ok("join", room="general")
+    newest = alice.ok("send", room="general", text="before bob")["message"]["id"]
+    bob = connect("bob")
+    phone = connect("bob")
+    bob.ok("join", room="general")
+    assert phone.next_event("read") == {"event": "read", "room": "general", "last_read": newest}
+    assert [e for e in bob.drain() if e["event"] == "read"] == []
+
+
+def test_own_messages_tell_the_authors_other_connections(room, connect) -> None:
+    _alice, bob = room
+    phone = connect("bob")
+    sent = bob.ok("send", room="general", text="from the laptop")["message"]["id"]
+    assert phone.next_event("message")["id"] == sent
+    assert phone.next_event("read") == {"event": "read", "room": "general", "last_read": sent}
+    direct = bob.ok("dm", to="alice", text="psst")["message"]["id"]
+    assert phone.next_event("read") == {"event": "read", "with": "alice", "last_read": direct}
+    assert [e for e in bob.drain() if e["event"] == "read"] == []

@@ -144,3 +144,25 @@ def test_imported_messages_are_searchable_and_carry_their_mentions(db_url: str) 
         assert store.search(alice, parse_query("kiwi")) == []  # not a member
     finally:
         store.close()
+
+
+def test_counts_stop_at_1000(db_url: str) -> None:
+    store = open_store(db_url)
+    try:
+        alice = store.create_user("alice", "hash")
+        bob = store.create_user("bob", "hash")
+        store.join(alice, "general")
+        store.join(bob, "general")
+        batch = [NewMessage(alice, f"@bob number {n}", room="general") for n in range(1003)]
+        stored = store.append_messages(batch)
+        store.append_messages(
+            [NewMessage(alice, f"to bob {n}", recipient=bob) for n in range(1001)]
+        )
+        rooms, direct = store.unread(bob)
+        assert (rooms[0].unread, rooms[0].mentions, rooms[0].last_id) == (1000, 1000, stored[-1].id)
+        assert (direct[0].with_, direct[0].unread, direct[0].mentions) == ("alice", 1000, 1000)
+        store.append_log([NewRead(bob, stored[-4].id, room="general")])
+        rooms, _direct = store.unread(bob)
+        assert (rooms[0].unread, rooms[0].mentions) == (3, 3)
+    finally:
+        store.close()
