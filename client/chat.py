@@ -517,6 +517,9 @@ class Chat:
             self.notice(f"{render.counted(len(found), 'message')} found for {query}, oldest first:")
             width = self.display.width()
             for message in reversed(found):
+                mid = message.get("id")
+                if isinstance(mid, int) and not isinstance(mid, bool):
+                    self._remember(mid, message)  # so that /reply can answer it
                 self._show(
                     render.message_lines(
                         message,
