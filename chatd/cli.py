@@ -250,6 +250,7 @@ def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 m.text,
                 m.ts_ms,
                 None if isinstance(m.file, UnsetType) else FileMeta(**structs.asdict(m.file)),
+                None if isinstance(m.edited, UnsetType) else parse_ts(m.edited),
             )
             for m in stored
         ),

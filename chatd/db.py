@@ -150,6 +150,9 @@ def create_db_engine(url: str, *, foreign_keys: bool = True) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={WRITER_WAIT_MS}")
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        # why: a deleted message's text must not survive in freed pages (PROTOCOL.md: erased
+        # for good); most builds have it on already, this makes sure.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")

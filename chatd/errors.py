@@ -39,6 +39,8 @@ class ErrorCode(StrEnum):
     NO_SUCH_UPLOAD = "no_such_upload"
     CHECKSUM_MISMATCH = "checksum_mismatch"
     NO_SUCH_FILE = "no_such_file"
+    NO_SUCH_MESSAGE = "no_such_message"
+    NOT_AUTHOR = "not_author"
     # chatd's own, documented in docs/protocol.md:
     STORAGE_FULL = "storage_full"
 

@@ -5,9 +5,10 @@ dialect, whoever asks first) and one Bundle per room: every member's
 connection of a room gets the same bundle, so the cost grows with members
 plus messages, not their product. A connection that sent some of the run
 gets the run's events and its own replies merged in id order instead, so
-it too sees its rooms' ids ascending. A join, part or topic change is
-applied to the hub at its place, answers the connection that asked for it,
-and tells the others.
+it too sees its rooms' ids ascending. A join, part, topic change, edit,
+delete or read marker is applied to the hub at its place, answers the
+connection that asked for it, and tells the others. A message also moves its
+author's read marker: the author's other connections hear of it (`read`).
 
 Each room's share is delivered under the room's order lock (see
 chatd/hub.py), which a re-join also takes to read its history.
@@ -20,12 +21,28 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chatd.errors import ChatError
-from chatd.events import AnyEvent, Joined, Parted, TopicChanged
+from chatd.events import (
+    AnyEvent,
+    Joined,
+    MessageDeleted,
+    MessageEdit,
+    Parted,
+    ReadMarker,
+    TopicChanged,
+)
 from chatd.hub import Hub, Peer
-from chatd.log import Entered, Left, Logged, Posted, Retitled
+from chatd.log import Deleted, Edited, Entered, Left, Logged, Marked, Posted, Retitled
 from chatd.outgoing import Bundle, Outgoing
-from chatd.records import NewChange, RoomRecord
-from chatd.replies import JoinReply, PartReply, Reply, TopicReply
+from chatd.records import NewChange, RoomRecord, deleted_message
+from chatd.replies import (
+    DeleteReply,
+    JoinReply,
+    MessageReply,
+    PartReply,
+    ReadReply,
+    Reply,
+    TopicReply,
+)
 from chatd.requests import RequestId
 from chatd.sendqueue import ReplySlot
 from chatd.store import Store
@@ -72,7 +89,12 @@ class Fanout:
             if run:
                 self._messages(run)
                 run = []
-            self._change(entry, posts.get(entry.position))
+            post = posts.get(entry.position)
+            if post is None and isinstance(entry, Marked):
+                # why: a marker without a request of its own is a first join's, which took
+                # the position before it: the joining connection is not told of it
+                post = _silent(posts.get(entry.position - 1))
+            self._change(entry, post)
         if run:
             self._messages(run)
 
@@ -93,6 +115,20 @@ class Fanout:
                 self._room_share(room, share)
         if direct:
             self._direct(direct)
+        self._authors_read(run)
+
+    def _authors_read(self, run: list[tuple[Posted, Post | None]]) -> None:
+        """Each author's newest message of the run moved their marker: tell their other
+        connections."""
+        newest: dict[tuple[str, str | None, str | None], tuple[int, Post | None]] = {}
+        for entry, post in run:
+            message = entry.message
+            to = None if message.room is not None else str(message.to)
+            newest[(message.user, message.room, to)] = (message.id, post)
+        for (user, room, to), (message_id, post) in newest.items():
+            peers = self.hub.peers_of(user)
+            if len(peers) > (post is not None):
+                to_peers(peers, _read_event(message_id, room, to), exclude=_origin(post))
 
     def _room_share(self, room: str, share: list[tuple[int, Outgoing, Post | None]]) -> None:
         items = [item for _position, item, _post in share]
@@ -145,6 +181,16 @@ class Fanout:
     # room changes
 
     def _change(self, entry: Logged, post: Post | None) -> None:
+        if isinstance(entry, Edited):
+            self._edited(entry, post)
+        elif isinstance(entry, Deleted):
+            self._deleted(entry, post)
+        elif isinstance(entry, Marked):
+            self._marked(entry, post)
+        else:
+            self._room_change(entry, post)
+
+    def _room_change(self, entry: Logged, post: Post | None) -> None:
         hub = self.hub
         if isinstance(entry, Entered):
             room = entry.room
@@ -173,6 +219,52 @@ class Fanout:
                 event = TopicChanged(entry.room, entry.topic, entry.user)
                 to_room(hub, entry.room, event, exclude=_origin(post))
 
+    # conversation state
+
+    def _edited(self, entry: Edited, post: Post | None) -> None:
+        """An edit reaches whoever a new message of its conversation would, but its editor."""
+        message = entry.message
+        event = MessageEdit(message)
+        if message.room is None:
+            _answer(post, MessageReply(message))
+            to_peers(self._parties(message.user, message.to), event, exclude=_origin(post))
+            return
+        with self.hub.order_lock(message.room):
+            self.hub.revise(message.room, message.id, lambda _kept: message)
+            _answer(post, MessageReply(message))
+            to_room(self.hub, message.room, event, exclude=_origin(post))
+
+    def _deleted(self, entry: Deleted, post: Post | None) -> None:
+        """A delete goes where an edit would; in a direct conversation each side sees `with`
+        the other party."""
+        if entry.room is None:
+            _answer(post, DeleteReply(entry.id))
+            to = entry.to or entry.user
+            origin = _origin(post)
+            to_peers(
+                self.hub.peers_of(entry.user), MessageDeleted(entry.id, with_=to), exclude=origin
+            )
+            if to.lower() != entry.user.lower():
+                to_peers(self.hub.peers_of(to), MessageDeleted(entry.id, with_=entry.user))
+            return
+        with self.hub.order_lock(entry.room):
+            self.hub.revise(entry.room, entry.id, deleted_message)
+            _answer(post, DeleteReply(entry.id))
+            to_room(
+                self.hub, entry.room, MessageDeleted(entry.id, entry.room), exclude=_origin(post)
+            )
+
+    def _marked(self, entry: Marked, post: Post | None) -> None:
+        """A read marker: the reply, and when it moved, the user's other connections."""
+        event = _read_event(entry.last_read, entry.room, entry.peer)
+        _answer(post, ReadReply(event.last_read, event.room, event.with_))
+        if entry.moved:
+            to_peers(self.hub.peers_of(entry.user), event, exclude=_origin(post))
+
+    def _parties(self, user: str, to: object) -> list[Peer]:
+        """Every connection of a direct message's two parties."""
+        return self.hub.peers_of_users((user, str(to)))
+
     def _join_reply(self, record: RoomRecord) -> JoinReply:
         """A joiner's reply, at its place in the log: everything before it is history."""
         members, online = self.hub.members(record.name)
@@ -190,6 +282,26 @@ class Fanout:
         history = [Outgoing(message) for message in stored]
         hub.keep_recent(room.name, history)
         return history
+
+
+# the slot of a Post that only says whom to leave out of an event: it has no reply to give
+_NO_SLOT = ReplySlot()
+
+
+def _silent(post: Post | None) -> Post | None:
+    return None if post is None else Post(post.session, None, _NO_SLOT, post.change)
+
+
+def _answer(post: Post | None, result: Reply) -> None:
+    if post is not None and post.slot is not _NO_SLOT:
+        post.session.answer_post(post.slot, post.rid, result)
+
+
+def _read_event(last_read: int, room: str | None, peer: str | None) -> ReadMarker:
+    if room is not None:
+        return ReadMarker(last_read, room=room)
+    assert peer is not None
+    return ReadMarker(last_read, with_=peer)
 
 
 def _reply(post: Post | None, item: Outgoing) -> InOrder:

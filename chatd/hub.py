@@ -286,6 +286,22 @@ class Hub:
                 self._kept_bytes += grown
             self._evict()
 
+    def revise(self, room: str, message_id: int, change: Callable[[Message], Message]) -> None:
+        """A message was edited or deleted: its kept copy, if any, becomes `change(kept)`."""
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is None or state.recent is None:
+                return
+            for index, item in enumerate(state.recent):
+                kept = item.event
+                if isinstance(kept, Message) and kept.id == message_id:
+                    revised = Outgoing(change(kept))
+                    grown = kept_size(revised) - kept_size(item)
+                    state.recent[index] = revised
+                    state.recent_bytes += grown
+                    self._kept_bytes += grown
+                    return
+
     def check_newest(self, newest_stored: int) -> bool:
         """Forget every kept history if the store has messages this server did not write.
 

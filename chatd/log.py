@@ -1,6 +1,7 @@
 """The log: every change that others must see, at its position, as typed values.
 
-A message, a join, a part or a topic change is stored with a position taken
+A message, a join, a part, a topic change, an edit, a delete or a read
+marker that moved is stored with a position taken
 from one counter in the same transaction (chatd/models.py, LogHead), so
 positions follow commit order without gaps, on every backend and across
 nodes. The sequencer (chatd/sequencer.py) delivers entries in position order;
@@ -46,7 +47,36 @@ class Retitled(Entry, frozen=True, tag="t"):
     user: str
 
 
-Logged = Posted | Entered | Left | Retitled
+class Edited(Entry, frozen=True, tag="e"):
+    """A message's text was replaced: the message as it is now (with `edited`)."""
+
+    message: Message
+
+
+class Deleted(Entry, frozen=True, tag="d"):
+    """Message `id` (by `user`, in `room` or to `to`) was deleted."""
+
+    id: int
+    room: str | None
+    user: str
+    to: str | None = None
+
+
+class Marked(Entry, frozen=True, tag="r"):
+    """`user`'s read marker in `room`, or in the conversation with `peer`, is `last_read`.
+
+    `moved` is false when a mark_read changed nothing: its reply still comes
+    at its place, and nobody else hears of it (nor is it stored).
+    """
+
+    user: str
+    room: str | None
+    peer: str | None
+    last_read: int
+    moved: bool = True
+
+
+Logged = Posted | Entered | Left | Retitled | Edited | Deleted | Marked
 
 
 class Batch(Struct, frozen=True, gc=False):

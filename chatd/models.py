@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -106,11 +107,15 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
-        Index("ix_messages_room_id_id", "room_id", "id"),
+        # why: sender_id and deleted make these covering for `unread`, which counts a
+        # conversation's messages from others above a marker without reading a row.
+        Index("ix_messages_room_id_id", "room_id", "id", "sender_id", "deleted"),
         Index(
             "ix_messages_dm_pair_id",
             "dm_pair",
             "id",
+            "sender_id",
+            "deleted",
             sqlite_where=DM_PAIR_SET,
             postgresql_where=DM_PAIR_SET,
         ),
@@ -155,6 +160,14 @@ class Message(Base):
     file_id: Mapped[int | None] = mapped_column(Id, ForeignKey("files.id"))
     # the message's place in the log (LogHead); null for imported messages
     position: Mapped[int | None] = mapped_column(BigInteger)
+    # the message this one answers, in the same conversation. No foreign key: adding
+    # one would make SQLite copy the whole table in the migration.
+    reply_to: Mapped[int | None] = mapped_column(BigInteger)
+    # the registered usernames the text mentions, separated by spaces (chatd/mentions.py)
+    mentions: Mapped[str | None] = mapped_column(Text)
+    edited_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # a deleted message keeps its place (id, author, time) and loses its text for good
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class LogHead(Base):
@@ -198,3 +211,81 @@ class BlobChunk(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     chunk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RoomMention(Base):
+    """A room message mentioning a user other than its author: what `unread` counts as mentions.
+
+    Direct messages need none: there every unread message counts as a mention.
+    """
+
+    __tablename__ = "room_mentions"
+
+    user_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    room_id: Mapped[int] = mapped_column(Id, ForeignKey("rooms.id"), primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("messages.id"), primary_key=True, index=True
+    )
+
+
+class RoomMarker(Base):
+    """A user's read marker in a room: the newest message id read there (never lower)."""
+
+    __tablename__ = "room_markers"
+
+    user_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    room_id: Mapped[int] = mapped_column(Id, ForeignKey("rooms.id"), primary_key=True)
+    last_read: Mapped[int] = mapped_column(BigInteger)
+
+
+class DirectConversation(Base):
+    """One side of a direct conversation that holds a message: its newest id and the read marker.
+
+    Two rows per pair (one per side; one for notes to self), kept by the log's
+    writer, so `unread` lists a user's conversations, most recent first,
+    without grouping their messages.
+    """
+
+    __tablename__ = "direct_conversations"
+    __table_args__ = (Index("ix_direct_conversations_user_id_last_id", "user_id", "last_id"),)
+
+    user_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    peer_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_read: Mapped[int] = mapped_column(BigInteger)
+
+
+class MessageChange(Base):
+    """An edit or a delete, at its place in the log; the message row holds what it left."""
+
+    __tablename__ = "message_changes"
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    message_id: Mapped[int] = mapped_column(Id, ForeignKey("messages.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # edit or delete
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReadChange(Base):
+    """A read marker that moved (mark_read, a first join), at its place in the log.
+
+    Exactly one of room_id and peer_id is set. A user's own message moves its
+    marker too, but that needs no row: the message's own entry says it.
+    """
+
+    __tablename__ = "read_changes"
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"))
+    room_id: Mapped[int | None] = mapped_column(Id, ForeignKey("rooms.id"))
+    peer_id: Mapped[int | None] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"))
+    last_read: Mapped[int] = mapped_column(BigInteger)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)

@@ -69,6 +69,10 @@ class Message(Struct, frozen=True, omit_defaults=True, gc=False):
     ts: str
     to: str | UnsetType = UNSET
     file: FileInfo | UnsetType = UNSET
+    reply_to: int | UnsetType = UNSET
+    mentions: list[str] | UnsetType = UNSET  # registered users it mentions, only when some
+    edited: str | UnsetType = UNSET  # when it was last edited
+    deleted: bool | UnsetType = UNSET  # True for a deleted message, whose text is ""
 
     @property
     def ts_ms(self) -> int:
@@ -105,32 +109,31 @@ class NewMessage(Struct, frozen=True, gc=False):
     room: str | None = None
     recipient: UserRecord | None = None
     attachment: NewFile | None = None
+    reply_to: int | None = None
 
     @property
     def is_room_text(self) -> bool:
         """A room message without a file: the common kind, which has its own fast paths."""
         return self.room is not None and self.attachment is None
 
-    def stored_as(self, message_id: int, ts: str, file: FileInfo | None) -> Message:
-        """The message as stored with that id, time (format_ts) and file."""
-        if self.room is not None:
-            return Message(
-                message_id,
-                self.room,
-                self.author.username,
-                self.text,
-                ts,
-                file=UNSET if file is None else file,
-            )
-        assert self.recipient is not None
+    def stored_as(
+        self, message_id: int, ts: str, file: FileInfo | None, mentions: list[str]
+    ) -> Message:
+        """The message as stored with that id, time (format_ts), file and mentions."""
+        to: str | UnsetType = UNSET
+        if self.room is None:
+            assert self.recipient is not None
+            to = self.recipient.username
         return Message(
             message_id,
-            None,
+            self.room,
             self.author.username,
             self.text,
             ts,
-            self.recipient.username,
+            to,
             UNSET if file is None else file,
+            UNSET if self.reply_to is None else self.reply_to,
+            mentions or UNSET,
         )
 
 
@@ -152,4 +155,31 @@ class NewTopic(Struct, frozen=True, gc=False):
     topic: str
 
 
-NewChange = NewMessage | NewJoin | NewPart | NewTopic
+class NewEdit(Struct, frozen=True, gc=False):
+    """`user` replaces the text of message `message_id` (theirs, or it is refused)."""
+
+    user: UserRecord
+    message_id: int
+    text: str
+
+
+class NewDelete(Struct, frozen=True, gc=False):
+    user: UserRecord
+    message_id: int
+
+
+class NewRead(Struct, frozen=True, gc=False):
+    """`user` has read up to `message_id` in `room`, or in the conversation with `peer`."""
+
+    user: UserRecord
+    message_id: int
+    room: str | None = None
+    peer: UserRecord | None = None
+
+
+NewChange = NewMessage | NewJoin | NewPart | NewTopic | NewEdit | NewDelete | NewRead
+
+
+def deleted_message(message: Message) -> Message:
+    """What is left of a deleted message: PROTOCOL.md's placeholder, text empty."""
+    return Message(message.id, message.room, message.user, "", message.ts, message.to, deleted=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msgspec import Struct
+from msgspec import UNSET, Struct, UnsetType, field
 
 from chatd.records import FileInfo, Message, RoomSummary
 
@@ -78,3 +78,36 @@ class FileChunk(Reply, frozen=True):
     offset: int
     data: str
     eof: bool
+
+
+class ReadReply(Reply, frozen=True, omit_defaults=True):
+    """mark_read: the marker after the call, in the conversation named."""
+
+    last_read: int
+    room: str | UnsetType = UNSET
+    with_: str | UnsetType = field(default=UNSET, name="with")
+
+
+class RoomUnread(Struct, frozen=True, gc=False):
+    room: str
+    last_read: int
+    last_id: int
+    unread: int
+    mentions: int
+
+
+class DirectUnread(Struct, frozen=True, gc=False, rename={"with_": "with"}):
+    with_: str
+    last_read: int
+    last_id: int
+    unread: int
+    mentions: int
+
+
+class UnreadReply(Reply, frozen=True):
+    rooms: list[RoomUnread]
+    dms: list[DirectUnread]
+
+
+class DeleteReply(Reply, frozen=True):
+    message_id: int

@@ -57,6 +57,7 @@ class Part(Op, tag="part", kw_only=True, forbid_unknown_fields=True):
 class Send(Op, tag="send", kw_only=True, forbid_unknown_fields=True):
     room: str
     text: str
+    reply_to: Int64 | None = None
 
 
 class History(Op, tag="history", kw_only=True, forbid_unknown_fields=True):
@@ -77,6 +78,7 @@ class Who(Op, tag="who", kw_only=True, forbid_unknown_fields=True):
 class Dm(Op, tag="dm", kw_only=True, forbid_unknown_fields=True):
     to: str
     text: str
+    reply_to: Int64 | None = None
 
 
 class DmHistory(Op, tag="dm_history", kw_only=True, forbid_unknown_fields=True):
@@ -124,6 +126,33 @@ class Fetch(Op, tag="fetch", kw_only=True, forbid_unknown_fields=True):
     offset: Int64 | None = None
 
 
+class MarkRead(Op, tag="mark_read", kw_only=True, forbid_unknown_fields=True):
+    message_id: Int64
+    room: str | None = None
+    with_: str | None = msgspec.field(default=None, name="with")
+
+
+class Unread(Op, tag="unread", kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class Edit(Op, tag="edit", kw_only=True, forbid_unknown_fields=True):
+    message_id: Int64
+    text: str
+
+
+class Delete(Op, tag="delete", kw_only=True, forbid_unknown_fields=True):
+    message_id: Int64
+
+
+class Search(Op, tag="search", kw_only=True, forbid_unknown_fields=True):
+    query: str
+    room: str | None = None
+    with_: str | None = msgspec.field(default=None, name="with")
+    before: Int64 | None = None
+    limit: Int64 | None = None
+
+
 OPS: tuple[type[Op], ...] = (
     Register,
     Login,
@@ -142,6 +171,11 @@ OPS: tuple[type[Op], ...] = (
     Chunk,
     Finish,
     Fetch,
+    MarkRead,
+    Unread,
+    Edit,
+    Delete,
+    Search,
 )
 
 

@@ -118,15 +118,16 @@ class Services:
         fanout = Fanout(hub, store, config.history_size)
         sequencer = Sequencer(fanout, position, store)
         files = Path(config.files_dir) if config.files_dir else default_files_dir(config.db)
+        blobs: Blobs = DatabaseBlobs(files, store) if config.bus else DirectoryBlobs(files)
         return cls(
             config,
             store,
             hub,
             PasswordHasher(config.bcrypt_rounds),
             Limits.from_config(config, clock, throttles),
-            DatabaseBlobs(files, store) if config.bus else DirectoryBlobs(files),
+            blobs,
             Uploads(),
-            MessageWriter(store, sequencer, bus, node),
+            MessageWriter(store, sequencer, bus, node, blobs),
             fanout,
             sequencer,
             bus,

@@ -66,6 +66,8 @@ class TranscriptMessage:
     text: str
     ts_ms: int
     file: FileMeta | None = None
+    # when the text was last edited: written for readers, not read back on import
+    edited_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,9 @@ def to_plain(transcript: Transcript) -> dict[str, Any]:
         }
         if message.file is not None:
             item["file"] = asdict(message.file)
+        if message.edited_ms is not None:
+            # why: a new key, which version 1 readers ignore, so the version stays 1
+            item["edited"] = format_ts(message.edited_ms)
         messages.append(item)
     return {
         "format": FORMAT,

@@ -1,6 +1,7 @@
 """Group commit: one thread appends changes to the log in batches and hands each on.
 
-A `send`, `dm`, `finish`, `join`, `part` or `topic` is checked on its
+A `send`, `dm`, `finish`, `join`, `part`, `topic`, `edit`, `delete` or
+`mark_read` is checked on its
 connection's reader thread, then handed here with a reserved reply slot, and
 the reader goes on to the next request. The writer takes everything waiting
 (up to MAX_BATCH), appends it to the log in one transaction (one fsync
@@ -9,6 +10,10 @@ batch has left, in request order), and only then hands the batch to the
 sequencer, which delivers it in log order (chatd/sequencer.py), and then to
 the bus for the other nodes (chatd/bus.py). So an `ok` always means on disk,
 and a connection's requests take effect in the order it sent them.
+
+After a batch with deletes, the writer also removes what they left behind:
+attachment bytes nothing refers to any more, and (on SQLite) the deleted
+texts' traces in the search index and the WAL (chatd/store/sqlite.py).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import os
 import threading
 from collections import deque
 
+from chatd.blobs import Blobs
 from chatd.bus import Bus
 from chatd.errors import ChatError, ErrorCode
 from chatd.fanout import Post
-from chatd.log import Batch
+from chatd.log import Batch, Deleted
+from chatd.records import NewMessage
 from chatd.sequencer import Sequencer
 from chatd.store import Store
 
@@ -35,8 +42,16 @@ DIE_AFTER_COMMIT = os.environ.get("CHATD_TEST_DIE_AFTER_COMMIT", "")
 
 
 class MessageWriter:
-    def __init__(self, store: Store, sequencer: Sequencer, bus: Bus, node: str = "") -> None:
+    def __init__(
+        self,
+        store: Store,
+        sequencer: Sequencer,
+        bus: Bus,
+        node: str = "",
+        blobs: Blobs | None = None,
+    ) -> None:
         self._store = store
+        self._blobs = blobs
         self._sequencer = sequencer
         self._bus = bus
         self._node = node
@@ -88,8 +103,31 @@ class MessageWriter:
             log.exception("storing a batch of %d messages failed", len(batch))
             _answer_all(batch, ChatError(ErrorCode.INTERNAL, "internal server error"))
             return
+        finally:
+            self._release_uploads(batch)
         if committed.last >= committed.first:
             self._bus.publish(committed)
+        if any(isinstance(entry, Deleted) for entry in committed.entries):
+            self._erase()
+
+    def _release_uploads(self, batch: list[Post]) -> None:
+        if self._blobs is None:
+            return
+        for post in batch:
+            change = post.change
+            if isinstance(change, NewMessage) and change.attachment is not None:
+                self._blobs.release(change.attachment.sha256)
+
+    def _erase(self) -> None:
+        """What this batch's deletes left: lone attachment bytes, traces in the database."""
+        unreferenced = self._store.take_unreferenced()
+        if self._blobs is not None:
+            for sha256 in unreferenced:
+                self._blobs.discard(sha256)
+        try:
+            self._store.erase_traces()
+        except Exception:
+            log.exception("erasing the traces of deleted messages failed; the next delete retries")
 
     def _commit(self, batch: list[Post]) -> Batch:
         log_batch, outcomes = self._store.append_log([post.change for post in batch], self._node)

@@ -10,6 +10,7 @@ run in transfers.py and report back here.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, tzinfo
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from client import render
 from client.commands import COMMANDS, run_line
 from client.completion import Names
 from client.connection import Frame
+from client.conversations import Conversation, Notifier, ReadMarks, conversation_of
 from client.errors import ClientErrorCode, error_code
 from client.recovery import Missed, message_id
 from client.session import RECONNECT_ASKED, Session, State
@@ -33,6 +35,9 @@ WHEN_RECONNECTED = {
     "part": "will leave #{room} after reconnecting",
     "topic": "will set the topic of #{room} after reconnecting",
 }
+# why: enough messages remembered to quote what a reply answers and to find what
+# /reply, /edit and /delete name, without growing for ever.
+REMEMBERED_MESSAGES = 5000
 
 
 class Display(Protocol):
@@ -54,7 +59,11 @@ class Chat:
         tz: tzinfo | None = None,
         now: Callable[[], datetime] | None = None,
         seen: SeenMarkers | None = None,
+        notifier: Notifier | None = None,
+        marks: ReadMarks | None = None,
     ) -> None:
+        """`notifier` and `marks` only in an interactive terminal: a script rings no
+        bell and reads nothing."""
         self.session = session
         self.display = display
         self.style = style
@@ -81,6 +90,11 @@ class Chat:
         self.done = False
         self._pacing = False  # messages are waiting for the server's rate limit
         self.transfers = Transfers(session, self)
+        self._notifier = notifier
+        self._marks = marks
+        self.show_ids = False
+        # the messages shown lately, by id: quotes of replies, /reply, /edit and /delete
+        self._messages: OrderedDict[int, Frame] = OrderedDict()
 
     @property
     def me(self) -> str:
@@ -370,16 +384,46 @@ class Chat:
                     file_id = file.get("id")
                     if isinstance(file_id, int) and not isinstance(file_id, bool):
                         self._files.add(str(file_id))
-                self._show(
-                    render.message_lines(
-                        message,
-                        me=self.me,
-                        current_room=self.current,
-                        style=self.style,
-                        tz=self.tz,
-                        width=width,
-                    )
-                )
+                self._show_message(message, width)
+
+    def _show_message(self, message: Frame, width: int | None) -> None:
+        """One message's lines, remembered for quotes, marked read when it is in view."""
+        mid = message.get("id")
+        reply_to = message.get("reply_to")
+        quote = None
+        if isinstance(reply_to, int) and not isinstance(reply_to, bool):
+            quote = render.quote_text(self._messages.get(reply_to), reply_to)
+        if isinstance(mid, int) and not isinstance(mid, bool):
+            self._remember(mid, message)
+        self._show(
+            render.message_lines(
+                message,
+                me=self.me,
+                current_room=self.current,
+                style=self.style,
+                tz=self.tz,
+                width=width,
+                show_id=self.show_ids,
+                quote=quote,
+            )
+        )
+        conversation = conversation_of(message, self.me)
+        in_view = conversation is not None and (
+            conversation[0] == "with" or conversation[1] == self.current
+        )
+        if self._marks is not None and isinstance(mid, int) and in_view:
+            assert conversation is not None
+            self._marks.shown(conversation, mid)
+
+    def _remember(self, message_id: int, message: Frame) -> None:
+        self._messages[message_id] = message
+        self._messages.move_to_end(message_id)
+        while len(self._messages) > REMEMBERED_MESSAGES:
+            self._messages.popitem(last=False)
+
+    def remembered(self, message_id: int) -> Frame | None:
+        with self._lock:
+            return self._messages.get(message_id)
 
     def _day(self, when: datetime | None) -> None:
         if when is not None and when.date() != self._last_day:
@@ -392,12 +436,132 @@ class Chat:
         kind = frame.get("event")
         if kind in (EventName.MESSAGE, EventName.DM):
             self.show_messages([frame])
+            self._alert(frame)
+        elif kind == EventName.EDIT:
+            self.show_change(frame)
+        elif kind == EventName.DELETE:
+            self._deleted(frame)
+        elif kind == EventName.READ:
+            self._read_elsewhere(frame)
         elif kind in (EventName.JOIN, EventName.PART, EventName.TOPIC):
             self._membership(frame)
         elif kind == EventName.ERROR:
             self.error(f"server: {render.error_text(frame)}")
         elif kind == EventName.SHUTDOWN:
             self.notice(render.shutdown_text(frame.get("reason")))
+
+    # -- conversation state ------------------------------------------------------------
+
+    def _alert(self, message: Frame) -> None:
+        """A mention of us, or a direct message to us: the bell (and a notification)."""
+        user = render.sanitize(message.get("user"))
+        if self._notifier is None or user.lower() == self.me.lower():
+            return
+        direct = message.get("room") is None
+        if not direct and not render.mentions_me(message, self.me):
+            return
+        where = "direct message" if direct else f"#{render.sanitize(message.get('room'))}"
+        text = render.sanitize(message.get("text"))
+        self._notifier.alert(f"{user} ({where})", text[:200])
+
+    def show_change(self, message: Frame) -> None:
+        """An edited message (an event, or the reply to our /edit): shown again as it is now."""
+        with self._lock:
+            self._show_message(message, self.display.width())
+
+    def show_edit_reply(self, reply: Frame) -> None:
+        message = reply.get("message")
+        if isinstance(message, dict):
+            self.show_change(message)
+
+    def _deleted(self, frame: Frame) -> None:
+        mid = frame.get("id")
+        with self._lock:
+            known = self._messages.get(mid) if isinstance(mid, int) else None
+            if known is None:
+                where = frame.get("room")
+                place = f"#{render.sanitize(where)}" if isinstance(where, str) else "a conversation"
+                self.notice(f"a message was deleted in {place}")
+                return
+            gone = {key: known.get(key) for key in ("id", "room", "to", "user", "ts")}
+            self._show_message({**gone, "text": "", "deleted": True}, self.display.width())
+
+    def deleted_by_me(self, message_id: int) -> None:
+        """The reply to our /delete."""
+        self._deleted({"id": message_id})
+
+    def _read_elsewhere(self, frame: Frame) -> None:
+        last_read = frame.get("last_read")
+        if self._marks is None or not isinstance(last_read, int):
+            return
+        room, peer = frame.get("room"), frame.get("with")
+        if isinstance(room, str):
+            self._marks.elsewhere(("room", room), last_read)
+        elif isinstance(peer, str):
+            self._marks.elsewhere(("with", peer), last_read)
+
+    def show_unread(self, reply: Frame, *, at_login: bool = False) -> None:
+        lines = render.unread_lines(reply, self.style, width=self.display.width())
+        if not lines and not at_login:
+            self.notice("nothing unread")
+        if lines and at_login:
+            self.notice("unread:")
+        self._show(lines)
+
+    def show_search(self, query: str, reply: Frame) -> None:
+        found = [m for m in reply.get("messages") or [] if isinstance(m, dict)]
+        with self._lock:
+            if not found:
+                self.notice(f"nothing found for {render.sanitize(query)}")
+                return
+            self.notice(f"{render.counted(len(found), 'message')} found for {query}, oldest first:")
+            width = self.display.width()
+            for message in reversed(found):
+                mid = message.get("id")
+                if isinstance(mid, int) and not isinstance(mid, bool):
+                    self._remember(mid, message)  # so that /reply can answer it
+                self._show(
+                    render.message_lines(
+                        message,
+                        me=self.me,
+                        current_room=None,
+                        style=self.style,
+                        tz=self.tz,
+                        width=width,
+                        show_id=True,
+                    )
+                )
+
+    def reply_to(self, message_id: int, text: str) -> None:
+        """/reply: a message in the conversation of the one it answers."""
+        message = self.remembered(message_id)
+        conversation = None if message is None else conversation_of(message, self.me)
+        if conversation is None:
+            self.error(f"no message {message_id} shown here: /ids on shows their ids")
+            return
+        kind, name = conversation
+        if kind == "room":
+            self.request("send", self.show_own, room=name, text=text, reply_to=message_id)
+        else:
+            self.request("dm", self.show_own, to=name, text=text, reply_to=message_id)
+
+    def set_ids(self, on: bool) -> None:
+        self.show_ids = on
+        self.notice(
+            "message ids are shown: /reply, /edit and /delete take them"
+            if on
+            else "message ids are hidden"
+        )
+
+    def mark_read(self, conversation: Conversation, message_id: int) -> None:
+        """What ReadMarks sends; a refusal (we left the room meanwhile) is not worth a line."""
+        kind, name = conversation
+        self.session.request("mark_read", None, **{kind: name, "message_id": message_id})
+
+    def close(self) -> None:
+        """Before the session closes: what waits to be marked read is sent."""
+        if self._marks is not None:
+            self._marks.close()
 
     def _membership(self, frame: Frame) -> None:
         kind = frame.get("event")

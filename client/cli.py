@@ -17,7 +17,7 @@ import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from chatd import __version__
 from chatd.errors import ErrorCode
@@ -33,6 +33,7 @@ from client.connection import (
     show_address,
 )
 from client.errors import error_code
+from client.recovery import Frame, message_id, messages_in
 from client.session import LoginFailed, Session
 from client.state import SeenMarkers
 
@@ -45,6 +46,9 @@ TLS_NO = frozenset({"", "0", "no", "false", "off"})
 SCRIPT_GIVE_UP_AFTER = 30.0
 # why: on a machine where this account never ran chat, the latest few stand for "unseen".
 RECENT_DIRECT = 20
+# why: the direct messages shown at login per conversation; /unread and history say the rest
+UNREAD_DIRECT_SHOWN = 100
+NOTIFY_YES = TLS_YES
 
 
 class UsageError(Exception):
@@ -133,6 +137,12 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--ca", metavar="FILE", help="trust this CA certificate (PEM) instead of the system's"
         )
+        if name == "login":
+            sub.add_argument(
+                "--notify",
+                action="store_true",
+                help="desktop notifications for mentions and direct messages (CHAT_NOTIFY=yes)",
+            )
     return parser
 
 
@@ -298,7 +308,7 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
 def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
     """chat login: log in, then the interactive chat or the scripted mode."""
     from client.chat import Chat
-    from client.ui import PlainDisplay, TerminalDisplay, run_script, run_terminal
+    from client.ui import PlainDisplay, run_script
 
     target = _target(args, env)
     username = _username(args, console)
@@ -330,28 +340,63 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
         raise Refused("not logged in")
     assert session is not None
     if interactive:
-        seen = SeenMarkers.for_account(env, target.address, session.username)
-        try:
-            direct, gap = session.direct_since(seen.get(), RECENT_DIRECT)
-        except ConnectionLost as exc:
-            raise Refused(f"the connection was lost: {exc}") from None
-        display = TerminalDisplay()
-        style = render.Style(colour=_colour(env), links=env.get("TERM", "") != "dumb")
-        chat = Chat(session, display, style=style, seen=seen)
-        session.start(chat)
-        chat.enter(
-            reply,
-            backlog=True,
-            direct=direct,
-            recent=seen.get() is None,
-            more_direct=gap is not None,
-        )
-        return run_terminal(chat, display)
+        return _chat_in_terminal(session, reply, target, args, env)
     plain = PlainDisplay(console.stdout, console.stderr)
     chat = Chat(session, plain, style=render.PLAIN)
     session.start(chat)
     chat.enter(reply, backlog=False)
     return run_script(chat, console.stdin)
+
+
+def _chat_in_terminal(
+    session: Session, reply: Frame, target: Target, args: argparse.Namespace, env: Mapping[str, str]
+) -> int:
+    """The interactive chat: what is unread, the direct messages that came while away, then
+    the prompt. A server with conversation state says what is unread for this account on
+    any device; an older one is asked for what came after the newest shown on this machine."""
+    from client.chat import Chat
+    from client.conversations import Notifier, ReadMarks
+    from client.ui import TerminalDisplay, run_terminal
+
+    seen = SeenMarkers.for_account(env, target.address, session.username)
+    unread: Frame | None = None
+    try:
+        if "conversations" in (session.welcome.get("features") or []):
+            unread = session.call("unread")
+            direct, gap, recent = _unread_direct(session, unread), None, False
+        else:
+            direct, gap = session.direct_since(seen.get(), RECENT_DIRECT)
+            recent = seen.get() is None
+    except ConnectionLost as exc:
+        raise Refused(f"the connection was lost: {exc}") from None
+    display = TerminalDisplay()
+    style = render.Style(colour=_colour(env), links=env.get("TERM", "") != "dumb")
+    desktop = bool(args.notify) or env.get("CHAT_NOTIFY", "").strip().lower() in NOTIFY_YES
+    chat = Chat(
+        session,
+        display,
+        style=style,
+        seen=seen,
+        notifier=Notifier(display.raw, env, desktop=desktop),
+        marks=ReadMarks(lambda conversation, mid: chat.mark_read(conversation, mid)),
+    )
+    session.start(chat)
+    if unread is not None and unread.get("ok"):
+        chat.show_unread(unread, at_login=True)
+    chat.enter(reply, backlog=True, direct=direct, recent=recent, more_direct=gap is not None)
+    return run_terminal(chat, display)
+
+
+def _unread_direct(session: Session, unread: Frame) -> list[Frame]:
+    """The unread direct messages of every conversation, oldest first."""
+    found: list[Frame] = []
+    for entry in unread.get("dms") or []:
+        if not isinstance(entry, dict) or not entry.get("unread"):
+            continue
+        args: dict[str, Any] = {"with": entry.get("with"), "after": entry.get("last_read", 0)}
+        page = session.call("dm_history", limit=UNREAD_DIRECT_SHOWN, **args)
+        found += messages_in(page.get("messages"))
+    return sorted(found, key=lambda message: message_id(message) or 0)
 
 
 def _colour(env: Mapping[str, str]) -> bool:

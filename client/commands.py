@@ -53,6 +53,12 @@ class ChatApi(Protocol):
     ) -> None: ...
     def download(self, file_id: int, dest: str | None) -> None: ...
     def open_file(self, file_id: int) -> None: ...
+    def show_unread(self, reply: Frame) -> None: ...
+    def show_search(self, query: str, reply: Frame) -> None: ...
+    def reply_to(self, message_id: int, text: str) -> None: ...
+    def show_edit_reply(self, reply: Frame) -> None: ...
+    def deleted_by_me(self, message_id: int) -> None: ...
+    def set_ids(self, on: bool) -> None: ...
 
 
 class UsageError(Exception):
@@ -351,6 +357,73 @@ def cmd_download(chat: ChatApi, args: list[str]) -> None:
 def cmd_open(chat: ChatApi, args: list[str]) -> None:
     """/open ID"""
     chat.open_file(_file_id(args[0]))
+
+
+@COMMANDS.command("unread", [], "list the conversations with unread messages")
+def cmd_unread(chat: ChatApi, args: list[str]) -> None:
+    """/unread"""
+    chat.request("unread", chat.show_unread)
+
+
+SEARCH_USAGE = "/search [-room ROOM] WORDS"
+
+
+@COMMANDS.command(
+    "search",
+    [Param("WORDS", "text", rest=True)],
+    'search your rooms and direct messages ("a phrase" in quotes; -room ROOM for one room)',
+    usage=SEARCH_USAGE,
+)
+def cmd_search(chat: ChatApi, args: list[str]) -> None:
+    """/search [-room ROOM] WORDS"""
+    words, where = args[0], {}
+    if words.startswith("-room "):
+        _flag, _, rest = words.partition(" ")
+        room, _, words = rest.strip().partition(" ")
+        where["room"] = _room(room)
+    words = words.strip()
+    if not words:
+        raise UsageError(f"usage: {SEARCH_USAGE}")
+    chat.request("search", lambda reply: chat.show_search(words, reply), query=words, **where)
+
+
+def _message_id(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise UsageError(f"not a message id: {text} (/ids on shows them)")
+    return int(text)
+
+
+ID = Param("ID", "number")
+
+
+@COMMANDS.command("reply", [ID, Param("TEXT", "text", rest=True)], "answer message ID")
+def cmd_reply(chat: ChatApi, args: list[str]) -> None:
+    """/reply ID TEXT  (in the room or conversation of message ID)"""
+    chat.reply_to(_message_id(args[0]), args[1])
+
+
+@COMMANDS.command(
+    "edit", [ID, Param("TEXT", "text", rest=True)], "replace the text of your message ID"
+)
+def cmd_edit(chat: ChatApi, args: list[str]) -> None:
+    """/edit ID TEXT"""
+    chat.request("edit", chat.show_edit_reply, message_id=_message_id(args[0]), text=args[1])
+
+
+@COMMANDS.command("delete", [ID], "delete your message ID for good")
+def cmd_delete(chat: ChatApi, args: list[str]) -> None:
+    """/delete ID"""
+    message_id = _message_id(args[0])
+    chat.request("delete", lambda reply: chat.deleted_by_me(message_id), message_id=message_id)
+
+
+@COMMANDS.command("ids", [Param("on|off", "text", optional=True)], "show message ids, or stop")
+def cmd_ids(chat: ChatApi, args: list[str]) -> None:
+    """/ids [on|off]  (on when neither is given)"""
+    word = args[0].lower() if args else "on"
+    if word not in ("on", "off"):
+        raise UsageError("usage: /ids [on|off]")
+    chat.set_ids(word == "on")
 
 
 @COMMANDS.command(

@@ -48,6 +48,9 @@ DIM = "2"
 BOLD = "1"
 ERROR = "1;31"
 NOTICE = "36"
+# a message that mentions us: reverse video reads on every background, even without colour names
+HIGHLIGHT = "1;7"
+QUOTE_CHARS = 50
 # Runs of printable non-space characters after http:// or https://; the text
 # they are found in is already sanitized, so it holds no ESC or control character.
 _URL = re.compile(r"\bhttps?://[^\s<>\"'`\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
@@ -291,6 +294,27 @@ def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def mentions_me(message: Mapping[str, Any], me: str) -> bool:
+    """The server's `mentions` of the message name us (compared ignoring ASCII case)."""
+    names = message.get("mentions")
+    if not isinstance(names, list):
+        return False
+    return any(isinstance(name, str) and name.lower() == me.lower() for name in names)
+
+
+def quote_text(message: Mapping[str, Any] | None, reply_to: object) -> str:
+    """The short quote a reply shows of what it answers: `alice: first line…`."""
+    if message is None:
+        return f"in reply to {reply_to}" if _is_count(reply_to) else "in reply"
+    user = sanitize(message.get("user")) or "?"
+    if message.get("deleted") is True:
+        return f"{user}: (message deleted)"
+    first = sanitize(message.get("text")).strip()
+    if len(first) > QUOTE_CHARS:
+        first = first[: QUOTE_CHARS - 1].rstrip() + "…"
+    return f"{user}: {first}"
+
+
 def message_lines(
     message: Mapping[str, Any],
     *,
@@ -299,6 +323,8 @@ def message_lines(
     style: Style,
     tz: tzinfo | None = None,
     width: int | None = None,
+    show_id: bool = False,
+    quote: str | None = None,
 ) -> list[str]:
     """One room or direct message as display lines: `HH:MM [#room] <user> text`.
 
@@ -308,15 +334,23 @@ def message_lines(
     (`*alice* * alice waves`, `-> *bob* * alice waves`). Continuation lines,
     of a multi-line text or of one wrapped to `width`, are indented under the
     text. A message announcing a file is shown by `file_lines`.
+
+    Conversation state: `show_id` puts the message's id first (`[42]`), for
+    /reply, /edit and /delete; `quote` (quote_text) is a first line for a
+    reply; an edited text ends `(edited)`, a deleted one is `(message
+    deleted)`, and a text that mentions us is highlighted.
     """
-    if isinstance(message.get("file"), Mapping):
-        return file_lines(
+    if isinstance(message.get("file"), Mapping) and message.get("deleted") is not True:
+        lines = file_lines(
             message, me=me, current_room=current_room, style=style, tz=tz, width=width
         )
+        return _with_id(lines, message, show_id)
     user = sanitize(message.get("user")) or "?"
     text = sanitize(message.get("text"), keep_newlines=True)
     room = message.get("room")
     head = _time_head(message, tz)
+    if show_id and _is_count(message.get("id")):
+        head = [Run(f"[{message['id']}] ", DIM), *head]
     if room is None:
         if user.lower() == me.lower():
             head += [Run("-> *"), _name(sanitize(message.get("to")) or "?"), Run("* ")]
@@ -329,7 +363,42 @@ def message_lines(
         head += [Run("* "), _name(user), Run(" ")]
     elif room is not None:
         head += [Run("<"), _name(user), Run("> ")]
-    return hang(head, [text_runs(line) for line in text.split("\n")], width, style)
+    bodies = [text_runs(line) for line in text.split("\n")]
+    if message.get("deleted") is True:
+        bodies = [[Run("(message deleted)", DIM)]]
+    elif mentions_me(message, me):
+        bodies = [[Run(run.text, HIGHLIGHT, run.link) for run in body] for body in bodies]
+    if isinstance(message.get("edited"), str) and message.get("deleted") is not True:
+        bodies[-1] = [*bodies[-1], Run(" (edited)", DIM)]
+    if quote is not None:
+        bodies.insert(0, [Run(f"↳ {quote}", DIM)])
+    return hang(head, bodies, width, style)
+
+
+def _with_id(lines: list[str], message: Mapping[str, Any], show_id: bool) -> list[str]:
+    if show_id and lines and _is_count(message.get("id")):
+        lines[0] = f"[{message['id']}] {lines[0]}"
+    return lines
+
+
+def unread_lines(reply: Mapping[str, Any], style: Style, *, width: int | None = None) -> list[str]:
+    """`#general 12 new, 2 mentions` per room with unread messages; `bob 3 new` per person."""
+    rows = []
+    for key, label in (("rooms", "#{}"), ("dms", "{}")):
+        entries = reply.get(key)
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, Mapping) or not _is_count(entry.get("unread")):
+                continue
+            unread = entry["unread"]
+            if not unread:
+                continue
+            name = sanitize(entry.get("room" if key == "rooms" else "with"))
+            mentions = entry.get("mentions")
+            count = f"{'1000+' if unread >= 1000 else unread} new"
+            if key == "rooms" and _is_count(mentions) and mentions:
+                count += ", " + counted(mentions, "mention")
+            rows.append(f"{label.format(name)} {count}")
+    return [line for row in rows for line in notice_lines(row, style, width=width)]
 
 
 def event_lines(

@@ -62,6 +62,12 @@ class TerminalDisplay:
         if app is not None and app.is_running and loop is not None:
             loop.call_soon_threadsafe(app.invalidate)
 
+    def raw(self, text: str) -> None:
+        """Terminal codes of our own (the bell, a notification) written as they are."""
+        with self._lock:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
     def status(self, text: str | None) -> None:
         """Show `text` in the bottom toolbar, or hide the toolbar; from any thread.
 
@@ -139,6 +145,7 @@ def run_terminal(chat: Chat, display: TerminalDisplay) -> int:
         if chat.transfers.active():
             chat.notice("cancelling the file transfers under way")
         chat.transfers.cancel()
+        chat.close()
         chat.session.close()
         chat.transfers.wait(CANCEL_GRACE)
     return ExitStatus.OK

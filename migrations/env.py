@@ -8,6 +8,7 @@ from the URL in alembic.ini or `CHATD_DB`.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from alembic import context
 from sqlalchemy import Connection
@@ -17,6 +18,17 @@ from chatd.models import Base
 
 config = context.config
 
+# The full-text index is each backend's own and not in the models (migration 0006):
+# SQLite's FTS5 table and its shadow tables, PostgreSQL's tsvector column and index.
+SEARCH_TABLE_PREFIX = "messages_fts"
+SEARCH_NAMES = frozenset({"search", "ix_messages_search"})
+
+
+def _include_name(name: str | None, kind: str, _parent: Any) -> bool:
+    if kind == "table" and name is not None and name.startswith(SEARCH_TABLE_PREFIX):
+        return False
+    return not (kind in ("column", "index") and name in SEARCH_NAMES)
+
 
 def _run(connection: Connection) -> None:
     context.configure(
@@ -24,6 +36,7 @@ def _run(connection: Connection) -> None:
         target_metadata=Base.metadata,
         render_as_batch=True,
         compare_type=True,
+        include_name=_include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -145,14 +145,14 @@ OPS: dict[str, tuple[bool, list[tuple[str, type, bool]]]] = {
     "login": (False, [("username", str, True), ("password", str, True)]),
     "join": (True, [("room", str, True)]),
     "part": (True, [("room", str, True)]),
-    "send": (True, [("room", str, True), ("text", str, True)]),
+    "send": (True, [("room", str, True), ("text", str, True), ("reply_to", int, False)]),
     "history": (
         True,
         [("room", str, True), ("before", int, False), ("after", int, False), ("limit", int, False)],
     ),
     "rooms": (True, []),
     "who": (True, [("room", str, True)]),
-    "dm": (True, [("to", str, True), ("text", str, True)]),
+    "dm": (True, [("to", str, True), ("text", str, True), ("reply_to", int, False)]),
     "dm_history": (
         True,
         [
@@ -180,6 +180,21 @@ OPS: dict[str, tuple[bool, list[tuple[str, type, bool]]]] = {
     "chunk": (True, [("upload", str, True), ("offset", int, True), ("data", str, True)]),
     "finish": (True, [("upload", str, True)]),
     "fetch": (True, [("file", int, True), ("offset", int, False)]),
+    # issue 16's ops, declared the same way, so the differential test covers them too
+    "mark_read": (True, [("message_id", int, True), ("room", str, False), ("with", str, False)]),
+    "unread": (True, []),
+    "edit": (True, [("message_id", int, True), ("text", str, True)]),
+    "delete": (True, [("message_id", int, True)]),
+    "search": (
+        True,
+        [
+            ("query", str, True),
+            ("room", str, False),
+            ("with", str, False),
+            ("before", int, False),
+            ("limit", int, False),
+        ],
+    ),
 }
 
 

@@ -63,3 +63,40 @@ def test_leftover_uploads_are_removed_at_start(db_url: str, tmp_path: Path) -> N
     DatabaseBlobs(tmp_path / "files", store)
     assert not leftover.exists()
     store.close()
+
+
+def chunk_rows(db_url: str, sha256: str) -> int:
+    from sqlalchemy import text
+
+    store = open_store(db_url)
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT COUNT(*) FROM blob_chunks WHERE sha256 = :sha"), {"sha": sha256}
+        ).scalar_one()
+    store.close()
+    return int(rows)
+
+
+def test_discard_erases_bytes_once_no_upload_holds_them(blobs: DatabaseBlobs, db_url: str) -> None:
+    data = os.urandom(BLOB_CHUNK_BYTES + 1)
+    sha256 = keep(blobs, data)
+    blobs.discard(sha256)  # an upload of these bytes awaits its message: kept
+    assert blobs.read(sha256, 0, len(data)) == data
+    blobs.release(sha256)
+    blobs.discard(sha256)
+    assert chunk_rows(db_url, sha256) == 0
+    assert blobs.read(sha256, 0, len(data)) == b""
+
+
+def test_a_second_upload_of_the_same_bytes_holds_them_until_its_release(
+    blobs: DatabaseBlobs, db_url: str
+) -> None:
+    data = os.urandom(100)
+    sha256 = keep(blobs, data)
+    keep(blobs, data)
+    blobs.release(sha256)
+    blobs.discard(sha256)
+    assert chunk_rows(db_url, sha256) == 1
+    blobs.release(sha256)
+    blobs.discard(sha256)
+    assert chunk_rows(db_url, sha256) == 0

@@ -32,6 +32,7 @@ from cluster import (
 )
 from postgres import PostgresCluster
 from redis_server import RedisServer
+from sqlalchemy import create_engine, text
 from wire import WireClient
 
 pytestmark = pytest.mark.timeout(120)
@@ -71,7 +72,7 @@ def members_on(pairs: list[tuple[Node, str]], room: str) -> list[Member]:
 def test_welcome_names_the_node_and_the_cluster_feature(nodes: Nodes) -> None:
     a = nodes.start("a")
     member = Member(a, "alice")
-    assert member.client.welcome["features"] == ["cluster"]
+    assert member.client.welcome["features"] == ["conversations", "cluster"]
     assert member.client.welcome["node"] == "a"
 
 
@@ -142,6 +143,31 @@ def test_direct_messages_cross_nodes(nodes: Nodes, db: Database) -> None:
         assert member.wait_reply(rid)["ok"]
     converge(lambda: dm_problems(alice, bob, db), 10)
     assert len(db.dm_ids("alice", "bob")) == 80
+
+
+def test_edits_deletes_and_read_markers_cross_nodes(nodes: Nodes) -> None:
+    a, b = nodes.start("a"), nodes.start("b")
+    alice = Member(a, "alice")
+    alice.join("ops")
+    bob = Member(b, "bob")
+    bob.join("ops")
+    bob_phone = Member(a, "bob", register=False)
+    for member in (bob, bob_phone):
+        member.start_recording()
+    sent = alice.client.ok("send", room="ops", text="helo")["message"]["id"]
+    alice.client.ok("edit", message_id=sent, text="hello")
+    alice.client.ok("delete", message_id=sent)
+    wait_until(lambda: bob.events("delete") != [], 5, "bob hears of the delete on node b")
+    assert [f["event"] for f in bob.snapshot() if f.get("id") == sent] == [
+        "message",
+        "edit",
+        "delete",
+    ]
+    assert bob.events("edit")[0]["text"] == "hello"
+    rid = bob.request("mark_read", room="ops", message_id=sent)
+    assert bob.wait_reply(rid)["last_read"] == sent
+    wait_until(lambda: bob_phone.events("read") != [], 5, "bob's other node hears the marker")
+    assert bob_phone.events("read") == [{"event": "read", "room": "ops", "last_read": sent}]
 
 
 def test_user_disable_closes_sessions_on_every_node(nodes: Nodes) -> None:
@@ -368,6 +394,16 @@ def test_a_file_uploaded_through_one_node_downloads_through_another(nodes: Nodes
     event = bob.client.next_event("message")
     assert event["file"] == message["file"]
     assert download(bob.client, message["file"]["id"]) == data
+
+    alice.client.ok("delete", message_id=message["id"])
+    bob.client.next_event("delete")
+    engine = create_engine(nodes.db_url)
+    try:
+        with engine.connect() as connection:
+            left = connection.execute(text("SELECT COUNT(*) FROM blob_chunks")).scalar_one()
+    finally:
+        engine.dispose()
+    assert left == 0  # the deleted message's bytes are erased from the shared database
 
 
 def test_failed_logins_count_on_every_node(nodes: Nodes) -> None:

@@ -86,3 +86,21 @@ def test_chathistory_of_a_room_one_is_not_in_fails(irc_server):
     )
     fails = [line.params[1] for line in client.sync() if line.verb == "FAIL"]
     assert fails == ["INVALID_TARGET", "INVALID_TARGET", "INVALID_PARAMS"]
+
+
+def test_edits_and_deletes_show_in_history_but_are_not_sent_live(irc_server):
+    client = irc_server.irc("eve", caps=CAPS)
+    client.send("JOIN #changes")
+    client.sync()
+    _sent(client, "#changes", 3)
+    other = irc_server.json("eve")
+    other.ok("join", room="changes")
+    ids = [message["id"] for message in other.ok("history", room="changes")["messages"]]
+    other.ok("edit", message_id=ids[1], text="m1, corrected")
+    other.ok("delete", message_id=ids[2])
+    assert [line for line in client.sync() if line.verb == "PRIVMSG"] == []
+    assert _history(client, "CHATHISTORY LATEST #changes * 10") == [
+        "m0",
+        "m1, corrected",
+        "[message deleted]",
+    ]

@@ -195,7 +195,7 @@ def test_error_codes_mirror_the_protocol_list():
         pytest.skip("../shared/PROTOCOL.md is not beside this checkout")
     text = protocol.read_text()
     section = text.split("## Error codes", 1)[1].split("## Files", 1)[0]
-    more = text.split("More error codes:", 1)[1].split("\n\n", 1)[0]
+    more = " ".join(part.split("\n\n", 1)[0] for part in text.split("More error codes:")[1:])
     import re
 
     listed = set(re.findall(r"`([a-z_]+)`", section + more))

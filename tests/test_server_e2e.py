@@ -43,7 +43,7 @@ def test_welcome_announces_the_server(server):
         "protocol": 1,
         "history_size": 50,
         "max_file_bytes": 25 * 1024 * 1024,
-        "features": [],
+        "features": ["conversations"],
     }
     client.close()
 

@@ -20,7 +20,7 @@ from chatd.commands import dispatch, refuse
 from chatd.config import ServerConfig
 from chatd.dialects import Kick
 from chatd.errors import ChatError, ErrorCode
-from chatd.events import AnyEvent, ErrorEvent, Shutdown, Welcome, event_name
+from chatd.events import AnyEvent, ErrorEvent, MessageEdit, Shutdown, Welcome, event_name
 from chatd.handlers import HANDLERS
 from chatd.outgoing import Bundle, Outgoing
 from chatd.protocol import (
@@ -47,6 +47,8 @@ BODY = ("json", "body")  # Outgoing's cache key for a message's object alone
 PROTOCOL_VIOLATIONS = frozenset({ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP})
 # why: a client may recover from an occasional malformed frame, one per this many seconds.
 BAD_FRAME_REFILL_SECONDS = 10.0
+# the extensions of PROTOCOL.md every chatd speaks; "cluster" is added with --bus
+FEATURES = ["conversations"]
 
 
 def _body(item: Outgoing) -> bytes:
@@ -76,7 +78,7 @@ class JsonDialect:
                 PROTOCOL_VERSION,
                 config.history_size,
                 config.max_file_bytes,
-                ["cluster"] if clustered else [],
+                [*FEATURES, "cluster"] if clustered else FEATURES,
                 config.node_name if clustered else UNSET,
             )
         )
@@ -93,6 +95,8 @@ class JsonDialect:
     def _event(event: AnyEvent) -> bytes:
         if isinstance(event, Message):
             return message_event_frame(event_name(event), _ENCODER.encode(event))
+        if isinstance(event, MessageEdit):
+            return message_event_frame(event_name(event), _ENCODER.encode(event.message))
         return encode(event)
 
     def message_reply(self, rid: RequestId, item: Outgoing) -> bytes:

@@ -9,24 +9,29 @@ module per area; this table is the only place an op is bound to its handler.
 from __future__ import annotations
 
 from chatd.commands import Handlers
-from chatd.handlers import accounts, files, messages, rooms
+from chatd.handlers import accounts, conversations, files, messages, rooms
 from chatd.requests import (
     OPS,
     Chunk,
+    Delete,
     Dm,
     DmHistory,
+    Edit,
     Fetch,
     Finish,
     History,
     Join,
     Login,
+    MarkRead,
     Part,
     Ping,
     Quit,
     Register,
     Rooms,
+    Search,
     Send,
     Topic,
+    Unread,
     Upload,
     Who,
 )
@@ -49,6 +54,11 @@ HANDLERS: Handlers = {
     Chunk: files.chunk,
     Finish: files.finish,
     Fetch: files.fetch,
+    MarkRead: conversations.mark_read,
+    Unread: conversations.unread,
+    Edit: conversations.edit,
+    Delete: conversations.delete,
+    Search: conversations.search,
 }
 
 assert set(HANDLERS) == set(OPS), "every op of chatd/requests.py needs its handler here"

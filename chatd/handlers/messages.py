@@ -1,6 +1,12 @@
-"""Messages: send and dm (answered by the writer once stored), and the history pages."""
+"""Messages: send and dm (answered by the writer once stored), and the history pages.
+
+A `reply_to` must name a message of the same conversation that the sender
+can see (else no_such_message), checked here early and by the writer for good.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from chatd.commands import Deferred, Request
 from chatd.handlers.common import (
@@ -12,27 +18,47 @@ from chatd.handlers.common import (
     submit,
 )
 from chatd.names import clean_text, normalize_room
-from chatd.records import NewMessage
+from chatd.records import NewMessage, dm_pair
 from chatd.replies import Messages
 from chatd.requests import Dm, DmHistory, History, Send
+from chatd.store.conversation_writes import StoredMessage
+from chatd.store.log import no_such_message
 
 
 def send(req: Request, args: Send) -> Deferred:
-    """send {room, text} -> {message}, after the message is durably stored."""
+    """send {room, text, reply_to?} -> {message}, after the message is durably stored."""
     name = normalize_room(args.room)
     text = clean_text(args.text)
     if not is_member(req, name):
         raise not_in_room(name)
+    if args.reply_to is not None:
+        _check_reply(req, args.reply_to, lambda stored: stored.message.room == name)
     req.session.spend_send_token()
-    return submit(req, NewMessage(req.user, text, room=name))
+    return submit(req, NewMessage(req.user, text, room=name, reply_to=args.reply_to))
 
 
 def dm(req: Request, args: Dm) -> Deferred:
-    """dm {to, text} -> {message} with room null; stored like any message."""
+    """dm {to, text, reply_to?} -> {message} with room null; stored like any message."""
     text = clean_text(args.text)
     recipient = existing_user(req, args.to)
+    if args.reply_to is not None:
+        pair = dm_pair(req.user.id, recipient.id)
+        _check_reply(req, args.reply_to, lambda stored: _pair(stored) == pair)
     req.session.spend_send_token()
-    return submit(req, NewMessage(req.user, text, recipient=recipient))
+    return submit(req, NewMessage(req.user, text, recipient=recipient, reply_to=args.reply_to))
+
+
+def _check_reply(req: Request, message_id: int, same: Callable[[StoredMessage], bool]) -> None:
+    """reply_to: a message of this conversation, else no_such_message."""
+    stored = req.services.store.stored_message(message_id)
+    if stored is None or not same(stored):
+        raise no_such_message(message_id)
+
+
+def _pair(stored: StoredMessage) -> str | None:
+    if stored.sender_id is None or stored.recipient_id is None:
+        return None
+    return dm_pair(stored.sender_id, stored.recipient_id)
 
 
 def history(req: Request, args: History) -> Messages:

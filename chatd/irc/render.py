@@ -24,6 +24,8 @@ from chatd.records import Message
 
 USER_HOST = "chatd"  # why: chatd knows accounts, not hosts; one host keeps masks short
 GUEST_HOST = "guest"  # a guest's mask says so: guest-bob!bob@guest
+# why: a deleted message stays in history as a placeholder (PROTOCOL.md); IRC cannot draw one
+DELETED_PLACEHOLDER = "[message deleted]"
 # why: the longest single-line text the fast path may send without measuring it in bytes
 # (a character is at most 4 bytes of UTF-8).
 _CRLF = b"\r\n"
@@ -93,7 +95,12 @@ class Renderer:
         """
         target = channel_of(message.room) if message.room is not None else nick_of(message.to or "")
         source = self.source(message.user)
-        text = message.text if isinstance(message.file, UnsetType) else _with_file(message)
+        if message.deleted is True:
+            text = DELETED_PLACEHOLDER
+        elif isinstance(message.file, UnsetType):
+            text = message.text
+        else:
+            text = _with_file(message)
         head = f":{source} {verb} {target} :"
         if (
             "\n" not in text

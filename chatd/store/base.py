@@ -7,11 +7,28 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, cast
 
 from msgspec import UNSET
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Column, Connection, Engine, MetaData, Table, insert, select
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.types import TypeDecorator
 
 from chatd.db import WRITE_OPTION, create_db_engine
 from chatd.diskspace import DiskAlarm, is_storage_full
-from chatd.models import BlobChunk, File, LogHead, Membership, Room, RoomChange, User
+from chatd.mentions import split_mentions
+from chatd.models import (
+    BlobChunk,
+    DirectConversation,
+    File,
+    LogHead,
+    Membership,
+    MessageChange,
+    ReadChange,
+    Room,
+    RoomChange,
+    RoomMarker,
+    RoomMention,
+    User,
+)
 from chatd.models import Message as MessageRow
 from chatd.names import format_ts
 from chatd.records import (
@@ -20,6 +37,7 @@ from chatd.records import (
     NewFile,
     UserRecord,
 )
+from chatd.searchtext import tsvector_literal
 
 # why: declarative models type __table__ as a FromClause; these are Tables.
 users = cast(Table, User.__table__)
@@ -30,7 +48,32 @@ files = cast(Table, File.__table__)
 log_head = cast(Table, LogHead.__table__)
 room_changes = cast(Table, RoomChange.__table__)
 blob_chunks = cast(Table, BlobChunk.__table__)
+room_mentions = cast(Table, RoomMention.__table__)
+room_markers = cast(Table, RoomMarker.__table__)
+direct_conversations = cast(Table, DirectConversation.__table__)
+message_changes = cast(Table, MessageChange.__table__)
+read_changes = cast(Table, ReadChange.__table__)
 recipients = users.alias("recipients")
+
+
+class SearchVector(TypeDecorator[str]):
+    """A tsvector given in its input syntax (chatd/searchtext.py), cast by PostgreSQL."""
+
+    impl = TSVECTOR
+    cache_ok = True
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return sql_cast(bindvalue, TSVECTOR)
+
+
+# why: PostgreSQL's messages has a search column the models leave out (each backend has
+# its own index; migration 0006): inserts there go through this copy of the table.
+messages_with_search = Table(
+    "messages",
+    MetaData(),
+    *(Column(column.name, column.type, primary_key=column.primary_key) for column in messages.c),
+    Column("search", SearchVector()),
+)
 
 
 _MESSAGE_COLUMNS = (
@@ -45,7 +88,22 @@ _MESSAGE_COLUMNS = (
     files.c.size,
     files.c.mime,
     files.c.sha256,
+    messages.c.reply_to,
+    messages.c.mentions,
+    messages.c.edited_ms,
+    messages.c.deleted,
 )
+# The same columns as portable SQL, for statements written as text
+# (chatd/store/conversation_writes.py, chatd/store/conversations.py).
+MESSAGE_COLUMNS_SQL = (
+    "m.id, r.name, m.author, m.text, m.ts_ms, u.username, f.id, f.name, f.size, "
+    "f.mime, f.sha256, m.reply_to, m.mentions, m.edited_ms, m.deleted"
+)
+MESSAGE_JOINS_SQL = (
+    "LEFT JOIN rooms r ON r.id = m.room_id "
+    "LEFT JOIN users u ON u.id = m.recipient_id LEFT JOIN files f ON f.id = m.file_id"
+)
+MESSAGE_SELECT = f"SELECT {MESSAGE_COLUMNS_SQL} FROM messages m {MESSAGE_JOINS_SQL}"
 
 
 def message_query() -> Any:
@@ -57,10 +115,37 @@ def message_query() -> Any:
 
 
 def message_record(row: Any) -> Message:
-    """A row of message_query() as the wire's message."""
-    file = UNSET if row[6] is None else FileInfo(row[6], row[7], row[8], row[9], row[10])
+    """A row of message_query() (or MESSAGE_SELECT) as the wire's message."""
     to = UNSET if row[1] is not None else row[5]
-    return Message(row[0], row[1], row[2], row[3], format_ts(row[4]), to, file)
+    if row[14]:
+        return Message(row[0], row[1], row[2], "", format_ts(row[4]), to, deleted=True)
+    file = UNSET if row[6] is None else FileInfo(row[6], row[7], row[8], row[9], row[10])
+    return Message(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        format_ts(row[4]),
+        to,
+        file,
+        UNSET if row[11] is None else row[11],
+        split_mentions(row[12]) or UNSET,
+        UNSET if row[13] is None else format_ts(row[13]),
+    )
+
+
+def insert_message_rows(
+    connection: Connection, rows: list[dict[str, Any]], tsvector: bool
+) -> list[int]:
+    """Insert message rows, in their order; their ids. `tsvector`: PostgreSQL's rows also
+    get their search column, made from their text (chatd/searchtext.py)."""
+    table = messages
+    if tsvector:
+        table = messages_with_search
+        for row in rows:
+            row["search"] = tsvector_literal(row["text"])
+    returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return [int(i) for i in connection.execute(returning, rows).scalars()]
 
 
 def file_fields(attachment: NewFile) -> tuple[str, int, str, str]:
@@ -80,9 +165,17 @@ class StoreBase:
         self.disk = disk or DiskAlarm()
         self.engine: Engine = create_db_engine(url)
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        # PostgreSQL's messages have a search column to fill (migration 0006); decided once
+        self.tsvector = self.engine.dialect.name == "postgresql"
+        # sha256 of attachment bytes deletes left unreferenced, for the writer to remove
+        self._unreferenced: list[str] = []
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _index_imported(self, connection: Connection, ids: list[int]) -> None:
+        """New messages stored outside the log (imports) into the search index: on
+        PostgreSQL their rows carry it already; chatd/store/sqlite.py fills FTS5."""
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

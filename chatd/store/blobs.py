@@ -4,16 +4,20 @@ Chunks are written in a transaction of their own, outside the writers'
 turn (chatd/db.py): a 25 MiB upload must not hold up every node's messages.
 Keyed by content, so the same bytes are stored once; two nodes storing the
 same bytes at once both succeed (the second finds them there).
+
+Erasing (after a delete left bytes unreferenced) rechecks in its own
+statement that no file row refers to them: a message with the same bytes
+may have been stored through another node since.
 """
 
 from __future__ import annotations
 
 from typing import BinaryIO
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from chatd.store.base import StoreBase, blob_chunks
+from chatd.store.base import StoreBase, blob_chunks, files
 
 # why: a fetch reads about 48 KiB (a frame's worth); chunks near that size keep the
 # rows read per fetch to one or two, and a 25 MiB file to 400 rows.
@@ -59,3 +63,10 @@ class BlobRows(StoreBase):
             data = b"".join(rows)
         start = offset - first * BLOB_CHUNK_BYTES
         return data[start : start + size]
+
+    def erase_blob(self, sha256: str) -> None:
+        still_used = exists().where(files.c.sha256 == sha256)
+        with self._refusing_when_full(), self.engine.begin() as connection:
+            connection.execute(
+                delete(blob_chunks).where(blob_chunks.c.sha256 == sha256, ~still_used)
+            )

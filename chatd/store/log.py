@@ -13,190 +13,51 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from msgspec import UNSET
+from sqlalchemy import and_, delete, insert, select, update
 
-from chatd.errors import ChatError, ErrorCode
-from chatd.log import Batch, Entered, Left, Logged, Posted, Retitled
-from chatd.names import format_ts
+from chatd.errors import ChatError
+from chatd.log import Batch, Deleted, Edited, Entered, Left, Logged, Marked, Posted, Retitled
 from chatd.records import (
-    FileInfo,
     Message,
     NewChange,
     NewFile,
     NewJoin,
     NewMessage,
-    NewPart,
-    NewTopic,
     RoomRecord,
     UserRecord,
-    dm_pair,
     now_ms,
 )
 from chatd.store.base import (
     StoreBase,
-    file_fields,
     files,
+    insert_message_rows,
     log_head,
     memberships,
+    message_changes,
     message_query,
     message_record,
     messages,
+    read_changes,
     room_changes,
     rooms,
+    users,
+)
+from chatd.store.conversation_writes import CoreStatements
+from chatd.store.plan import (
+    CHANGE_ROW,
+    MESSAGE_ROW,
+    LogWriter,
+    Outcome,
+    _Plan,
+    no_such_message,
+    not_author,
+    not_in_room,
 )
 
-Outcome = Logged | ChatError
-# the columns of a stored message, in the order LogWriter.insert_messages takes them
-MESSAGE_ROW = (
-    "room_id",
-    "sender_id",
-    "author",
-    "recipient_id",
-    "dm_pair",
-    "text",
-    "ts_ms",
-    "file_id",
-    "position",
-)
-CHANGE_ROW = ("position", "room_id", "kind", "username", "topic", "ts_ms")
-
-
-class LogWriter(Protocol):
-    """The statements of one log transaction; their order and their checks are the caller's."""
-
-    def head(self) -> int: ...
-
-    def rooms(self, names: set[str]) -> dict[str, tuple[int, str]]: ...
-
-    def create_room(self, name: str, ts: int) -> int: ...
-
-    def members(self, room_ids: set[int], user_ids: set[int]) -> set[tuple[int, int]]: ...
-
-    def add_member(self, room_id: int, user_id: int, ts: int) -> None: ...
-
-    def remove_member(self, room_id: int, user_id: int) -> None: ...
-
-    def set_topic(self, room_id: int, topic: str) -> None: ...
-
-    def insert_file(self, attachment: NewFile, uploader_id: int, ts: int) -> int: ...
-
-    def insert_messages(self, rows: list[tuple[Any, ...]]) -> list[int]:
-        """Ids of the rows (MESSAGE_ROW order), in their order."""
-        ...
-
-    def insert_changes(self, rows: list[tuple[Any, ...]]) -> None: ...
-
-    def set_head(self, position: int) -> None: ...
-
-
-def not_in_room(room: str) -> ChatError:
-    return ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in #{room}")
-
-
-class _Plan:
-    """One batch being checked and numbered: rooms and memberships as the batch leaves them."""
-
-    def __init__(self, writer: LogWriter, changes: Sequence[NewChange], ts: int) -> None:
-        self.writer = writer
-        self.ts = ts
-        names = {change.room for change in changes if change.room is not None}
-        self.rooms = writer.rooms(names) if names else {}
-        user_ids = {_actor(change).id for change in changes if change.room is not None}
-        room_ids = {room_id for room_id, _topic in self.rooms.values()}
-        self.members = writer.members(room_ids, user_ids) if room_ids else set()
-        self.position = writer.head()
-        self.messages: list[tuple[int, NewMessage, FileInfo | None]] = []  # (index, new, file)
-        self.message_rows: list[tuple[Any, ...]] = []
-        self.change_rows: list[tuple[Any, ...]] = []
-
-    def next_position(self) -> int:
-        self.position += 1
-        return self.position
-
-    def member_room(self, room: str, user_id: int) -> tuple[int, str] | None:
-        found = self.rooms.get(room)
-        if found is None or (found[0], user_id) not in self.members:
-            return None
-        return found
-
-    def join(self, change: NewJoin) -> Entered:
-        found = self.rooms.get(change.room)
-        if found is None:
-            found = self.rooms[change.room] = (self.writer.create_room(change.room, self.ts), "")
-        room_id, topic = found
-        new = (room_id, change.user.id) not in self.members
-        position = self.next_position()
-        if new:
-            self.members.add((room_id, change.user.id))
-            self.writer.add_member(room_id, change.user.id, self.ts)
-            self._change(position, room_id, "join", change.user.username, None)
-        return Entered(position, room_id, change.room, topic, change.user.username, new)
-
-    def part(self, change: NewPart) -> Outcome:
-        found = self.member_room(change.room, change.user.id)
-        if found is None:
-            return not_in_room(change.room)
-        room_id = found[0]
-        self.members.discard((room_id, change.user.id))
-        self.writer.remove_member(room_id, change.user.id)
-        position = self.next_position()
-        self._change(position, room_id, "part", change.user.username, None)
-        return Left(position, change.room, change.user.username)
-
-    def topic(self, change: NewTopic) -> Outcome:
-        found = self.member_room(change.room, change.user.id)
-        if found is None:
-            return not_in_room(change.room)
-        room_id = found[0]
-        self.rooms[change.room] = (room_id, change.topic)
-        self.writer.set_topic(room_id, change.topic)
-        position = self.next_position()
-        self._change(position, room_id, "topic", change.user.username, change.topic)
-        return Retitled(position, change.room, change.topic, change.user.username)
-
-    def message(self, index: int, change: NewMessage) -> ChatError | None:
-        """Queue the message's row; None when it may be stored."""
-        author = change.author
-        room_id = recipient_id = pair = None
-        if change.room is not None:
-            found = self.member_room(change.room, author.id)
-            if found is None:
-                return not_in_room(change.room)
-            room_id = found[0]
-        else:
-            assert change.recipient is not None
-            recipient_id = change.recipient.id
-            pair = dm_pair(author.id, recipient_id)
-        file: FileInfo | None = None
-        if change.attachment is not None:
-            file_id = self.writer.insert_file(change.attachment, author.id, self.ts)
-            file = FileInfo(file_id, *file_fields(change.attachment))
-        self.messages.append((index, change, file))
-        self.message_rows.append(
-            (
-                room_id,
-                author.id,
-                author.username,
-                recipient_id,
-                pair,
-                change.text,
-                self.ts,
-                None if file is None else file.id,
-                self.next_position(),
-            )
-        )
-        return None
-
-    def _change(
-        self, position: int, room_id: int, kind: str, username: str, topic: str | None
-    ) -> None:
-        self.change_rows.append((position, room_id, kind, username, topic, self.ts))
-
-
-def _actor(change: NewChange) -> Any:
-    return change.author if isinstance(change, NewMessage) else change.user
+__all__ = ["CHANGE_ROW", "MESSAGE_ROW", "LogWriter", "no_such_message", "not_author", "not_in_room"]
 
 
 class LogStore(StoreBase):
@@ -209,36 +70,30 @@ class LogStore(StoreBase):
         the bus; refused changes take no position.
         """
         ts = now_ms()
-        outcomes: list[Outcome | None] = []
         with self._log_writer() as writer:
             plan = _Plan(writer, changes, ts)
             first = plan.position + 1
             for index, change in enumerate(changes):
-                if isinstance(change, NewMessage):
-                    outcomes.append(plan.message(index, change))
-                elif isinstance(change, NewJoin):
-                    outcomes.append(plan.join(change))
-                elif isinstance(change, NewPart):
-                    outcomes.append(plan.part(change))
-                else:
-                    outcomes.append(plan.topic(change))
-            ids = writer.insert_messages(plan.message_rows) if plan.message_rows else []
-            if plan.change_rows:
-                writer.insert_changes(plan.change_rows)
+                plan.take(index, change)
+            plan.finish()
             if plan.position >= first:
                 writer.set_head(plan.position)
-        stamp = format_ts(ts)
-        for (index, new, file), message_id, row in zip(
-            plan.messages, ids, plan.message_rows, strict=True
-        ):
-            outcomes[index] = Posted(row[-1], new.stored_as(message_id, stamp, file))
-        done = [outcome for outcome in outcomes if outcome is not None]
+        self._unreferenced.extend(plan.unreferenced)
+        done = [outcome for outcome in plan.outcomes if outcome is not None]
         assert len(done) == len(changes)
         entries = sorted(
-            (outcome for outcome in done if not isinstance(outcome, ChatError)),
+            [
+                *(outcome for outcome in done if not isinstance(outcome, ChatError)),
+                *plan.extra,
+            ],
             key=_position,
         )
         return Batch(node, first, plan.position, entries), done
+
+    def take_unreferenced(self) -> list[str]:
+        """The sha256 of attachment bytes that deletes left without a file, since last asked."""
+        taken, self._unreferenced = self._unreferenced, []
+        return taken
 
     def append_messages(self, batch: Sequence[NewMessage]) -> list[Message]:
         """Store messages in one transaction; the stored messages (refusals raise ChatError)."""
@@ -273,7 +128,11 @@ class LogStore(StoreBase):
 
         For a node that missed a batch: every position up to the head is
         committed, so what this reads is all there is (a join by a member
-        already left no entry, and changes nothing).
+        already, a mark_read that moved nothing, left no entry and change
+        nothing). Messages, edits and deletes are read as the messages are
+        now: an edit shows the newest text, an edit of a message deleted
+        since is left out (its delete follows), a message deleted since
+        comes as the placeholder.
         """
         in_range = messages.c.position.between(first, last)
         with self._read() as connection:
@@ -293,19 +152,64 @@ class LogStore(StoreBase):
                 .join(rooms, rooms.c.id == room_changes.c.room_id)
                 .where(room_changes.c.position.between(first, last))
             ).all()
+            altered = connection.execute(
+                message_query()
+                .add_columns(message_changes.c.position, message_changes.c.kind)
+                .where(
+                    message_changes.c.message_id == messages.c.id,
+                    message_changes.c.position.between(first, last),
+                )
+            ).all()
+            marked = connection.execute(_marked_query(first, last)).all()
         entries: list[Logged] = [Posted(row[-1], message_record(row)) for row in posted]
         entries.extend(_change_entry(*row) for row in changed)
+        entries.extend(entry for row in altered if (entry := _altered_entry(row)) is not None)
+        entries.extend(
+            Marked(position, user, room, peer, value)
+            for position, user, room, peer, value in marked
+        )
         entries.sort(key=_position)
         return entries
 
     @contextmanager
     def _log_writer(self) -> Iterator[LogWriter]:
         with self._write() as connection:
-            yield _CoreLogWriter(connection)
+            yield _CoreLogWriter(connection, self.tsvector)
 
 
 def _position(entry: Logged) -> int:
     return entry.position
+
+
+def _altered_entry(row: Any) -> Logged | None:
+    """An edit or delete read back: the message_query() row, then position and kind."""
+    message = message_record(row)
+    position, kind = row[-2], row[-1]
+    if kind == "delete":
+        to = None if message.to is UNSET else str(message.to)
+        return Deleted(position, message.id, message.room, message.user, to)
+    if message.deleted:
+        return None
+    return Edited(position, message)
+
+
+def _marked_query(first: int, last: int) -> Any:
+    peers = users.alias("peers")
+    return (
+        select(
+            read_changes.c.position,
+            users.c.username,
+            rooms.c.name,
+            peers.c.username,
+            read_changes.c.last_read,
+        )
+        .select_from(
+            read_changes.join(users, users.c.id == read_changes.c.user_id)
+            .outerjoin(rooms, rooms.c.id == read_changes.c.room_id)
+            .outerjoin(peers, peers.c.id == read_changes.c.peer_id)
+        )
+        .where(read_changes.c.position.between(first, last))
+    )
 
 
 def _change_entry(
@@ -324,11 +228,12 @@ def _change_entry(
     return Retitled(position, room, topic or "", username)
 
 
-class _CoreLogWriter:
-    """LogWriter through SQLAlchemy Core: every database chatd supports."""
+class _CoreLogWriter(CoreStatements):
+    """LogWriter through SQLAlchemy Core: every database chatd supports.
 
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
+    On PostgreSQL (`tsvector`) each message's row also gets its search
+    column, made from its text here (chatd/searchtext.py).
+    """
 
     def head(self) -> int:
         return int(self._connection.execute(select(log_head.c.position)).scalar_one())
@@ -386,9 +291,8 @@ class _CoreLogWriter:
         )
 
     def insert_messages(self, rows: list[tuple[Any, ...]]) -> list[int]:
-        returning = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
         values = [dict(zip(MESSAGE_ROW, row, strict=True)) for row in rows]
-        return [int(i) for i in self._connection.execute(returning, values).scalars()]
+        return insert_message_rows(self._connection, values, self.tsvector)
 
     def insert_changes(self, rows: list[tuple[Any, ...]]) -> None:
         values = [dict(zip(CHANGE_ROW, row, strict=True)) for row in rows]

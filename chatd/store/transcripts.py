@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select
 
+from chatd.mentions import join_mentions, mention_keys
 from chatd.names import username_key
 from chatd.records import (
     Message,
@@ -15,12 +17,15 @@ from chatd.records import (
 )
 from chatd.store.base import (
     StoreBase,
+    insert_message_rows,
     message_query,
     message_record,
     messages,
+    room_mentions,
     rooms,
     users,
 )
+from chatd.store.conversation_writes import CoreStatements
 
 
 class TranscriptStore(StoreBase):
@@ -43,7 +48,8 @@ class TranscriptStore(StoreBase):
             ).first()
             if row is None:
                 return None
-            condition = messages.c.room_id == row.id
+            # why: deleted messages are left out of transcripts (PROTOCOL.md)
+            condition = and_(messages.c.room_id == row.id, ~messages.c.deleted)
             if since_ms is not None:
                 condition = and_(condition, messages.c.ts_ms >= since_ms)
             if until_ms is not None:
@@ -65,6 +71,7 @@ class TranscriptStore(StoreBase):
         author (any case), ts and text, counted as a multiset so that
         repeated messages survive a round trip and a second import adds
         nothing. No account is created; sender_id is set when the author has one.
+        Mentions of registered users are found as for a sent message.
         """
         with self._write() as connection:
             room_id = connection.execute(
@@ -87,6 +94,7 @@ class TranscriptStore(StoreBase):
                 )
                 existing.update((username_key(a), ts, text) for a, ts, text in rows)
             accounts = self._account_ids(connection, {author for author, _ts, _text in items})
+            named = self._mentioned(connection, [text for _author, _ts, text in items])
             new_rows = []
             for author, ts, text in items:
                 key = (username_key(author), ts, text)
@@ -100,12 +108,44 @@ class TranscriptStore(StoreBase):
                         "author": author,
                         "text": text,
                         "ts_ms": ts,
+                        "mentions": join_mentions(
+                            [named[k][1] for k in mention_keys(text) if k in named]
+                        ),
                     }
                 )
             if new_rows:
-                # why: an executemany inserts row by row, so ids follow the transcript's order.
-                connection.execute(insert(messages), new_rows)
+                self._insert_imported(connection, room_id, new_rows, named)
         return len(new_rows), len(items) - len(new_rows)
+
+    def _insert_imported(
+        self,
+        connection: Connection,
+        room_id: int,
+        rows: list[dict[str, Any]],
+        named: dict[str, tuple[int, str]],
+    ) -> None:
+        """The new rows in the transcript's order, with their search words and room mentions."""
+        ids = insert_message_rows(connection, rows, self.tsvector)
+        self._index_imported(connection, ids)
+        mentions = [
+            {"user_id": user_id, "room_id": room_id, "message_id": message_id}
+            for row, message_id in zip(rows, ids, strict=True)
+            for key in mention_keys(row["text"])
+            if key in named and (user_id := named[key][0]) != row["sender_id"]
+        ]
+        if mentions:
+            connection.execute(insert(room_mentions), mentions)
+
+    @classmethod
+    def _mentioned(cls, connection: Connection, texts: list[str]) -> dict[str, tuple[int, str]]:
+        """Username key -> (id, username) of the registered users the texts may mention."""
+        keys = sorted({key for text in texts for key in mention_keys(text)})
+        found: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(keys), cls._IN_CHUNK):
+            found.update(
+                CoreStatements(connection).users_by_keys(keys[start : start + cls._IN_CHUNK])
+            )
+        return found
 
     @classmethod
     def _account_ids(cls, connection: Connection, authors: set[str]) -> dict[str, int]:

@@ -1,0 +1,129 @@
+"""Conversation state as read: a message for the early checks, `unread`, and `search`.
+
+`unread` answers from indexes: one statement, whose per-conversation counts
+each walk an index range (messages by room or conversation, with sender_id
+and deleted in the index; room_mentions by user and room) and stop at
+UNREAD_CAP, so a user in 200 rooms costs at most that many short index
+walks, never a scan of the messages.
+
+Search is each backend's own (`_search_source`): PostgreSQL's tsvector
+column here, SQLite's FTS5 table in chatd/store/sqlite.py. Both get the
+query as words (chatd/searchtext.py), never as syntax.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+
+from chatd.records import Message, UserRecord, dm_pair
+from chatd.replies import DirectUnread, RoomUnread
+from chatd.searchtext import Term, tsquery_text
+from chatd.store.base import MESSAGE_COLUMNS_SQL, MESSAGE_JOINS_SQL, StoreBase, message_record
+from chatd.store.conversation_writes import CoreStatements, StoredMessage
+
+# PROTOCOL.md: counts are exact up to 1000; 1000 means "1000 or more".
+UNREAD_CAP = 1000
+
+_ROOMS_UNREAD = f"""
+SELECT r.name, COALESCE(k.last_read, 0),
+    COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room_id = r.id), 0),
+    (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
+        WHERE m.room_id = r.id AND m.id > COALESCE(k.last_read, 0)
+        AND (m.sender_id IS NULL OR m.sender_id <> :user) AND NOT m.deleted
+        LIMIT {UNREAD_CAP}) AS u),
+    (SELECT COUNT(*) FROM (SELECT 1 FROM room_mentions x
+        WHERE x.user_id = :user AND x.room_id = r.id AND x.message_id > COALESCE(k.last_read, 0)
+        LIMIT {UNREAD_CAP}) AS n)
+FROM memberships ms JOIN rooms r ON r.id = ms.room_id
+LEFT JOIN room_markers k ON k.user_id = ms.user_id AND k.room_id = ms.room_id
+WHERE ms.user_id = :user
+"""
+_PAIR = (
+    "CASE WHEN d.user_id < d.peer_id "
+    "THEN CAST(d.user_id AS VARCHAR(20)) || ':' || CAST(d.peer_id AS VARCHAR(20)) "
+    "ELSE CAST(d.peer_id AS VARCHAR(20)) || ':' || CAST(d.user_id AS VARCHAR(20)) END"
+)
+_DIRECT_UNREAD = f"""
+SELECT p.username, d.last_read, d.last_id,
+    (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
+        WHERE m.dm_pair = {_PAIR} AND m.id > d.last_read
+        AND m.sender_id <> :user AND NOT m.deleted
+        LIMIT {UNREAD_CAP}) AS u)
+FROM direct_conversations d JOIN users p ON p.id = d.peer_id
+WHERE d.user_id = :user ORDER BY d.last_id DESC
+"""
+
+
+class ConversationStore(StoreBase):
+    def stored_message(self, message_id: int) -> StoredMessage | None:
+        """A message and who may see it, for a handler's early checks (the writer's decide)."""
+        with self._read() as connection:
+            return CoreStatements(connection).stored_message(message_id)
+
+    def unread(self, user: UserRecord) -> tuple[list[RoomUnread], list[DirectUnread]]:
+        """Every room of the user (by name) and every direct conversation with a message
+        (most recent first), with their markers and capped counts."""
+        with self._read() as connection:
+            rooms = connection.execute(text(_ROOMS_UNREAD), {"user": user.id}).all()
+            direct = connection.execute(text(_DIRECT_UNREAD), {"user": user.id}).all()
+        return (
+            sorted((RoomUnread(*row) for row in rooms), key=lambda entry: entry.room),
+            [DirectUnread(name, read, last, count, count) for name, read, last, count in direct],
+        )
+
+    def search(
+        self,
+        user: UserRecord,
+        terms: list[Term],
+        *,
+        room_id: int | None = None,
+        peer: UserRecord | None = None,
+        before: int | None = None,
+        limit: int = 20,
+    ) -> list[Message]:
+        """Messages matching every term, newest first: in one conversation, or in the
+        user's rooms now and their direct messages."""
+        source = self._search_source(terms) if terms else None
+        if source is None:
+            return []
+        tables, match, order, params = source
+        params = {**params, "user": user.id, "limit": limit}
+        conditions = [match]
+        if room_id is not None:
+            conditions.append("m.room_id = :room")
+            params["room"] = room_id
+        elif peer is not None:
+            conditions.append("m.dm_pair = :pair")
+            params["pair"] = dm_pair(user.id, peer.id)
+        else:
+            conditions.append(
+                "(m.room_id IN (SELECT room_id FROM memberships WHERE user_id = :user) "
+                "OR m.recipient_id = :user "
+                "OR (m.sender_id = :user AND m.recipient_id IS NOT NULL))"
+            )
+        if before is not None:
+            conditions.append(f"{order} < :before")
+            params["before"] = before
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS_SQL} FROM {tables} {MESSAGE_JOINS_SQL} "
+            f"WHERE {' AND '.join(conditions)} ORDER BY {order} DESC LIMIT :limit"
+        )
+        with self._read() as connection:
+            rows = connection.execute(text(sql), params).all()
+        return [message_record(row) for row in rows]
+
+    def erase_traces(self) -> None:
+        """After deletes, on SQLite: see chatd/store/sqlite.py. PostgreSQL keeps a deleted
+        text in the dead row version until VACUUM reclaims it (docs/operations.md)."""
+
+    def _search_source(self, terms: list[Term]) -> tuple[str, str, str, dict[str, Any]] | None:
+        """(FROM, match condition, id column, parameters) of a search; None: nothing can match.
+
+        PostgreSQL's: the tsvector column chatd fills from each message's words.
+        """
+        query = tsquery_text(terms)
+        if query is None:
+            return None
+        return "messages m", "m.search @@ CAST(:query AS tsquery)", "m.id", {"query": query}
