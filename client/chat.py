@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, tzinfo
-from typing import Any, Protocol
+from typing import Any
 
 from chatd.events import EventName
 from client import render
@@ -21,6 +21,7 @@ from client.commands import COMMANDS, run_line
 from client.completion import Names
 from client.connection import Frame
 from client.conversations import Conversation, Notifier, ReadMarks, conversation_of
+from client.display import Display, Draw, Shown
 from client.errors import ClientErrorCode, error_code
 from client.recovery import Missed, message_id
 from client.session import RECONNECT_ASKED, Session, State
@@ -40,15 +41,6 @@ WHEN_RECONNECTED = {
 REMEMBERED_MESSAGES = 5000
 
 
-class Display(Protocol):
-    def show(self, line: str, *, error: bool = False) -> None: ...
-    def refresh(self) -> None: ...
-    def status(self, text: str | None) -> None: ...
-    def width(self) -> int | None:
-        """Columns to wrap lines at now; None: never wrap (scripts get whole lines)."""
-        ...
-
-
 class Chat:
     def __init__(
         self,
@@ -61,6 +53,7 @@ class Chat:
         seen: SeenMarkers | None = None,
         notifier: Notifier | None = None,
         marks: ReadMarks | None = None,
+        highlights: tuple[str, ...] = (),
     ) -> None:
         """`notifier` and `marks` only in an interactive terminal: a script rings no
         bell and reads nothing."""
@@ -73,7 +66,9 @@ class Chat:
         self._now = now or (lambda: datetime.now(self.tz).astimezone(self.tz))
         # guards the state below; the reader thread and the input thread both change it
         self._lock = threading.RLock()
-        self.current: str | None = None
+        self.current: str | None = None  # the room typed lines go to
+        self.current_dm: str | None = None  # or, on a full screen, the person they go to
+        self.highlights = highlights  # words that call the user, besides their name
         self.topics: dict[str, str] = {}
         self._oldest: dict[str, int] = {}
         # missed messages not fetched after a reconnect, per room: (last seen id, oldest shown)
@@ -85,7 +80,8 @@ class Chat:
         self._users: set[str] = set()
         self._rooms: set[str] = set()
         self._files: set[str] = set()  # ids of shared files seen, for Tab after /download
-        self._last_day: date = self._now().date()
+        # the date of the lines shown last, per timeline (one key, None, for a stream)
+        self._last_day: dict[Conversation | None, date] = {}
         self.failures = 0
         self.done = False
         self._pacing = False  # messages are waiting for the server's rate limit
@@ -93,6 +89,7 @@ class Chat:
         self._notifier = notifier
         self._marks = marks
         self.show_ids = False
+        self.key_rows: list[tuple[str, str]] = []  # the keys /help lists (the full screen's)
         # the messages shown lately, by id: quotes of replies, /reply, /edit and /delete
         self._messages: OrderedDict[int, Frame] = OrderedDict()
 
@@ -141,7 +138,10 @@ class Chat:
         with self._lock:
             self.topics[room] = render.sanitize(reply.get("topic"))
             self._learn(reply)
-            if backlog:
+            if backlog and self.display.separate:
+                self._show_header(reply)
+                self.show_messages(reply.get("history") or [])
+            elif backlog:
                 self._backlog[room] = list(reply.get("history") or [])
                 self.notice(f"also in #{room}: /switch {room}")
             if self.current is None:
@@ -206,28 +206,49 @@ class Chat:
         return why
 
     def say(self, text: str) -> None:
-        """A plain line: a message to the current room."""
+        """A plain line: a message to the current room (or person, on a full screen)."""
+        if self.current_dm is not None:
+            self.request("dm", self.show_own, to=self.current_dm, text=text)
+            return
         if self.current is None:
             self.error("you are in no room: /join ROOM first, or /msg USER TEXT")
             return
         self.request("send", self.show_own, room=self.current, text=text)
 
-    def notice(self, text: str) -> None:
-        self._show(render.notice_lines(text, self.style, width=self.display.width()))
+    def notice(self, text: str, where: Conversation | None = None) -> None:
+        style = self.style
+        self._add(lambda width: render.notice_lines(text, style, width=width), where)
 
     def error(self, text: str) -> None:
         """An error line; a script that saw one exits 1."""
         self.failures += 1
-        lines = render.notice_lines(text, self.style, width=self.display.width(), error=True)
-        self._show(lines, error=True)
+        style = self.style
+        draw: Draw = lambda width: render.notice_lines(text, style, width=width, error=True)  # noqa: E731
+        self.display.add(Shown(draw, error=True))
 
     def show_table(self, rows: list[tuple[str, str]]) -> None:
         """Two columns of notices, such as /help."""
-        self._show(render.table_lines(rows, self.style, width=self.display.width()))
+        style = self.style
+        self._add(lambda width: render.table_lines(rows, style, width=width))
 
-    def _show(self, lines: Iterable[str], *, error: bool = False) -> None:
-        for line in lines:
-            self.display.show(line, error=error)
+    def _add(self, draw: Draw, where: Conversation | None = None) -> None:
+        self.display.add(Shown(draw, where))
+
+    def viewing(self) -> Conversation | None:
+        """The conversation typed lines go to."""
+        if self.current_dm is not None:
+            return ("with", self.current_dm)
+        return None if self.current is None else ("room", self.current)
+
+    def view(self, conversation: Conversation) -> None:
+        """Show a conversation (the full screen's room list): typed lines go there."""
+        with self._lock:
+            kind, name = conversation
+            if kind == "room":
+                self.current, self.current_dm = name, None
+            else:
+                self.current_dm = name
+        self.display.refresh()
 
     def entered(self, reply: Frame) -> None:
         """A join reply: the room becomes current; header, then history, then live."""
@@ -236,30 +257,35 @@ class Chat:
             self.topics[room] = render.sanitize(reply.get("topic"))
             self._rooms.add(room)
             self._learn(reply)
-            self.current = room
-            self._show(render.room_header(reply, self.style, width=self.display.width()))
+            self.current, self.current_dm = room, None
+            self._show_header(reply)
             history = reply.get("history") or []
             self.show_messages(history)
         self.display.refresh()
+
+    def _show_header(self, reply: Frame) -> None:
+        style, room = self.style, render.sanitize(reply.get("room"))
+        self._add(lambda width: render.room_header(reply, style, width=width), ("room", room))
 
     def left(self, room: str) -> None:
         with self._lock:
             self._backlog.pop(room, None)
             self._shown.pop(room, None)
             self._oldest.pop(room, None)
-            self.notice(f"you left #{room}")
+            self.notice(f"you left #{room}", ("room", room))
             if self.current == room:
                 rest = self.joined()
                 self.current = rest[0] if rest else None
-                if self.current is not None:
+                if self.current is not None and not self.display.separate:
                     self.notice(f"now in #{self.current}")
         self.display.refresh()
 
     def switch(self, room: str) -> None:
         with self._lock:
-            self.current = room
+            self.current, self.current_dm = room, None
             topic = self.topics.get(room, "")
-            self.notice(f"now in #{room}" + (f": {topic}" if topic else ""))
+            if not self.display.separate:
+                self.notice(f"now in #{room}" + (f": {topic}" if topic else ""))
             backlog = self._backlog.pop(room, None)
             if backlog is not None:
                 self.show_messages(backlog)
@@ -272,13 +298,14 @@ class Chat:
 
     def show_rooms(self, reply: Frame) -> None:
         self._learn_rooms(reply)
-        joined = set(self.joined())
-        self._show(render.rooms_lines(reply, joined, self.style, width=self.display.width()))
+        joined, style = set(self.joined()), self.style
+        self._add(lambda width: render.rooms_lines(reply, joined, style, width=width))
 
     def show_who(self, reply: Frame) -> None:
         with self._lock:
             self._learn(reply)
-        self._show(render.who_lines(reply, self.style, width=self.display.width()))
+        style = self.style
+        self._add(lambda width: render.who_lines(reply, style, width=width))
 
     def older(self, room: str, count: int) -> None:
         """/history: fill what a reconnect left out first, then page back from the oldest shown."""
@@ -295,9 +322,30 @@ class Chat:
         extra = {} if before is None else {"before": before}
         self.request("history", show, room=room, limit=count, **extra)
 
+    def older_direct(self, person: str, count: int, before: int | None) -> None:
+        """A page of older direct messages with `person`, above those shown (full screen)."""
+
+        def show(reply: Frame) -> None:
+            messages = reply.get("messages") or []
+            with self._lock:
+                self.show_messages(messages, older=True)
+            self.display.older_loaded(("with", person), len(messages))
+
+        extra = {} if before is None else {"before": before}
+        self.request("dm_history", show, limit=count, **{"with": person}, **extra)
+
+    def read_through(self, conversation: Conversation, message_id: int) -> None:
+        """The conversation was shown, up to this message, in the focused terminal."""
+        if self._marks is not None:
+            self._marks.shown(conversation, message_id)
+
     def _show_older(self, room: str, reply: Frame) -> None:
         messages = reply.get("messages") or []
         with self._lock:
+            if self.display.separate:
+                self.show_messages(messages, older=True)
+                self.display.older_loaded(("room", room), len(messages))
+                return
             if not messages:
                 self.notice(f"no older messages in #{room}")
                 return
@@ -347,7 +395,10 @@ class Chat:
         self.display.status(text)
 
     def prompt_text(self) -> str:
-        where = f"#{self.current}" if self.current else "(no room)"
+        if self.current_dm is not None:
+            where = f"*{self.current_dm}*"
+        else:
+            where = f"#{self.current}" if self.current else "(no room)"
         offline = "" if self.session.state is State.CONNECTED else " [offline]"
         waiting = self.session.waiting
         pacing = f" [pacing {waiting}]" if waiting else ""
@@ -355,13 +406,14 @@ class Chat:
 
     # -- showing messages ------------------------------------------------------------
 
-    def show_messages(self, messages: Iterable[Any]) -> None:
-        """Messages as lines, with a day line whenever the date changes."""
-        width = self.display.width()
+    def show_messages(self, messages: Iterable[Any], *, older: bool = False) -> None:
+        """Messages as lines, with a day line whenever the date changes.
+
+        `older` ones (a page back, on a full screen) go above what is shown.
+        """
         with self._lock:
-            for message in messages:
-                if not isinstance(message, dict):
-                    continue
+            page = [message for message in messages if isinstance(message, dict)]
+            for message in reversed(page) if older else page:
                 user = message.get("user")
                 if isinstance(user, str):
                     self._users.add(render.sanitize(user))
@@ -377,41 +429,62 @@ class Chat:
                         self._seen.advance(mid)
                 if room is not None:
                     self._mark_oldest(room, [message])
-                when = render.local_time(message.get("ts"), self.tz)
-                self._day(when)
                 file = message.get("file")
                 if isinstance(file, dict):
                     file_id = file.get("id")
                     if isinstance(file_id, int) and not isinstance(file_id, bool):
                         self._files.add(str(file_id))
-                self._show_message(message, width)
+                self._show_message(message, older=older)
 
-    def _show_message(self, message: Frame, width: int | None) -> None:
+    def _show_message(self, message: Frame, *, older: bool = False, replaces: bool = False) -> None:
         """One message's lines, remembered for quotes, marked read when it is in view."""
         mid = message.get("id")
+        mid = mid if isinstance(mid, int) and not isinstance(mid, bool) else None
         reply_to = message.get("reply_to")
         quote = None
         if isinstance(reply_to, int) and not isinstance(reply_to, bool):
             quote = render.quote_text(self._messages.get(reply_to), reply_to)
-        if isinstance(mid, int) and not isinstance(mid, bool):
+        if mid is not None:
             self._remember(mid, message)
-        self._show(
-            render.message_lines(
+        conversation = conversation_of(message, self.me)
+        when = render.local_time(message.get("ts"), self.tz)
+        if not self.display.separate and not replaces:
+            self._day(when, None)
+        current = conversation[1] if self.display.separate and conversation else self.current
+        me, style, tz, show_id = self.me, self.style, self.tz, self.show_ids
+        highlights = self.highlights
+
+        def draw(width: int | None) -> list[str]:
+            return render.message_lines(
                 message,
-                me=self.me,
-                current_room=self.current,
-                style=self.style,
-                tz=self.tz,
+                me=me,
+                current_room=current,
+                style=style,
+                tz=tz,
                 width=width,
-                show_id=self.show_ids,
+                show_id=show_id,
                 quote=quote,
+                highlights=highlights,
+            )
+
+        own = render.sanitize(message.get("user")).lower() == me.lower()
+        calls_me = not own and (
+            message.get("room") is None or render.calls_me(message, me, highlights)
+        )
+        self.display.add(
+            Shown(
+                draw,
+                conversation,
+                mid,
+                own=own,
+                calls_me=calls_me,
+                older=older,
+                replaces=replaces,
+                day=None if when is None else when.date(),
             )
         )
-        conversation = conversation_of(message, self.me)
-        in_view = conversation is not None and (
-            conversation[0] == "with" or conversation[1] == self.current
-        )
-        if self._marks is not None and isinstance(mid, int) and in_view:
+        in_view = conversation is not None and self.display.in_view(conversation, self.viewing())
+        if self._marks is not None and mid is not None and in_view and not older:
             assert conversation is not None
             self._marks.shown(conversation, mid)
 
@@ -425,10 +498,15 @@ class Chat:
         with self._lock:
             return self._messages.get(message_id)
 
-    def _day(self, when: datetime | None) -> None:
-        if when is not None and when.date() != self._last_day:
-            self._last_day = when.date()
-            self.display.show(render.day_line(self._last_day, self.style))
+    def _day(self, when: datetime | None, where: Conversation | None) -> None:
+        """A day line in a stream when the date changes (a full screen draws its own)."""
+        if when is None or self.display.separate:
+            return
+        day = when.date()
+        if day != self._last_day.setdefault(where, self._now().date()):
+            self._last_day[where] = day
+            style = self.style
+            self._add(lambda _width: [render.day_line(day, style)], where)
 
     # -- the session's listener -----------------------------------------------------
 
@@ -453,12 +531,23 @@ class Chat:
     # -- conversation state ------------------------------------------------------------
 
     def _alert(self, message: Frame) -> None:
-        """A mention of us, or a direct message to us: the bell (and a notification)."""
+        """A mention of us, or a direct message to us: the bell (and a notification).
+
+        A full screen rings only for a conversation not in view: the one shown
+        in a focused terminal is being read.
+        """
         user = render.sanitize(message.get("user"))
         if self._notifier is None or user.lower() == self.me.lower():
             return
         direct = message.get("room") is None
-        if not direct and not render.mentions_me(message, self.me):
+        if not direct and not render.calls_me(message, self.me, self.highlights):
+            return
+        conversation = conversation_of(message, self.me)
+        if (
+            self.display.separate
+            and conversation is not None
+            and self.display.in_view(conversation, self.viewing())
+        ):
             return
         where = "direct message" if direct else f"#{render.sanitize(message.get('room'))}"
         text = render.sanitize(message.get("text"))
@@ -467,7 +556,7 @@ class Chat:
     def show_change(self, message: Frame) -> None:
         """An edited message (an event, or the reply to our /edit): shown again as it is now."""
         with self._lock:
-            self._show_message(message, self.display.width())
+            self._show_message(message, replaces=True)
 
     def show_edit_reply(self, reply: Frame) -> None:
         message = reply.get("message")
@@ -484,7 +573,7 @@ class Chat:
                 self.notice(f"a message was deleted in {place}")
                 return
             gone = {key: known.get(key) for key in ("id", "room", "to", "user", "ts")}
-            self._show_message({**gone, "text": "", "deleted": True}, self.display.width())
+            self._show_message({**gone, "text": "", "deleted": True}, replaces=True)
 
     def deleted_by_me(self, message_id: int) -> None:
         """The reply to our /delete."""
@@ -496,17 +585,25 @@ class Chat:
             return
         room, peer = frame.get("room"), frame.get("with")
         if isinstance(room, str):
-            self._marks.elsewhere(("room", room), last_read)
+            conversation: Conversation = ("room", render.sanitize(room))
         elif isinstance(peer, str):
-            self._marks.elsewhere(("with", peer), last_read)
+            conversation = ("with", render.sanitize(peer))
+        else:
+            return
+        self._marks.elsewhere(conversation, last_read)
+        self.display.read_moved(conversation, last_read)
 
     def show_unread(self, reply: Frame, *, at_login: bool = False) -> None:
-        lines = render.unread_lines(reply, self.style, width=self.display.width())
-        if not lines and not at_login:
+        style = self.style
+        if not render.unread_lines(reply, style) and not at_login:
             self.notice("nothing unread")
-        if lines and at_login:
+            return
+        if at_login:
+            self.display.unread_at_login(reply)
+            if self.display.separate or not render.unread_lines(reply, style):
+                return  # the room list shows the counts
             self.notice("unread:")
-        self._show(lines)
+        self._add(lambda width: render.unread_lines(reply, style, width=width))
 
     def show_search(self, query: str, reply: Frame) -> None:
         found = [m for m in reply.get("messages") or [] if isinstance(m, dict)]
@@ -515,22 +612,12 @@ class Chat:
                 self.notice(f"nothing found for {render.sanitize(query)}")
                 return
             self.notice(f"{render.counted(len(found), 'message')} found for {query}, oldest first:")
-            width = self.display.width()
+            me, style, tz = self.me, self.style, self.tz
             for message in reversed(found):
                 mid = message.get("id")
                 if isinstance(mid, int) and not isinstance(mid, bool):
                     self._remember(mid, message)  # so that /reply can answer it
-                self._show(
-                    render.message_lines(
-                        message,
-                        me=self.me,
-                        current_room=None,
-                        style=self.style,
-                        tz=self.tz,
-                        width=width,
-                        show_id=True,
-                    )
-                )
+                self._add(_found_message(message, me, style, tz))
 
     def reply_to(self, message_id: int, text: str) -> None:
         """/reply: a message in the conversation of the one it answers."""
@@ -572,10 +659,17 @@ class Chat:
                 self.topics[room] = render.sanitize(frame.get("topic"))
             elif user and kind == EventName.JOIN:
                 self._users.add(user)
-            moment = self._now()
-            self._day(moment)
-            width = self.display.width()
-            self._show(render.event_lines(frame, moment=moment, style=self.style, width=width))
+            moment, style, where = self._now(), self.style, ("room", room)
+            self._day(moment, None)
+            self.display.add(
+                Shown(
+                    lambda width: render.event_lines(
+                        frame, moment=moment, style=style, width=width
+                    ),
+                    where,
+                    day=moment.date(),
+                )
+            )
             if user.lower() == self.me.lower() and kind == EventName.PART and self.current == room:
                 rest = self.joined()
                 self.current = rest[0] if rest else None
@@ -624,3 +718,14 @@ class Chat:
     def gave_up(self, reason: str) -> None:
         self.error(f"{render.sanitize(reason)}; /quit to leave")
         self.display.refresh()
+
+
+def _found_message(message: Frame, me: str, style: render.Style, tz: tzinfo | None) -> Draw:
+    """A search result, with its id and its room whatever is current."""
+
+    def draw(width: int | None) -> list[str]:
+        return render.message_lines(
+            message, me=me, current_room=None, style=style, tz=tz, width=width, show_id=True
+        )
+
+    return draw

@@ -35,6 +35,7 @@ from client.connection import (
 from client.errors import error_code
 from client.recovery import Frame, message_id, messages_in
 from client.session import LoginFailed, Session
+from client.settings import Settings, SettingsError, load_settings
 from client.state import SeenMarkers
 
 DEFAULT_SERVER = "127.0.0.1:7700"
@@ -49,6 +50,18 @@ RECENT_DIRECT = 20
 # why: the direct messages shown at login per conversation; /unread and history say the rest
 UNREAD_DIRECT_SHOWN = 100
 NOTIFY_YES = TLS_YES
+SETTINGS_HELP = """\
+settings:
+  chat reads ~/.config/chat/config.toml (or $XDG_CONFIG_HOME/chat/config.toml, or
+  the file CHAT_CONFIG names) when it exists; options and environment variables win:
+    server = "HOST:PORT"    user = "NAME"    tls = true    ca = "FILE"
+    line = true             (the line mode instead of the full screen)
+    notify = true           highlights = ["word", ...]
+    [colours]  sidebar current unread mention topic status marker day loading question
+    [keys]     scroll_up scroll_down previous_conversation next_conversation next_active
+               newline toggle_sidebar help redraw   (e.g. next_active = ["escape a", "f2"])
+  docs/chatting.md describes every setting and key.
+"""
 
 
 class UsageError(Exception):
@@ -120,7 +133,12 @@ def parse_server(text: str) -> tuple[str, int]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chat", description="chat: the chatd terminal client")
+    parser = argparse.ArgumentParser(
+        prog="chat",
+        description="chat: the chatd terminal client",
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     # why: not argparse's "version" action, which prints to sys.stdout, not the Console
     parser.add_argument("--version", action="store_true", help="print chat's version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -142,6 +160,11 @@ def _build_parser() -> argparse.ArgumentParser:
                 "--notify",
                 action="store_true",
                 help="desktop notifications for mentions and direct messages (CHAT_NOTIFY=yes)",
+            )
+            sub.add_argument(
+                "--line",
+                action="store_true",
+                help="the line mode instead of the full screen (CHAT_LINE=yes)",
             )
     return parser
 
@@ -272,6 +295,7 @@ def _transport_advice(exc: WrongTransport, target: Target) -> str:
 
 def register(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
     """chat register: username, then the password (twice, or once from a pipe); 0, or 1 refused."""
+    _settings_for(args, env)
     target = _target(args, env)
     username = _username(args, console)
     if not is_valid_username(username):
@@ -307,6 +331,7 @@ def register(args: argparse.Namespace, env: Mapping[str, str], console: Console)
 
 def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
     """chat login: log in, then the interactive chat or the scripted mode."""
+    settings = _settings_for(args, env)
     from client.chat import Chat
     from client.ui import PlainDisplay, run_script
 
@@ -340,7 +365,7 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
         raise Refused("not logged in")
     assert session is not None
     if interactive:
-        return _chat_in_terminal(session, reply, target, args, env)
+        return _chat_in_terminal(session, reply, target, args, env, settings)
     plain = PlainDisplay(console.stdout, console.stderr)
     chat = Chat(session, plain, style=render.PLAIN)
     session.start(chat)
@@ -349,13 +374,19 @@ def login(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
 
 
 def _chat_in_terminal(
-    session: Session, reply: Frame, target: Target, args: argparse.Namespace, env: Mapping[str, str]
+    session: Session,
+    reply: Frame,
+    target: Target,
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    settings: Settings,
 ) -> int:
     """The interactive chat: what is unread, the direct messages that came while away, then
     the prompt. A server with conversation state says what is unread for this account on
     any device; an older one is asked for what came after the newest shown on this machine."""
     from client.chat import Chat
     from client.conversations import Notifier, ReadMarks
+    from client.screen import ScreenDisplay, run_screen
     from client.ui import TerminalDisplay, run_terminal
 
     seen = SeenMarkers.for_account(env, target.address, session.username)
@@ -369,9 +400,13 @@ def _chat_in_terminal(
             recent = seen.get() is None
     except ConnectionLost as exc:
         raise Refused(f"the connection was lost: {exc}") from None
-    display = TerminalDisplay()
-    style = render.Style(colour=_colour(env), links=env.get("TERM", "") != "dumb")
-    desktop = bool(args.notify) or env.get("CHAT_NOTIFY", "").strip().lower() in NOTIFY_YES
+    line_mode = bool(args.line) or _yes(env, "CHAT_LINE", settings.line)
+    display: TerminalDisplay | ScreenDisplay = TerminalDisplay() if line_mode else ScreenDisplay()
+    # why: OSC 8 links are written by the line mode only; the full screen draws through
+    # prompt_toolkit, which would show them as text
+    links = line_mode and env.get("TERM", "") != "dumb"
+    style = render.Style(colour=_colour(env), links=links)
+    desktop = bool(args.notify) or _yes(env, "CHAT_NOTIFY", settings.notify)
     chat = Chat(
         session,
         display,
@@ -379,12 +414,35 @@ def _chat_in_terminal(
         seen=seen,
         notifier=Notifier(display.raw, env, desktop=desktop),
         marks=ReadMarks(lambda conversation, mid: chat.mark_read(conversation, mid)),
+        highlights=settings.highlights,
     )
     session.start(chat)
     if unread is not None and unread.get("ok"):
         chat.show_unread(unread, at_login=True)
     chat.enter(reply, backlog=True, direct=direct, recent=recent, more_direct=gap is not None)
+    if isinstance(display, ScreenDisplay):
+        return run_screen(chat, display, settings)
     return run_terminal(chat, display)
+
+
+def _yes(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A yes/no environment variable; the setting's value when it is unset or empty."""
+    value = env.get(name, "").strip().lower()
+    return value in NOTIFY_YES if value else default
+
+
+def _settings_for(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """The settings file, under what the command line and the environment say."""
+    try:
+        settings = load_settings(env)
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.server and not env.get("CHAT_SERVER"):
+        args.server = settings.server
+    args.user = args.user or settings.user
+    args.ca = args.ca or settings.ca
+    args.tls = args.tls or (settings.tls and not env.get("CHAT_TLS"))
+    return settings
 
 
 def _unread_direct(session: Session, unread: Frame) -> list[Frame]:

@@ -30,6 +30,7 @@ class ChatApi(Protocol):
 
     current: str | None
     topics: dict[str, str]
+    key_rows: list[tuple[str, str]]
 
     def joined(self) -> list[str]: ...
     def request(
@@ -456,4 +457,4 @@ def cmd_help(chat: ChatApi, args: list[str]) -> None:
         if cmd.aliases:
             chat.notice("also: " + ", ".join(f"/{alias}" for alias in cmd.aliases))
         return
-    chat.show_table(COMMANDS.help_rows())
+    chat.show_table(COMMANDS.help_rows() + chat.key_rows)

@@ -302,6 +302,20 @@ def mentions_me(message: Mapping[str, Any], me: str) -> bool:
     return any(isinstance(name, str) and name.lower() == me.lower() for name in names)
 
 
+def calls_me(message: Mapping[str, Any], me: str, words: Sequence[str] = ()) -> bool:
+    """A mention of us, or one of our highlight words as a whole word (ignoring case)."""
+    if mentions_me(message, me):
+        return True
+    text = message.get("text")
+    if not words or not isinstance(text, str):
+        return False
+    return any(_word_in(word, text) for word in words if word)
+
+
+def _word_in(word: str, text: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE) is not None
+
+
 def quote_text(message: Mapping[str, Any] | None, reply_to: object) -> str:
     """The short quote a reply shows of what it answers: `alice: first line…`."""
     if message is None:
@@ -325,6 +339,7 @@ def message_lines(
     width: int | None = None,
     show_id: bool = False,
     quote: str | None = None,
+    highlights: Sequence[str] = (),
 ) -> list[str]:
     """One room or direct message as display lines: `HH:MM [#room] <user> text`.
 
@@ -338,7 +353,8 @@ def message_lines(
     Conversation state: `show_id` puts the message's id first (`[42]`), for
     /reply, /edit and /delete; `quote` (quote_text) is a first line for a
     reply; an edited text ends `(edited)`, a deleted one is `(message
-    deleted)`, and a text that mentions us is highlighted.
+    deleted)`, and a text that mentions us (or holds one of our `highlights`
+    words) is highlighted.
     """
     if isinstance(message.get("file"), Mapping) and message.get("deleted") is not True:
         lines = file_lines(
@@ -366,7 +382,7 @@ def message_lines(
     bodies = [text_runs(line) for line in text.split("\n")]
     if message.get("deleted") is True:
         bodies = [[Run("(message deleted)", DIM)]]
-    elif mentions_me(message, me):
+    elif calls_me(message, me, highlights if user.lower() != me.lower() else ()):
         bodies = [[Run(run.text, HIGHLIGHT, run.link) for run in body] for body in bodies]
     if isinstance(message.get("edited"), str) and message.get("deleted") is not True:
         bodies[-1] = [*bodies[-1], Run(" (edited)", DIM)]

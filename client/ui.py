@@ -30,6 +30,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from chatd.exitstatus import ExitStatus
 from client.chat import Chat
 from client.completion import ChatCompleter
+from client.display import StreamDisplay
 from client.layout import cursor_after_reflow
 
 # why: a script waits for each reply; a reconnect is bounded by the session's
@@ -39,7 +40,7 @@ SCRIPT_REPLY_TIMEOUT = 120.0
 CANCEL_GRACE = 5.0
 
 
-class TerminalDisplay:
+class TerminalDisplay(StreamDisplay):
     """Lines go to the (patched) stdout; the prompt is redrawn on the app's own loop."""
 
     def __init__(self) -> None:
@@ -94,7 +95,7 @@ class TerminalDisplay:
             return None
 
 
-class PlainDisplay:
+class PlainDisplay(StreamDisplay):
     """Plain lines for scripts: events and results to stdout, errors to stderr."""
 
     def __init__(self, stdout: TextIO, stderr: TextIO) -> None:

@@ -47,6 +47,9 @@ def chat_env(**extra: str) -> dict[str, str]:
     env.update(PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm", COLUMNS="100", LINES="30", NO_COLOR="1")
     # why: what chat remembers between runs goes to a fresh place, not the tester's home
     env["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="chat-state-")
+    env["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="chat-config-")
+    # why: these tests are of the line mode; the full screen's set CHAT_LINE=no
+    env["CHAT_LINE"] = "yes"
     env.update(extra)
     return env
 

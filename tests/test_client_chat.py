@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from client.chat import Chat
+from client.display import StreamDisplay
 from client.recovery import Missed
 from client.render import PLAIN
 from client.session import State
@@ -39,7 +40,7 @@ class FakeSession:
         callback({"ok": True, **reply})
 
 
-class Lines:
+class Lines(StreamDisplay):
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.errors: list[str] = []

@@ -19,6 +19,7 @@ from conftest import CLIENT_SUITE, PASSWORD
 from chatd.server import Server
 from client.chat import Chat
 from client.cli import Console, main
+from client.display import StreamDisplay
 from client.render import PLAIN
 from client.session import Session
 
@@ -28,7 +29,7 @@ MiB = 1024 * 1024
 DONE = 30.0  # seconds a transfer of a few MiB may take on a slow machine
 
 
-class Lines:
+class Lines(StreamDisplay):
     """A display that keeps what it is shown; lines come from several threads."""
 
     def __init__(self) -> None:

@@ -342,7 +342,12 @@ def tmux_chat(server) -> Iterator[Callable[..., Tmux]]:
     def start(user: str) -> Tmux:
         address = "{}:{}".format(*server.address)
         command = [sys.executable, "-m", "client", "login", "--user", user, "--server", address]
-        env = {"CHAT_PASSWORD": PASSWORD, "NO_COLOR": "1", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        env = {
+            "CHAT_PASSWORD": PASSWORD,
+            "CHAT_LINE": "yes",
+            "NO_COLOR": "1",
+            "PROMPT_TOOLKIT_NO_CPR": "1",
+        }
         pane = Tmux(command, env, columns=100, rows=20)
         panes.append(pane)
         return pane
