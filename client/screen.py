@@ -142,6 +142,10 @@ class ScreenDisplay:
     def width(self) -> int | None:
         return self._size[0]
 
+    def page_rows(self) -> int:
+        """How far PageUp moves: the timeline's height less one line kept in view."""
+        return self._size[1] - 1
+
     def in_view(self, conversation: Conversation, current: Conversation | None) -> bool:
         return self.focused and conversation == current
 
@@ -220,6 +224,11 @@ class ScreenDisplay:
             return [("class:question", f" {self.question}")]
         return [("class:status", f" {self._status or 'F1: keys   /help: commands'}")]
 
+    def counts(self, conversation: Conversation) -> tuple[str, int]:
+        """The room list's label for a conversation (`12`, `3!`), and its mentions."""
+        with self._lock:
+            return self.activity.label(conversation), self.activity.mentions(conversation)
+
     def prompt(self) -> str:
         return self.chat.prompt_text() if self.chat is not None else "> "
 
@@ -264,15 +273,15 @@ class ScreenDisplay:
         if not order:
             return
         index = order.index(current) if current in order else -1
-        self._view(order[(index + step) % len(order)])
+        self.view(order[(index + step) % len(order)])
 
     def next_active(self) -> None:
         with self._lock:
             found = self.activity.next_active(self.order(), self.current())
         if found is not None:
-            self._view(found)
+            self.view(found)
 
-    def _view(self, conversation: Conversation) -> None:
+    def view(self, conversation: Conversation) -> None:
         if self.chat is not None:
             self.chat.view(conversation)
         self.refresh()
@@ -322,7 +331,7 @@ class TimelineControl(UIControl):
         return False
 
     def mouse_handler(self, mouse_event: MouseEvent) -> object:
-        page = max(self._display._size[1] - 1, 1)
+        page = max(self._display.page_rows(), 1)
         if mouse_event.event_type == MouseEventType.SCROLL_UP:
             self._display.scroll(-SCROLL_WHEEL_ROWS / page)
         elif mouse_event.event_type == MouseEventType.SCROLL_DOWN:
@@ -342,9 +351,7 @@ def sidebar_fragments(display: ScreenDisplay, width: int) -> StyleAndTextTuples:
     current = display.current()
     fragments: StyleAndTextTuples = []
     for conversation in display.order():
-        with display._lock:
-            label = display.activity.label(conversation)
-            mentions = display.activity.mentions(conversation)
+        label, mentions = display.counts(conversation)
         name = _name_of(conversation)
         room = max(width - len(label) - 3, 4)
         if len(name) > room:
@@ -373,9 +380,7 @@ def bar_fragments(display: ScreenDisplay, width: int) -> StyleAndTextTuples:
     fragments: StyleAndTextTuples = []
     used = 0
     for conversation in order:
-        with display._lock:
-            label = display.activity.label(conversation)
-            mentions = display.activity.mentions(conversation)
+        label, mentions = display.counts(conversation)
         text = f" {_name_of(conversation)}" + (f" {label}" if label else "") + " "
         if used + len(text) > width:
             break
@@ -393,7 +398,7 @@ def bar_fragments(display: ScreenDisplay, width: int) -> StyleAndTextTuples:
 def _select(display: ScreenDisplay, conversation: Conversation) -> Callable[[MouseEvent], None]:
     def clicked(mouse_event: MouseEvent) -> None:
         if mouse_event.event_type == MouseEventType.MOUSE_UP:
-            display._view(conversation)
+            display.view(conversation)
 
     return clicked
 

@@ -6,13 +6,13 @@ a person would see, so the tests assert on rows of text, not on escape codes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
 import pexpect
 import pyte
 from client_helpers import PTY_TIMEOUT, chat_env, spawn_chat
-
 from conftest import PASSWORD
 
 
@@ -99,10 +99,8 @@ class ScreenChat:
     def close(self) -> None:
         if self.child.isalive():
             self.child.sendcontrol("d")
-            try:
+            with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF):
                 self.child.expect(pexpect.EOF, timeout=5)
-            except (pexpect.TIMEOUT, pexpect.EOF):
-                pass
         self.child.close(force=True)
 
 

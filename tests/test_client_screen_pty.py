@@ -186,7 +186,7 @@ def test_resizing_leaves_no_stale_lines(connect, screen_chat) -> None:
 
 
 def test_a_long_paste_asks_first_and_a_short_one_is_one_message(connect, screen_chat) -> None:
-    alice, bob = _members(connect, "general", "alice", "bob")
+    _alice, bob = _members(connect, "general", "alice", "bob")
     screen = screen_chat("alice")
     screen.wait(lambda s: _listed_plain(s, "#general"))
     screen.paste("\n".join(f"pasted {n}" for n in range(6)))
