@@ -37,6 +37,8 @@ from prompt_toolkit.keys import Keys
 from prompt_toolkit.layout import (
     ConditionalContainer,
     Dimension,
+    Float,
+    FloatContainer,
     FormattedTextControl,
     HSplit,
     Layout,
@@ -44,6 +46,7 @@ from prompt_toolkit.layout import (
     Window,
 )
 from prompt_toolkit.layout.controls import BufferControl, UIContent, UIControl
+from prompt_toolkit.layout.menus import CompletionsMenu
 from prompt_toolkit.layout.processors import BeforeInput
 from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
 
@@ -542,7 +545,13 @@ def build_application(chat: Chat, display: ScreenDisplay, settings: Settings) ->
         ]
     )
     app: Application[int] = Application(
-        layout=Layout(VSplit([sidebar, main]), focused_element=input_line),
+        layout=Layout(
+            FloatContainer(
+                VSplit([sidebar, main]),
+                floats=[Float(xcursor=True, ycursor=True, content=CompletionsMenu(max_height=8))],
+            ),
+            focused_element=input_line,
+        ),
         key_bindings=merge_key_bindings([load_key_bindings(), bindings]),
         style=settings.style(),
         full_screen=True,

@@ -353,3 +353,15 @@ def test_scrolling_back_at_the_top_asks_the_server_for_older_messages(screen) ->
         _until(lambda: display.timelines[("room", "general")].at_beginning)
 
     run(steps)
+
+
+def test_tab_completes_a_command(screen) -> None:
+    display, _chat, session, pipe, run = screen
+
+    def steps() -> None:
+        pipe.send_text("/unr\t")
+        _until(lambda: display.app.current_buffer.text.startswith("/unread"))
+        pipe.send_text("\r")
+        _until(lambda: any(op == "unread" for op, _args in session.sent))
+
+    run(steps)
