@@ -6,6 +6,7 @@ codes), and every expect has a deadline.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -336,6 +337,8 @@ def test_help_and_rooms_wrap_under_their_own_column_in_a_narrow_terminal(
 def tmux_chat(server) -> Iterator[Callable[..., Tmux]]:
     """tmux_chat(user) -> `chat login` as `user` in a tmux pane, a terminal that reflows."""
     if shutil.which("tmux") is None:
+        if os.environ.get("CI"):
+            pytest.fail("tmux is not installed (CI is set: install tmux)")
         pytest.skip("tmux is not installed")
     panes: list[Tmux] = []
 
