@@ -53,10 +53,6 @@ class Display(Protocol):
 
     def status(self, text: str | None) -> None: ...
 
-    def width(self) -> int | None:
-        """Columns to wrap lines at now; None: never wrap (scripts get whole lines)."""
-        ...
-
     def in_view(self, conversation: Conversation, current: Conversation | None) -> bool:
         """Whether the user sees this conversation's new messages as they arrive."""
         ...
@@ -83,6 +79,7 @@ class StreamDisplay:
         raise NotImplementedError
 
     def width(self) -> int | None:
+        """Columns to wrap lines at now; None: never wrap (scripts get whole lines)."""
         return None
 
     def add(self, shown: Shown) -> None:

@@ -142,9 +142,6 @@ class ScreenDisplay:
         self._status = text
         self.refresh()
 
-    def width(self) -> int | None:
-        return self._size[0]
-
     def page_rows(self) -> int:
         """How far PageUp moves: the timeline's height less one line kept in view."""
         return self._size[1] - 1
@@ -279,8 +276,9 @@ class ScreenDisplay:
         self.view(order[(index + step) % len(order)])
 
     def next_active(self) -> None:
+        order = self.order()
         with self._lock:
-            found = self.activity.next_active(self.order(), self.current())
+            found = self.activity.next_active(order, self.current())
         if found is not None:
             self.view(found)
 
