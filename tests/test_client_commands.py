@@ -28,6 +28,7 @@ class FakeChat:
         self.errors: list[str] = []
         self.switched: list[str] = []
         self.quitted = False
+        self.key_rows: list[tuple[str, str]] = []
 
     def joined(self) -> list[str]:
         return self._joined
