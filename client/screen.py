@@ -21,6 +21,7 @@ us; one that never does is taken to be focused.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -70,6 +71,11 @@ MIN_REDRAW_INTERVAL = 0.033
 # redrawn 30 times a second cost half a core at 200 messages a second, 10 is under a quarter
 # (bench/client_screen.py). Keys still redraw at MIN_REDRAW_INTERVAL.
 ARRIVAL_REDRAW_INTERVAL = 0.1
+# why: a redraw makes many short-lived objects (prompt_toolkit's screen of cells); at
+# Python's default (700) enough outlive a young collection to set off a full one every ~5 s
+# at 200 messages a second, ~100 ms each with 50,000 lines of scrollback, the longest
+# redraws. Collected every 20,000 allocations instead, they die young (bench/client_screen.py)
+GC_YOUNG_THRESHOLD = 20_000
 # the conversation notices go to before there is any other
 STATUS: Conversation = ("status", "chat")
 FOCUS_REPORTS_ON, FOCUS_REPORTS_OFF = "\x1b[?1004h", "\x1b[?1004l"
@@ -428,6 +434,7 @@ def _select(display: ScreenDisplay, conversation: Conversation) -> Callable[[Mou
 def build_application(chat: Chat, display: ScreenDisplay, settings: Settings) -> Application[int]:
     """The full-screen Application: its layout, its keys, its style."""
     _listen_for_focus()
+    _tune_collector()
     display.chat = chat
     display._redraw_asked = False  # one asked of an application before this one never came
     chat.key_rows = list(KEY_HELP)
@@ -576,6 +583,12 @@ def build_application(chat: Chat, display: ScreenDisplay, settings: Settings) ->
     app.before_render += display.follow_view
     display.app = app
     return app
+
+
+def _tune_collector() -> None:
+    young, *older = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *older)
 
 
 def _columns(display: ScreenDisplay) -> int:
