@@ -638,6 +638,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"which redraw runs, in order (default {','.join(VARIANTS)})",
     )
     parser.add_argument("--rounds", type=int, default=1, help="repeat the redraw runs (1)")
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the collector's generation-0 threshold in the redraw runs (default: Python's)",
+    )
     parser.add_argument("--skip-memory", action="store_true", help="no memory children")
     parser.add_argument(
         "--profile", metavar="VARIANT", help="py-spy over this variant's runs (its summary)"
@@ -662,6 +669,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def redraw_child(args: argparse.Namespace) -> dict[str, Any]:
     """Run in a fresh process: the scrollback, then each variant's redraws under load."""
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
     frames = Frames(args.rooms)
     chat, display, session = make_client(frames.rooms)
     end = datetime.now(UTC) - timedelta(minutes=1)
@@ -710,6 +719,8 @@ def child(args: argparse.Namespace, tree: Path, *flags: str) -> dict[str, Any]:
     command += ["--duration", str(args.duration), "--naive-duration", str(args.naive_duration)]
     if args.profile:
         command += ["--profile", args.profile]
+    if args.gc_threshold:
+        command += ["--gc-threshold", str(args.gc_threshold)]
     here = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(tree), str(here)]))}
     budget = 120 + 3 * len(VARIANTS) * max(args.duration, args.naive_duration) * 3
