@@ -26,7 +26,8 @@ class Counts:
     seeded: int = 0  # the server's count at login
     seeded_mentions: int = 0
     seeded_upto: int = 0  # the newest message id the server's count covers
-    live: list[int] = field(default_factory=list)  # ids counted since, oldest first
+    # ids counted since, oldest first (a dict: a set's lookup, at thousands unread per room)
+    live: dict[int, None] = field(default_factory=dict)
     live_mentions: set[int] = field(default_factory=set)
 
     @property
@@ -66,7 +67,7 @@ class Activity:
         counts = self._counts.setdefault(conversation, Counts())
         if message_id in counts.live or message_id <= counts.seeded_upto:
             return False
-        counts.live.append(message_id)
+        counts.live[message_id] = None
         if calls_me:
             counts.live_mentions.add(message_id)
         return True
@@ -81,7 +82,7 @@ class Activity:
             return
         if last_read >= counts.seeded_upto:
             counts.seeded = counts.seeded_mentions = 0
-        counts.live = [mid for mid in counts.live if mid > last_read]
+        counts.live = {mid: None for mid in counts.live if mid > last_read}
         counts.live_mentions = {mid for mid in counts.live_mentions if mid > last_read}
 
     def touched(self, person: str) -> None:

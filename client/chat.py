@@ -9,9 +9,11 @@ run in transfers.py and report back here.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any
 
@@ -438,6 +440,7 @@ class Chat:
 
     def _show_message(self, message: Frame, *, older: bool = False, replaces: bool = False) -> None:
         """One message's lines, remembered for quotes, marked read when it is in view."""
+        _share_names(message)
         mid = message.get("id")
         mid = mid if isinstance(mid, int) and not isinstance(mid, bool) else None
         reply_to = message.get("reply_to")
@@ -451,22 +454,10 @@ class Chat:
         if not self.display.separate and not replaces:
             self._day(when, None)
         current = conversation[1] if self.display.separate and conversation else self.current
-        me, style, tz, show_id = self.me, self.style, self.tz, self.show_ids
-        highlights = self.highlights
-
-        def draw(width: int | None) -> list[str]:
-            return render.message_lines(
-                message,
-                me=me,
-                current_room=current,
-                style=style,
-                tz=tz,
-                width=width,
-                show_id=show_id,
-                quote=quote,
-                highlights=highlights,
-            )
-
+        me, highlights = self.me, self.highlights
+        draw = _MessageDraw(
+            message, me, current, self.style, self.tz, self.show_ids, quote, highlights
+        )
         own = render.sanitize(message.get("user")).lower() == me.lower()
         calls_me = not own and (
             message.get("room") is None or render.calls_me(message, me, highlights)
@@ -718,6 +709,47 @@ class Chat:
     def gave_up(self, reason: str) -> None:
         self.error(f"{render.sanitize(reason)}; /quit to leave")
         self.display.refresh()
+
+
+# why: a message shown keeps its frame (to draw it again at another width); the names in
+# it are the same few strings over and over, kept once: 8 MB of 50,000 lines
+SHARED_NAMES = ("event", "room", "user", "to")
+SHARED_NAME_CHARS = 64
+
+
+def _share_names(message: Frame) -> None:
+    for key in SHARED_NAMES:
+        value = message.get(key)
+        if type(value) is str and len(value) <= SHARED_NAME_CHARS:
+            message[key] = sys.intern(value)
+
+
+@dataclass(slots=True)
+class _MessageDraw:
+    """A message's `Draw`. A closure would keep the same in a function and eight cells,
+    ~700 bytes a message; this is ~120: 30 MB of 50,000 lines (bench/client_screen.py)."""
+
+    message: Frame
+    me: str
+    current: str | None
+    style: render.Style
+    tz: tzinfo | None
+    show_id: bool
+    quote: str | None
+    highlights: tuple[str, ...]
+
+    def __call__(self, width: int | None) -> list[str]:
+        return render.message_lines(
+            self.message,
+            me=self.me,
+            current_room=self.current,
+            style=self.style,
+            tz=self.tz,
+            width=width,
+            show_id=self.show_id,
+            quote=self.quote,
+            highlights=self.highlights,
+        )
 
 
 def _found_message(message: Frame, me: str, style: render.Style, tz: tzinfo | None) -> Draw:

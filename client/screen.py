@@ -20,7 +20,10 @@ us; one that never does is taken to be focused.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -67,6 +70,15 @@ OLDER_PAGE = 50
 SCROLL_WHEEL_ROWS = 3
 # why: at 200 messages a second, one redraw per message is wasted work; 30 a second looks live
 MIN_REDRAW_INTERVAL = 0.033
+# why: prompt_toolkit draws the whole screen each time (~12 ms at 120x40 here); what arrives
+# redrawn 30 times a second cost half a core at 200 messages a second, 10 is under a quarter
+# (bench/client_screen.py). Keys still redraw at MIN_REDRAW_INTERVAL.
+ARRIVAL_REDRAW_INTERVAL = 0.1
+# why: a redraw makes many short-lived objects (prompt_toolkit's screen of cells); at
+# Python's default (700) enough outlive a young collection to set off a full one every ~5 s
+# at 200 messages a second, ~100 ms each with 50,000 lines of scrollback, the longest
+# redraws. Collected every 20,000 allocations instead, they die young (bench/client_screen.py)
+GC_YOUNG_THRESHOLD = 20_000
 # the conversation notices go to before there is any other
 STATUS: Conversation = ("status", "chat")
 FOCUS_REPORTS_ON, FOCUS_REPORTS_OFF = "\x1b[?1004h", "\x1b[?1004l"
@@ -106,6 +118,8 @@ class ScreenDisplay:
         self.question: str | None = None  # a paste waiting for yes or no
         self._in_view: Conversation | None = None
         self._size = (80, 24)  # the timeline's width and height when last drawn
+        self._redraw_asked = False  # a redraw is on its way (refresh: at most one at a time)
+        self._redraw_at = 0.0  # when refresh last redrew (time.monotonic)
 
     # -- Display ---------------------------------------------------------------------
 
@@ -132,11 +146,30 @@ class ScreenDisplay:
         self.refresh()
 
     def refresh(self) -> None:
-        """Redraw soon, from any thread."""
+        """Redraw soon, from any thread: at once after a quiet spell, else at most
+        ARRIVAL_REDRAW_INTERVAL after the last time; a burst is one redraw."""
         app = self.app
         loop = getattr(app, "loop", None) if app is not None else None
-        if app is not None and app.is_running and loop is not None:
-            loop.call_soon_threadsafe(app.invalidate)
+        if app is None or not app.is_running or loop is None:
+            return
+        with self._lock:
+            if self._redraw_asked:
+                return
+            self._redraw_asked = True
+        loop.call_soon_threadsafe(self._redraw_soon, app, loop)
+
+    def _redraw_soon(self, app: Application[int], loop: asyncio.AbstractEventLoop) -> None:
+        wait = self._redraw_at + ARRIVAL_REDRAW_INTERVAL - time.monotonic()
+        if wait > 0:
+            loop.call_later(wait, self._redraw, app)
+        else:
+            self._redraw(app)
+
+    def _redraw(self, app: Application[int]) -> None:
+        with self._lock:
+            self._redraw_asked = False
+        self._redraw_at = time.monotonic()
+        app.invalidate()
 
     def status(self, text: str | None) -> None:
         self._status = text
@@ -407,7 +440,9 @@ def _select(display: ScreenDisplay, conversation: Conversation) -> Callable[[Mou
 def build_application(chat: Chat, display: ScreenDisplay, settings: Settings) -> Application[int]:
     """The full-screen Application: its layout, its keys, its style."""
     _listen_for_focus()
+    _tune_collector()
     display.chat = chat
+    display._redraw_asked = False  # one asked of an application before this one never came
     chat.key_rows = list(KEY_HELP)
     pending_paste: list[str] = []
 
@@ -560,6 +595,12 @@ def build_application(chat: Chat, display: ScreenDisplay, settings: Settings) ->
     app.before_render += display.follow_view
     display.app = app
     return app
+
+
+def _tune_collector() -> None:
+    young, *older = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *older)
 
 
 def _columns(display: ScreenDisplay) -> int:

@@ -14,8 +14,9 @@ reading where it is. `None` means following the newest line.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
+from itertools import groupby
 
 from prompt_toolkit.formatted_text import ANSI, StyleAndTextTuples, to_formatted_text
 
@@ -37,16 +38,17 @@ class Entry:
     day: date | None = None
     seq: int = 0  # its place: consecutive along the timeline, so finding it costs nothing
     _width: int = -1
-    _lines: list[Fragments] = field(default_factory=list)
+    _lines: list[Fragments] | None = None  # as drawn at _width; None until first drawn
 
     def lines(self, width: int) -> list[Fragments]:
-        if width != self._width:
-            self._lines = [to_formatted_text(ANSI(line)) for line in self.draw(width)] or [[]]
-            self._width = width
-        return self._lines
+        lines = self._lines
+        if lines is None or width != self._width:
+            lines = [_runs(to_formatted_text(ANSI(line))) for line in self.draw(width)] or [[]]
+            self._lines, self._width = lines, width
+        return lines
 
     def redraw(self, draw: Draw) -> None:
-        self.draw, self._width = draw, -1
+        self.draw, self._width, self._lines = draw, -1, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +246,17 @@ class Timeline:
     @property
     def scrolled(self) -> bool:
         return self.anchor is not None
+
+
+def _runs(fragments: Fragments) -> Fragments:
+    """One fragment per run of a style. prompt_toolkit's ANSI parser gives one per
+    character, ~13 KB for a message's lines: kept for every line drawn, that was
+    680 MB for 50,000 (bench/client_screen.py)."""
+    return [(style, "".join(part[1] for part in run)) for style, run in groupby(fragments, _style)]
+
+
+def _style(fragment: tuple[str, ...] | tuple[str, str, object]) -> str:
+    return fragment[0]
 
 
 def _centred(text: str, width: int) -> str:
