@@ -121,6 +121,12 @@ class ScreenDisplay:
         self._redraw_asked = False  # a redraw is on its way (refresh: at most one at a time)
         self._redraw_at = 0.0  # when refresh last redrew (time.monotonic)
 
+    def attach(self, chat: Chat) -> None:
+        """The chat this display shows, as a new Application is built around it."""
+        with self._lock:
+            self.chat = chat
+            self._redraw_asked = False  # one asked of an application before this one never came
+
     # -- Display ---------------------------------------------------------------------
 
     def add(self, shown: Shown) -> None:
@@ -441,8 +447,7 @@ def build_application(chat: Chat, display: ScreenDisplay, settings: Settings) ->
     """The full-screen Application: its layout, its keys, its style."""
     _listen_for_focus()
     _tune_collector()
-    display.chat = chat
-    display._redraw_asked = False  # one asked of an application before this one never came
+    display.attach(chat)
     chat.key_rows = list(KEY_HELP)
     pending_paste: list[str] = []
 
