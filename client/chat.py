@@ -267,7 +267,11 @@ class Chat:
 
     def _show_header(self, reply: Frame) -> None:
         style, room = self.style, render.sanitize(reply.get("room"))
-        self._add(lambda width: render.room_header(reply, style, width=width), ("room", room))
+        entered = not self.display.separate
+        self._add(
+            lambda width: render.room_header(reply, style, width=width, entered=entered),
+            ("room", room),
+        )
 
     def left(self, room: str) -> None:
         with self._lock:

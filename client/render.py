@@ -440,15 +440,22 @@ def event_lines(
     return hang([Run(f"{clock(moment)} -- ", DIM)], [[Run(text, DIM)]], width, style)
 
 
-def room_header(reply: Mapping[str, Any], style: Style, *, width: int | None = None) -> list[str]:
-    """What `/join` prints before the history: the room, its topic and who is there."""
+def room_header(
+    reply: Mapping[str, Any], style: Style, *, width: int | None = None, entered: bool = True
+) -> list[str]:
+    """What `/join` prints before the history: the room, its topic and who is there.
+
+    `entered`: the stream moved into the room ("now in #room"); a timeline of its
+    own only names it.
+    """
     room = sanitize(reply.get("room"))
     topic = sanitize(reply.get("topic"))
     members = _names(reply.get("members"))
     online = _names(reply.get("online"))
     who = f"{counted(len(members), 'member')}, {len(online)} online: {', '.join(online)}"
+    head = f"now in #{room}" if entered else f"#{room}"
     return [
-        *notice_lines(f"now in #{room}" + (f": {topic}" if topic else ""), style, width=width),
+        *notice_lines(head + (f": {topic}" if topic else ""), style, width=width),
         *notice_lines(who, style, width=width),
     ]
 

@@ -68,6 +68,7 @@ def test_counts_switching_and_the_new_line(connect, screen_chat) -> None:
     marker = next(i for i, row in enumerate(rows) if "new since you left" in row)
     assert "ops news 0" in rows[marker + 1]
     assert "#ops" in rows[0]  # the topic line names the conversation
+    assert "now in #" not in screen.text()  # a timeline of its own: its header only names it
     bob.ok("send", room="general", text="back in general")
     screen.wait(lambda s: _in_list(s, "#general", "1"))
     assert "back in general" not in screen.text()
