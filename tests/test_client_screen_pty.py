@@ -240,3 +240,35 @@ def test_f1_shows_the_keys(connect, screen_chat) -> None:
     screen.wait(lambda s: _listed_plain(s, "#general"))
     screen.send(F1)
     screen.wait_for("next conversation with activity")
+
+
+def test_the_input_line_says_offline_and_pacing(start_server) -> None:
+    server = start_server(send_rate=4, send_burst=2)
+    alice = WireClient(server.address)
+    alice.ok("register", username="alice", password="correct horse")
+    alice.ok("login", username="alice", password="correct horse")
+    alice.ok("join", room="r")
+    bob = WireClient(server.address)
+    bob.ok("register", username="bob", password="correct horse")
+    bob.ok("login", username="bob", password="correct horse")
+    bob.ok("join", room="r")
+    screen = ScreenChat(server.address, "alice")
+    try:
+        screen.wait(lambda s: _listed_plain(s, "#r"))
+        screen.paste("\n".join(f"paced {n}" for n in range(8)))
+        screen.wait_for("send these 8 pasted lines?")
+        screen.send("y")
+        screen.wait_for("[pacing")
+        for number in range(8):
+            assert bob.next_event("message", timeout=15)["text"] == f"paced {number}"
+        screen.wait(lambda s: "[pacing" not in s.text())
+        port = server.address[1]
+        server.stop()
+        screen.wait_for("[offline]")
+        start_server(port=port)
+        screen.wait(lambda s: "[offline]" not in s.text(), timeout=30)
+        screen.wait_for("reconnected")
+    finally:
+        screen.close()
+        alice.close()
+        bob.close()
