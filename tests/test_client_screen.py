@@ -365,3 +365,19 @@ def test_tab_completes_a_command(screen) -> None:
         _until(lambda: any(op == "unread" for op, _args in session.sent))
 
     run(steps)
+
+
+def test_alt_l_hides_the_room_list_and_lets_go_of_the_mouse(screen) -> None:
+    display, _chat, _session, pipe, run = screen
+
+    def steps() -> None:
+        app = display.app
+        assert app.mouse_support()
+        pipe.send_text("\x1bl")
+        _until(lambda: display.bare)
+        assert not app.mouse_support()  # the terminal's own selection copies text again
+        pipe.send_text("\x1bl")
+        _until(lambda: not display.bare)
+        assert app.mouse_support()
+
+    run(steps)
