@@ -13,7 +13,7 @@ message is a server frame encoded as JSON, decoded by chatd.protocol's
    what the scrollback holds (tracemalloc, and separately the RSS delta in a
    run without tracemalloc, whose own bookkeeping would inflate RSS), then
    after each room's visible page was drawn once (its lines cached), then
-   with every line of every room drawn (the worst case: the user scrolled
+   with every line of every room drawn (the worst case: the user paged
    through everything).
 2. Redraw time: the real prompt_toolkit Application of
    `client.screen.build_application`, its input a pipe (`create_pipe_input`)
@@ -267,8 +267,10 @@ def memory_child(args: argparse.Namespace) -> dict[str, Any]:
     stage("pages drawn")
     with display._lock:
         for timeline in display.timelines.values():
-            for entry in timeline.entries:
-                entry.lines(width)
+            # the user pages back through all of it, as PageUp does
+            while not timeline.scroll_up(height - 1, width, height):
+                timeline.visible(width, height)
+            timeline.follow()
     stage("every line drawn")
     entries = sum(len(t.entries) for t in display.timelines.values())
     rows = sum(len(e.lines(width)) for t in display.timelines.values() for e in t.entries)

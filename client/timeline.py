@@ -24,6 +24,8 @@ from client.display import Draw
 
 # why: a day of a busy room; older lines can be fetched again from the server
 SCROLLBACK_ENTRIES = 20_000
+# entries of a timeline whose drawn lines are kept: many screens' worth
+DRAWN_ENTRIES = 500
 DAY_STYLE = "class:day"
 MARKER_STYLE = "class:marker"
 LOADING_STYLE = "class:loading"
@@ -40,6 +42,9 @@ class Entry:
     _width: int = -1
     _lines: list[Fragments] | None = None  # as drawn at _width; None until first drawn
 
+    def drawn(self, width: int) -> bool:
+        return self._lines is not None and width == self._width
+
     def lines(self, width: int) -> list[Fragments]:
         lines = self._lines
         if lines is None or width != self._width:
@@ -47,8 +52,13 @@ class Entry:
             self._lines, self._width = lines, width
         return lines
 
+    def forget(self) -> None:
+        """Drop the drawn lines (drawn again when next in view)."""
+        self._width, self._lines = -1, None
+
     def redraw(self, draw: Draw) -> None:
-        self.draw, self._width, self._lines = draw, -1, None
+        self.draw = draw
+        self.forget()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,9 @@ class Timeline:
         self.loading = False  # a page of older messages was asked for
         self.at_beginning = False  # the server has nothing older
         self.newest_id = 0
+        # why: drawn lines cost ~1 KB a row; a user paging through a whole scrollback would
+        # keep all of them (95 MB at 50,000 lines). The entries drawn last keep theirs.
+        self._drawn: deque[Entry] = deque()
 
     # -- what is shown -------------------------------------------------------------
 
@@ -163,6 +176,8 @@ class Timeline:
         """An entry's lines, after a day line when its date differs from the entry above,
         and after the "new since you left" line when it is the first one not seen."""
         entry = self.entries[index]
+        if not entry.drawn(width):
+            self._remember_drawn(entry)
         lines = entry.lines(width)
         above: list[Fragments] = []
         if entry.day is not None:
@@ -172,6 +187,11 @@ class Timeline:
         if entry is self.marker:
             above.append([(MARKER_STYLE, _centred(NEW_MARKER, width))])
         return above + lines if above else lines
+
+    def _remember_drawn(self, entry: Entry) -> None:
+        self._drawn.append(entry)
+        while len(self._drawn) > DRAWN_ENTRIES:
+            self._drawn.popleft().forget()
 
     def _day_above(self, index: int) -> date | None:
         for back in range(index - 1, max(index - 50, -1), -1):

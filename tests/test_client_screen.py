@@ -22,7 +22,7 @@ from client.conversations import ReadMarks
 from client.render import PLAIN
 from client.screen import ScreenDisplay, build_application
 from client.settings import KEYS, Settings, SettingsError, load_settings
-from client.timeline import Entry, Timeline
+from client.timeline import DRAWN_ENTRIES, Entry, Timeline
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -63,6 +63,14 @@ def test_only_visible_entries_are_drawn() -> None:
     assert len(drawn) == 10  # cached at this width
     timeline.visible(30, 10)
     assert len(drawn) == 20  # drawn again at the new width, still only those in view
+
+
+def test_drawn_lines_are_kept_for_the_latest_entries_only() -> None:
+    timeline = _timeline(3 * DRAWN_ENTRIES)
+    while not timeline.scroll_up(9, 40, 10):
+        timeline.visible(40, 10)
+    assert sum(entry.drawn(40) for entry in timeline.entries) <= DRAWN_ENTRIES
+    assert all(entry.drawn(40) for entry in list(timeline.entries)[:10])  # what is in view
 
 
 def test_scrolling_up_and_down_covers_every_line_once_in_order() -> None:
