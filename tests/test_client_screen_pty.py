@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from conftest import CLIENT_SUITE
 from screen_helpers import (
     ALT_A,
     ALT_DOWN,
@@ -17,7 +18,7 @@ from screen_helpers import (
 )
 from wire import WireClient
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [CLIENT_SUITE, pytest.mark.timeout(90)]
 
 
 @pytest.fixture
