@@ -114,9 +114,10 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
-        # why: covering for `unread`: room_seq at a marker is one lookup; sender_id and
-        # deleted count from the index alone where a room has no marker.
-        Index("ix_messages_room_id_id", "room_id", "id", "sender_id", "deleted", "room_seq"),
+        # why: covering for `unread`: the room_seq at a marker is one lookup. No deleted
+        # here: SQLite (no statistics) would then count a room's deleted messages by
+        # walking this index instead of ix_messages_room_id_deleted.
+        Index("ix_messages_room_id_id", "room_id", "id", "room_seq"),
         Index(
             "ix_messages_room_id_deleted",
             "room_id",

@@ -367,3 +367,26 @@ def test_upgrade_numbers_the_messages_of_each_room_and_unread_counts_from_them(d
     assert seq == 6
     command.downgrade(config, "0007")
     assert upgrade(db_url) == head_revision(config)
+
+
+def test_unread_counts_deleted_and_imported_messages_from_their_own_indexes(tmp_path):
+    # why: SQLite plans without statistics; a room's deleted messages counted by walking
+    # the room index would cost up to a whole room per call.
+    url = f"sqlite:///{tmp_path / 'plans.db'}"
+    upgrade(url)
+    from chatd.store.conversations import _ROOMS_UNREAD
+
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            plan = [
+                row[3]
+                for row in connection.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {_ROOMS_UNREAD}", {"user": 1}
+                )
+            ]
+    finally:
+        engine.dispose()
+    assert any("INDEX ix_messages_room_id_deleted (room_id=? AND id>?)" in p for p in plan), plan
+    assert any("INDEX ix_messages_room_id_imported (room_id=? AND sender_id=?" in p for p in plan)
+    assert any("COVERING INDEX ix_messages_room_id_id (room_id=? AND id<?)" in p for p in plan)

@@ -9,10 +9,11 @@ needs a walk over the messages: deletes are rare and sit in a partial index
 of their own, and a user's own message moves the user's marker to it
 (PROTOCOL.md), so the only own messages above a marker are imported ones
 (`chatd import` moves no marker), in a partial index of imported messages.
-A member without a marker (none is made that way) is counted by walking, as
-are mentions (room_mentions by user and room) and direct messages (by
-conversation, with sender_id and deleted in the index): each walk stops at
-UNREAD_CAP, never a scan of the messages.
+A member without a marker (none is made that way) is counted by walking
+the room's messages; mentions (room_mentions by user and room) and direct
+messages (by conversation, with sender_id and deleted in the index) are
+counted by walking their index: each walk stops at UNREAD_CAP, never a scan
+of the messages.
 
 Search is each backend's own (`_search_source`): PostgreSQL's tsvector
 column here, SQLite's FTS5 table in chatd/store/sqlite.py. Both get the

@@ -8,11 +8,14 @@ Create Date: 2026-11-30 11:30:00.000000
 room message gets its place in its room (room_seq: 1, 2, 3, ... in id
 order, direct messages none), each room keeps the last one handed out
 (rooms.last_seq), both given by whoever stores the message, in the write
-transaction (writers take turns, chatd/db.py). The room index gains
-room_seq, so the ordinal at a marker is one index lookup; two small partial
-indexes hold what the subtraction must correct for: deleted messages, and
-imported ones (the only messages that can be a user's own above the user's
-marker). Existing messages are numbered here. Written by hand: autogenerate
+transaction (writers take turns, chatd/db.py). The room index trades
+sender_id and deleted (the walks that needed them are gone) for room_seq,
+so the ordinal at a marker is one index lookup; two small partial indexes
+hold what the subtraction must correct for: deleted messages, and imported
+ones (the only messages that can be a user's own above the user's marker).
+Without deleted in the room index SQLite's planner, which has no statistics,
+counts the deleted messages from their own index rather than walking the
+room's. Existing messages are numbered here. Written by hand: autogenerate
 does not compare an index's WHERE.
 """
 
@@ -53,7 +56,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_messages_room_id_id",
         "messages",
-        ["room_id", "id", "sender_id", "deleted", "room_seq"],
+        ["room_id", "id", "room_seq"],
         unique=False,
     )
     op.create_index(
