@@ -45,6 +45,11 @@ FILE_ID_SET = text("file_id IS NOT NULL")
 IS_DIRECT = text("recipient_id IS NOT NULL")
 # why: imported messages have no place in the log (they were never news)
 IS_LOGGED = text("position IS NOT NULL")
+# why: what `unread` subtracts from a room's ordinals is found in small partial indexes:
+# deleted messages, and imported ones (the only kind that can be a user's own above the
+# user's read marker; chatd/store/conversations.py)
+IS_DELETED = text("deleted")
+IS_IMPORTED = text("position IS NULL")
 
 
 class Base(DeclarativeBase):
@@ -70,6 +75,8 @@ class Room(Base):
     name: Mapped[str] = mapped_column(String(32), unique=True)
     topic: Mapped[str] = mapped_column(String(300), default="")
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # the room_seq of the room's newest message; 0 before its first
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class Membership(Base):
@@ -107,9 +114,26 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
-        # why: sender_id and deleted make these covering for `unread`, which counts a
-        # conversation's messages from others above a marker without reading a row.
-        Index("ix_messages_room_id_id", "room_id", "id", "sender_id", "deleted"),
+        # why: covering for `unread`: the room_seq at a marker is one lookup. No deleted
+        # here: SQLite (no statistics) would then count a room's deleted messages by
+        # walking this index instead of ix_messages_room_id_deleted.
+        Index("ix_messages_room_id_id", "room_id", "id", "room_seq"),
+        Index(
+            "ix_messages_room_id_deleted",
+            "room_id",
+            "id",
+            sqlite_where=IS_DELETED,
+            postgresql_where=IS_DELETED,
+        ),
+        Index(
+            "ix_messages_room_id_imported",
+            "room_id",
+            "sender_id",
+            "id",
+            "deleted",
+            sqlite_where=IS_IMPORTED,
+            postgresql_where=IS_IMPORTED,
+        ),
         Index(
             "ix_messages_dm_pair_id",
             "dm_pair",
@@ -168,6 +192,9 @@ class Message(Base):
     edited_ms: Mapped[int | None] = mapped_column(BigInteger)
     # a deleted message keeps its place (id, author, time) and loses its text for good
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # a room message's place in its room, 1, 2, 3, ... in id order (rooms.last_seq is the
+    # newest), given in the transaction that stores it; null for direct messages
+    room_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class LogHead(Base):

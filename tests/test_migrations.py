@@ -113,6 +113,8 @@ def test_message_indexes_skip_nulls_and_the_lookups_still_use_them(tmp_path):
         "ix_messages_dm_recipient_id",
         "ix_messages_dm_sender_id",
         "ix_messages_position",
+        "ix_messages_room_id_deleted",
+        "ix_messages_room_id_imported",
     }
     assert len(plans) == 5, plans
     for plan in plans[:2]:
@@ -265,3 +267,126 @@ def test_upgrade_keeps_the_data_of_an_older_schema(tmp_path):
         "Alice",
         "direct, from before",
     )
+
+
+def test_upgrade_numbers_the_messages_of_each_room_and_unread_counts_from_them(db_url):
+    config = alembic_config(db_url)
+    engine = create_db_engine(db_url, foreign_keys=False)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0007")  # db_url is at the newest revision
+        with engine.begin() as connection:
+            run = connection.exec_driver_sql
+            run(
+                "INSERT INTO users (id, username, username_key, password_hash, disabled,"
+                " created_ms) VALUES (1, 'alice', 'alice', 'x', FALSE, 0),"
+                " (2, 'bob', 'bob', 'x', FALSE, 0)"
+            )
+            run(
+                "INSERT INTO rooms (id, name, topic, created_ms) VALUES"
+                " (1, 'general', '', 0), (2, 'other', '', 0), (3, 'empty', '', 0)"
+            )
+            run(
+                "INSERT INTO memberships (user_id, room_id, joined_ms) VALUES"
+                " (1, 1, 0), (2, 1, 0), (1, 2, 0), (2, 2, 0), (2, 3, 0)"
+            )
+            # ids 1..9: general, other and a direct message interleaved; 5 deleted
+            rows = [(1, 1), (2, 2), (3, 1), (4, None), (5, 1), (6, 2), (7, 1), (8, 1), (9, 2)]
+            for message_id, room_id in rows:
+                if room_id is None:
+                    run(
+                        "INSERT INTO messages (id, sender_id, author, recipient_id, dm_pair,"
+                        f" text, ts_ms, position) VALUES ({message_id}, 1, 'alice', 2, '1:2',"
+                        f" 'dm', 0, {message_id})"
+                    )
+                else:
+                    run(
+                        "INSERT INTO messages (id, room_id, sender_id, author, text, ts_ms,"
+                        f" position, deleted) VALUES ({message_id}, {room_id}, 1, 'alice',"
+                        f" 'x', 0, {message_id}, {'TRUE' if message_id == 5 else 'FALSE'})"
+                    )
+            run("UPDATE log_head SET position = 9")
+            if connection.dialect.name == "postgresql":  # ids given above: the sequence follows
+                run("SELECT setval(pg_get_serial_sequence('messages', 'id'), 9)")
+            run(
+                "INSERT INTO room_markers (user_id, room_id, last_read) VALUES"
+                " (1, 1, 8), (1, 2, 9), (2, 1, 3), (2, 2, 2), (2, 3, 0)"
+            )
+    finally:
+        engine.dispose()
+    del config.attributes["connection"]
+    upgrade(db_url)
+    engine = create_db_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            ordinals = connection.exec_driver_sql(
+                "SELECT id, room_seq FROM messages ORDER BY id"
+            ).all()
+            last = connection.exec_driver_sql("SELECT id, last_seq FROM rooms ORDER BY id").all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in ordinals] == [
+        (1, 1),
+        (2, 1),
+        (3, 2),
+        (4, None),
+        (5, 3),
+        (6, 2),
+        (7, 4),
+        (8, 5),
+        (9, 3),
+    ]
+    assert [tuple(row) for row in last] == [(1, 5), (2, 3), (3, 0)]
+    from chatd.records import NewMessage, UserRecord
+    from chatd.store import open_store
+
+    store = open_store(db_url)
+    bob = UserRecord(2, "bob", "x", False)
+    try:
+        # above bob's markers: general 5 (deleted), 7, 8; other 6, 9
+        assert [(r.room, r.last_read, r.unread) for r in store.unread(bob)[0]] == [
+            ("empty", 0, 0),
+            ("general", 3, 2),
+            ("other", 2, 2),
+        ]
+        (sent,) = store.append_messages(
+            [NewMessage(UserRecord(1, "alice", "x", False), "new", room="general")]
+        )
+        assert [r.unread for r in store.unread(bob)[0]] == [0, 3, 2]
+    finally:
+        store.close()
+    engine = create_db_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            seq = connection.exec_driver_sql(
+                f"SELECT room_seq FROM messages WHERE id = {sent.id}"
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert seq == 6
+    command.downgrade(config, "0007")
+    assert upgrade(db_url) == head_revision(config)
+
+
+def test_unread_counts_deleted_and_imported_messages_from_their_own_indexes(tmp_path):
+    # why: SQLite plans without statistics; a room's deleted messages counted by walking
+    # the room index would cost up to a whole room per call.
+    url = f"sqlite:///{tmp_path / 'plans.db'}"
+    upgrade(url)
+    from chatd.store.conversations import _ROOMS_UNREAD
+
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            plan = [
+                row[3]
+                for row in connection.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {_ROOMS_UNREAD}", {"user": 1}
+                )
+            ]
+    finally:
+        engine.dispose()
+    assert any("INDEX ix_messages_room_id_deleted (room_id=? AND id>?)" in p for p in plan), plan
+    assert any("INDEX ix_messages_room_id_imported (room_id=? AND sender_id=?" in p for p in plan)
+    assert any("COVERING INDEX ix_messages_room_id_id (room_id=? AND id<?)" in p for p in plan)

@@ -7,10 +7,11 @@ import pickle
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from chatd.log import Deleted, Edited, Entered, Marked, Posted
-from chatd.records import NewDelete, NewEdit, NewJoin, NewMessage, NewRead
-from chatd.store import open_store
+from chatd.records import NewDelete, NewEdit, NewJoin, NewMessage, NewPart, NewRead, UserRecord
+from chatd.store import Store, open_store
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -164,5 +165,142 @@ def test_counts_stop_at_1000(db_url: str) -> None:
         store.append_log([NewRead(bob, stored[-4].id, room="general")])
         rooms, _direct = store.unread(bob)
         assert (rooms[0].unread, rooms[0].mentions) == (3, 3)
+    finally:
+        store.close()
+
+
+def _counted(store: Store, user: UserRecord) -> dict[str, int]:
+    """`unread`'s room counts as PROTOCOL.md defines them, by counting the messages."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT r.name, (SELECT COUNT(*) FROM messages m WHERE m.room_id = r.id "
+                "AND m.id > COALESCE(k.last_read, 0) AND NOT m.deleted "
+                "AND (m.sender_id IS NULL OR m.sender_id <> :user)) "
+                "FROM memberships ms JOIN rooms r ON r.id = ms.room_id "
+                "LEFT JOIN room_markers k ON k.user_id = ms.user_id AND k.room_id = ms.room_id "
+                "WHERE ms.user_id = :user"
+            ),
+            {"user": user.id},
+        ).all()
+    return {name: min(count, 1000) for name, count in rows}
+
+
+def _assert_counts(store: Store, *people: UserRecord) -> dict[str, dict[str, int]]:
+    found = {}
+    for user in people:
+        rooms, _direct = store.unread(user)
+        found[user.username] = {entry.room: entry.unread for entry in rooms}
+        assert found[user.username] == _counted(store, user), user.username
+    return found
+
+
+def test_room_counts_by_ordinal_match_the_messages_through_every_kind_of_write(
+    db_url: str,
+) -> None:
+    store = open_store(db_url)
+    try:
+        alice = store.create_user("alice", "hash")
+        bob = store.create_user("bob", "hash")
+        carol = store.create_user("carol", "hash")
+        store.join(alice, "general")
+        early = store.append_messages(
+            [NewMessage(alice, f"early {n}", room="general") for n in range(3)]
+        )
+        store.join(bob, "general")  # the history counts as read
+        assert _assert_counts(store, alice, bob) == {"alice": {"general": 0}, "bob": {"general": 0}}
+        sent = store.append_messages([NewMessage(alice, f"m{n}", room="general") for n in range(5)])
+        assert _assert_counts(store, bob)["bob"] == {"general": 5}
+        store.append_log([NewMessage(bob, "mine", room="general")])  # moves bob's marker
+        assert _assert_counts(store, alice, bob) == {"alice": {"general": 1}, "bob": {"general": 0}}
+        more = store.append_messages([NewMessage(alice, f"n{n}", room="general") for n in range(4)])
+        store.append_log([NewDelete(alice, more[1].id)])  # above bob's marker
+        assert _assert_counts(store, bob)["bob"] == {"general": 3}
+        store.append_log([NewDelete(alice, sent[0].id), NewDelete(alice, early[0].id)])  # below
+        assert _assert_counts(store, bob)["bob"] == {"general": 3}
+        # a marker between two of the room's messages: an id from another room
+        store.join(alice, "other")
+        store.append_messages([NewMessage(alice, "m0", room="general")])
+        (elsewhere,) = store.append_messages([NewMessage(alice, "elsewhere", room="other")])
+        store.append_messages([NewMessage(alice, "m1", room="general")])
+        store.join(bob, "other")
+        store.append_log([NewRead(bob, elsewhere.id, room="general")])
+        assert _assert_counts(store, alice, bob)["bob"] == {"general": 1, "other": 0}
+        # imported messages: bob's own do not count for him (import moves no marker)
+        store.import_messages(
+            "general", "", [("bob", 1, "bob's own"), ("Alice", 2, "hers"), ("ghost", 3, "no one")]
+        )
+        assert _assert_counts(store, alice, bob) == {
+            "alice": {"general": 2, "other": 0},
+            "bob": {"general": 3, "other": 0},
+        }
+        imported = store.room_page(store.room_by_name("general"), None, 3)  # type: ignore[arg-type]
+        store.append_log([NewDelete(bob, imported[0].id)])  # his own, imported, deleted
+        store.append_log([NewDelete(alice, imported[1].id)])
+        assert _assert_counts(store, alice, bob) == {
+            "alice": {"general": 1, "other": 0},
+            "bob": {"general": 2, "other": 0},
+        }
+        # a first join, a part and a join again (the marker stays), a new room by import
+        store.join(carol, "general")
+        store.append_log([NewPart(bob, "general")])
+        store.append_messages([NewMessage(alice, "while bob is away", room="general")])
+        store.join(bob, "general")
+        store.import_messages("fresh", "t", [("carol", 1, "a"), ("ghost", 2, "b")])
+        store.join(carol, "fresh")
+        store.import_messages("fresh", "t", [("carol", 3, "c"), ("ghost", 4, "d")])
+        store.append_messages([NewMessage(carol, "new", room="fresh")])
+        store.append_messages([NewMessage(carol, "new", room="fresh")])
+        store.import_messages("fresh", "t", [("carol", 5, "e"), ("ghost", 6, "f")])
+        assert _assert_counts(store, alice, bob, carol)["carol"] == {"general": 1, "fresh": 1}
+        with store.engine.connect() as connection:
+            ordinals = connection.execute(
+                text(
+                    "SELECT r.name, r.last_seq, COUNT(m.id), MIN(m.room_seq), MAX(m.room_seq), "
+                    "COUNT(DISTINCT m.room_seq) FROM rooms r JOIN messages m ON m.room_id = r.id "
+                    "GROUP BY r.name, r.last_seq"
+                )
+            ).all()
+        for name, last_seq, count, first, last, distinct in ordinals:
+            assert (last_seq, first, last, distinct) == (count, 1, count, count), name
+    finally:
+        store.close()
+
+
+def test_counts_by_ordinal_stop_at_1000_after_deletes_and_own_imports(db_url: str) -> None:
+    store = open_store(db_url)
+    try:
+        alice = store.create_user("alice", "hash")
+        bob = store.create_user("bob", "hash")
+        store.join(alice, "general")
+        store.join(bob, "general")
+        stored = store.append_messages(
+            [NewMessage(alice, f"n{n}", room="general") for n in range(1004)]
+        )
+        store.append_log([NewDelete(alice, message.id) for message in stored[:4]])
+        assert _assert_counts(store, bob)["bob"] == {"general": 1000}
+        store.append_log([NewDelete(alice, stored[4].id)])
+        assert _assert_counts(store, bob)["bob"] == {"general": 999}
+        store.import_messages("general", "", [("bob", n, f"own {n}") for n in range(5)])
+        assert _assert_counts(store, bob)["bob"] == {"general": 999}
+        store.import_messages("general", "", [("ghost", n, f"other {n}") for n in range(5)])
+        assert _assert_counts(store, bob)["bob"] == {"general": 1000}
+    finally:
+        store.close()
+
+
+def test_a_member_without_a_marker_is_counted_from_the_start(db_url: str) -> None:
+    store = open_store(db_url)
+    try:
+        alice = store.create_user("alice", "hash")
+        bob = store.create_user("bob", "hash")
+        store.join(alice, "general")
+        store.join(bob, "general")
+        store.append_messages([NewMessage(alice, f"n{n}", room="general") for n in range(3)])
+        store.append_messages([NewMessage(bob, "mine", room="general")])
+        with store.engine.begin() as connection:
+            connection.execute(text("DELETE FROM room_markers WHERE user_id = :u"), {"u": bob.id})
+        assert _assert_counts(store, bob)["bob"] == {"general": 3}
+        assert store.unread(bob)[0][0].last_read == 0
     finally:
         store.close()

@@ -163,6 +163,13 @@ class ConversationWrites:
             return None
         return str(sha)
 
+    def set_last_seqs(self, rows: list[tuple[int, int]]) -> None:
+        """(room, last_seq): the last room_seq handed out in each room."""
+        self._run(
+            "UPDATE rooms SET last_seq = :seq WHERE id = :room",
+            [{"room": room_id, "seq": seq} for room_id, seq in rows],
+        )
+
     def set_direct_read(self, user_id: int, peer_id: int, value: int) -> None:
         self._run(
             "UPDATE direct_conversations SET last_read = :value "

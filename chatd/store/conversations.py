@@ -1,10 +1,19 @@
 """Conversation state as read: a message for the early checks, `unread`, and `search`.
 
-`unread` answers from indexes: one statement, whose per-conversation counts
-each walk an index range (messages by room or conversation, with sender_id
-and deleted in the index; room_mentions by user and room) and stop at
-UNREAD_CAP, so a user in 200 rooms costs at most that many short index
-walks, never a scan of the messages.
+`unread` answers from indexes, in one statement. A room's count is a
+subtraction: every room message has its place in its room (room_seq, given
+by the writer; rooms.last_seq is the newest), so the messages above a marker
+number last_seq less the room_seq at the marker (one index lookup), less
+those of them that do not count: deleted ones, and the user's own. Neither
+needs a walk over the messages: deletes are rare and sit in a partial index
+of their own, and a user's own message moves the user's marker to it
+(PROTOCOL.md), so the only own messages above a marker are imported ones
+(`chatd import` moves no marker), in a partial index of imported messages.
+A member without a marker (none is made that way) is counted by walking
+the room's messages; mentions (room_mentions by user and room) and direct
+messages (by conversation, with sender_id and deleted in the index) are
+counted by walking their index: each walk stops at UNREAD_CAP, never a scan
+of the messages.
 
 Search is each backend's own (`_search_source`): PostgreSQL's tsvector
 column here, SQLite's FTS5 table in chatd/store/sqlite.py. Both get the
@@ -27,12 +36,20 @@ from chatd.store.conversation_writes import CoreStatements, StoredMessage
 UNREAD_CAP = 1000
 
 _ROOMS_UNREAD = f"""
-SELECT r.name, COALESCE(k.last_read, 0),
+SELECT r.name, k.last_read,
     COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room_id = r.id), 0),
-    (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
-        WHERE m.room_id = r.id AND m.id > COALESCE(k.last_read, 0)
+    r.last_seq,
+    (SELECT m.room_seq FROM messages m WHERE m.room_id = r.id AND m.id <= k.last_read
+        ORDER BY m.id DESC LIMIT 1),
+    (SELECT COUNT(*) FROM messages m
+        WHERE m.room_id = r.id AND m.deleted AND m.id > k.last_read),
+    (SELECT COUNT(*) FROM messages m
+        WHERE m.room_id = r.id AND m.position IS NULL AND m.sender_id = :user
+        AND m.id > k.last_read AND NOT m.deleted),
+    CASE WHEN k.last_read IS NULL THEN (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
+        WHERE m.room_id = r.id
         AND (m.sender_id IS NULL OR m.sender_id <> :user) AND NOT m.deleted
-        LIMIT {UNREAD_CAP}) AS u),
+        LIMIT {UNREAD_CAP}) AS u) END,
     (SELECT COUNT(*) FROM (SELECT 1 FROM room_mentions x
         WHERE x.user_id = :user AND x.room_id = r.id AND x.message_id > COALESCE(k.last_read, 0)
         LIMIT {UNREAD_CAP}) AS n)
@@ -56,6 +73,26 @@ WHERE d.user_id = :user ORDER BY d.last_id DESC
 """
 
 
+def _room_unread(
+    name: str,
+    last_read: int | None,
+    last_id: int,
+    last_seq: int,
+    seq_at_marker: int | None,
+    deleted: int,
+    own: int,
+    walked: int | None,
+    mentions: int,
+) -> RoomUnread:
+    """A room's entry from _ROOMS_UNREAD's row: its count by subtraction, capped."""
+    if last_read is None:
+        assert walked is not None
+        return RoomUnread(name, 0, last_id, walked, mentions)
+    above = last_seq - (seq_at_marker or 0)
+    count = max(0, min(UNREAD_CAP, above - deleted - own))
+    return RoomUnread(name, last_read, last_id, count, mentions)
+
+
 class ConversationStore(StoreBase):
     def stored_message(self, message_id: int) -> StoredMessage | None:
         """A message and who may see it, for a handler's early checks (the writer's decide)."""
@@ -69,7 +106,7 @@ class ConversationStore(StoreBase):
             rooms = connection.execute(text(_ROOMS_UNREAD), {"user": user.id}).all()
             direct = connection.execute(text(_DIRECT_UNREAD), {"user": user.id}).all()
         return (
-            sorted((RoomUnread(*row) for row in rooms), key=lambda entry: entry.room),
+            sorted((_room_unread(*row) for row in rooms), key=lambda entry: entry.room),
             [DirectUnread(name, read, last, count, count) for name, read, last, count in direct],
         )
 

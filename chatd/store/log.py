@@ -238,11 +238,13 @@ class _CoreLogWriter(CoreStatements):
     def head(self) -> int:
         return int(self._connection.execute(select(log_head.c.position)).scalar_one())
 
-    def rooms(self, names: set[str]) -> dict[str, tuple[int, str]]:
+    def rooms(self, names: set[str]) -> dict[str, tuple[int, str, int]]:
         rows = self._connection.execute(
-            select(rooms.c.name, rooms.c.id, rooms.c.topic).where(rooms.c.name.in_(names))
+            select(rooms.c.name, rooms.c.id, rooms.c.topic, rooms.c.last_seq).where(
+                rooms.c.name.in_(names)
+            )
         )
-        return {name: (room_id, topic) for name, room_id, topic in rows}
+        return {name: (room_id, topic, seq) for name, room_id, topic, seq in rows}
 
     def create_room(self, name: str, ts: int) -> int:
         return int(

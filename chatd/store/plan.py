@@ -51,6 +51,7 @@ MESSAGE_ROW = (
     "position",
     "reply_to",
     "mentions",
+    "room_seq",
 )
 CHANGE_ROW = ("position", "room_id", "kind", "username", "topic", "ts_ms")
 
@@ -63,7 +64,9 @@ class LogWriter(Protocol):
 
     def head(self) -> int: ...
 
-    def rooms(self, names: set[str]) -> dict[str, tuple[int, str]]: ...
+    def rooms(self, names: set[str]) -> dict[str, tuple[int, str, int]]:
+        """name -> (id, topic, last_seq) of the rooms that exist among `names`."""
+        ...
 
     def create_room(self, name: str, ts: int) -> int: ...
 
@@ -84,6 +87,10 @@ class LogWriter(Protocol):
     def insert_changes(self, rows: list[tuple[Any, ...]]) -> None: ...
 
     def set_head(self, position: int) -> None: ...
+
+    def set_last_seqs(self, rows: list[tuple[int, int]]) -> None:
+        """(room, last_seq) of the rooms this transaction stored messages in."""
+        ...
 
     # ConversationWrites
 
@@ -152,7 +159,11 @@ class _Plan:
         self.ts = ts
         self.stamp = format_ts(ts)
         names = {room for change in changes if (room := _room_of(change)) is not None}
-        self.rooms = writer.rooms(names) if names else {}
+        found = writer.rooms(names) if names else {}
+        self.rooms = {name: (room_id, topic) for name, (room_id, topic, _s) in found.items()}
+        # each room's last room_seq as the batch leaves it (writers take turns: chatd/db.py)
+        self.seqs = {room_id: seq for room_id, _topic, seq in found.values()}
+        self.seqs_moved: set[int] = set()
         user_ids = {_actor(change).id for change in changes if _room_of(change) is not None}
         room_ids = {room_id for room_id, _topic in self.rooms.values()}
         self.members = writer.members(room_ids, user_ids) if room_ids else set()
@@ -205,6 +216,7 @@ class _Plan:
         found = self.rooms.get(change.room)
         if found is None:
             found = self.rooms[change.room] = (self.writer.create_room(change.room, self.ts), "")
+            self.seqs[found[0]] = 0
         room_id, topic = found
         new = (room_id, change.user.id) not in self.members
         position = self.next_position()
@@ -252,7 +264,7 @@ class _Plan:
     def message(self, index: int, change: NewMessage) -> ChatError | None:
         """Queue the message's row; None when it may be stored (its entry comes at flush)."""
         author = change.author
-        room_id = recipient_id = pair = None
+        room_id = recipient_id = pair = seq = None
         if change.room is not None:
             found = self.member_room(change.room, author.id)
             if found is None:
@@ -271,6 +283,9 @@ class _Plan:
         if change.attachment is not None:
             file_id = self.writer.insert_file(change.attachment, author.id, self.ts)
             file = FileInfo(file_id, *file_fields(change.attachment))
+        if room_id is not None:
+            seq = self.seqs[room_id] = self.seqs[room_id] + 1
+            self.seqs_moved.add(room_id)
         self.pending.append(_Pending(index, change, file, mentioned, room_id))
         self.message_rows.append(
             (
@@ -285,6 +300,7 @@ class _Plan:
                 self.next_position(),
                 change.reply_to,
                 join_mentions([name for _id, name in mentioned]),
+                seq,
             )
         )
         return None
@@ -415,6 +431,10 @@ class _Plan:
     def finish(self) -> None:
         """The rows that wait: messages, and the log's rows of every other change."""
         self.flush()
+        if self.seqs_moved:
+            self.writer.set_last_seqs(
+                [(room_id, self.seqs[room_id]) for room_id in self.seqs_moved]
+            )
         if self.change_rows:
             self.writer.insert_changes(self.change_rows)
         if self.message_change_rows:

@@ -35,7 +35,7 @@ def _insert(table: str, columns: tuple[str, ...]) -> str:
 INSERT_MESSAGE = _insert("messages", MESSAGE_ROW)
 # why: Python 3.11's sqlite3 binds None through its adapter lookup, about 1 us per value;
 # the common message (in a room, no file) leaves its three empty columns out instead.
-ROOM_TEXT_COLUMNS = ("room_id", "sender_id", "author", "text", "ts_ms", "position")
+ROOM_TEXT_COLUMNS = ("room_id", "sender_id", "author", "text", "ts_ms", "position", "room_seq")
 INSERT_ROOM_TEXT = _insert("messages", ROOM_TEXT_COLUMNS)
 INSERT_CHANGE = _insert("room_changes", CHANGE_ROW)
 INSERT_FILE = _insert("files", ("sha256", "size", "name", "mime", "uploader_id", "created_ms"))
@@ -133,12 +133,12 @@ class _SqliteLogWriter(ConversationWrites):
     def head(self) -> int:
         return int(self._cursor.execute("SELECT position FROM log_head").fetchone()[0])
 
-    def rooms(self, names: set[str]) -> dict[str, tuple[int, str]]:
+    def rooms(self, names: set[str]) -> dict[str, tuple[int, str, int]]:
         marks = ", ".join("?" for _ in names)
         rows = self._cursor.execute(
-            f"SELECT name, id, topic FROM rooms WHERE name IN ({marks})", tuple(names)
+            f"SELECT name, id, topic, last_seq FROM rooms WHERE name IN ({marks})", tuple(names)
         )
-        return {name: (room_id, topic) for name, room_id, topic in rows}
+        return {name: (room_id, topic, seq) for name, room_id, topic, seq in rows}
 
     def create_room(self, name: str, ts: int) -> int:
         self._cursor.execute(
@@ -188,7 +188,7 @@ class _SqliteLogWriter(ConversationWrites):
         cursor = self._cursor
         for room_text, run in groupby(rows, key=_is_room_text):
             if room_text:
-                short = [(r[0], r[1], r[2], r[5], r[6], r[8]) for r in run]
+                short = [(r[0], r[1], r[2], r[5], r[6], r[8], r[11]) for r in run]
                 cursor.executemany(INSERT_ROOM_TEXT, short)
             else:
                 cursor.executemany(INSERT_MESSAGE, list(run))

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select
+from sqlalchemy import Connection, and_, insert, select, update
 
 from chatd.mentions import join_mentions, mention_keys
 from chatd.names import username_key
@@ -124,7 +124,16 @@ class TranscriptStore(StoreBase):
         rows: list[dict[str, Any]],
         named: dict[str, tuple[int, str]],
     ) -> None:
-        """The new rows in the transcript's order, with their search words and room mentions."""
+        """The new rows in the transcript's order, with their search words, room mentions
+        and places in the room (room_seq, after the room's last: writers take turns)."""
+        last_seq = connection.execute(
+            select(rooms.c.last_seq).where(rooms.c.id == room_id)
+        ).scalar_one()
+        for seq, row in enumerate(rows, start=last_seq + 1):
+            row["room_seq"] = seq
+        connection.execute(
+            update(rooms).where(rooms.c.id == room_id).values(last_seq=last_seq + len(rows))
+        )
         ids = insert_message_rows(connection, rows, self.tsvector)
         self._index_imported(connection, ids)
         mentions = [
