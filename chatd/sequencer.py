@@ -93,6 +93,10 @@ class Sequencer:
         self._resync = True
         self._wake.set()
 
+    def wake(self) -> None:
+        """The repair thread looks now: at a stop, so that it sees the stop at once."""
+        self._wake.set()
+
     def when_delivered_upto(self, position: int, task: Callable[[], None]) -> None:
         """Run `task` under the delivery lock if everything up to `position` was delivered."""
         with self._lock:
@@ -143,6 +147,8 @@ class Sequencer:
         while not stopped.is_set():
             self._wake.wait(self._wait())
             self._wake.clear()
+            if stopped.is_set():
+                return
             try:
                 self.repair()
             except Exception:

@@ -202,6 +202,7 @@ class Server:
             self._stopping = True
             connections = list(self._connections)
         self._stopped.set()
+        self.services.sequencer.wake()
         for listener in self._listeners or ():
             with contextlib.suppress(OSError):
                 listener.sock.shutdown(socket.SHUT_RDWR)

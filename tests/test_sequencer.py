@@ -155,3 +155,17 @@ def test_a_task_runs_only_once_the_log_is_delivered_that_far() -> None:
     sequencer.when_delivered_upto(2, lambda: ran.append(2))
     sequencer.when_delivered_upto(3, lambda: ran.append(3))
     assert ran == [2]
+
+
+def test_the_repair_thread_ends_as_soon_as_it_is_woken_at_a_stop() -> None:
+    """A server's stop must not wait out the position check's interval (it used to: a
+    second per stop)."""
+    sequencer, _recorder, log, _clock = make()  # the clock stands still: the wait is CHECK_INTERVAL
+    stopped = threading.Event()
+    thread = threading.Thread(target=sequencer.repair_until, args=(stopped,), daemon=True)
+    thread.start()
+    stopped.set()
+    sequencer.wake()
+    thread.join(CHECK_INTERVAL / 2)
+    assert not thread.is_alive()
+    assert log.heads == 0  # and no round of repair after the stop
