@@ -1,10 +1,10 @@
 """Group commit: one thread appends changes to the log in batches and hands each on.
 
 A `send`, `dm`, `finish`, `join`, `part`, `topic`, `edit`, `delete` or
-`mark_read` is checked on its
-connection's reader thread, then handed here with a reserved reply slot, and
-the reader goes on to the next request. The writer takes everything waiting
-(up to MAX_BATCH), appends it to the log in one transaction (one fsync
+`mark_read` is checked on its connection's reader thread, then handed here
+with a reserved reply slot, and the reader goes on to the next request. The
+writer takes everything waiting (up to MAX_BATCH), appends it to the log in
+one transaction (one fsync
 however many changes; chatd/store/log.py checks each against the state the
 batch has left, in request order), and only then hands the batch to the
 sequencer, which delivers it in log order (chatd/sequencer.py), and then to
