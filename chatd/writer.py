@@ -6,9 +6,10 @@ with a reserved reply slot, and the reader goes on to the next request. The
 writer takes everything waiting (up to MAX_BATCH), appends it to the log in
 one transaction (one fsync however many changes; chatd/store/log.py checks
 each against the state the batch has left, in request order), and only then
-hands the batch to the sequencer, which delivers it in log order (chatd/sequencer.py), and then to
-the bus for the other nodes (chatd/bus.py). So an `ok` always means on disk,
-and a connection's requests take effect in the order it sent them.
+hands the batch to the sequencer, which delivers it in log order
+(chatd/sequencer.py), and then to the bus for the other nodes (chatd/bus.py).
+So an `ok` always means on disk, and a connection's requests take effect in
+the order it sent them.
 
 After a batch with deletes, the writer also removes what they left behind:
 attachment bytes nothing refers to any more, and (on SQLite) the deleted
