@@ -612,7 +612,8 @@ class Chat:
                 mid = message.get("id")
                 if isinstance(mid, int) and not isinstance(mid, bool):
                     self._remember(mid, message)  # so that /reply can answer it
-                self._add(_found_message(message, me, style, tz))
+                # a search result: its id shown, its room named whatever is current
+                self._add(_MessageDraw(message, me, None, style, tz, True, None, ()))
 
     def reply_to(self, message_id: int, text: str) -> None:
         """/reply: a message in the conversation of the one it answers."""
@@ -754,14 +755,3 @@ class _MessageDraw:
             quote=self.quote,
             highlights=self.highlights,
         )
-
-
-def _found_message(message: Frame, me: str, style: render.Style, tz: tzinfo | None) -> Draw:
-    """A search result, with its id and its room whatever is current."""
-
-    def draw(width: int | None) -> list[str]:
-        return render.message_lines(
-            message, me=me, current_room=None, style=style, tz=tz, width=width, show_id=True
-        )
-
-    return draw
