@@ -225,8 +225,12 @@ class Chat:
         """An error line; a script that saw one exits 1."""
         self.failures += 1
         style = self.style
-        draw: Draw = lambda width: render.notice_lines(text, style, width=width, error=True)  # noqa: E731
-        self.display.add(Shown(draw, error=True))
+        self.display.add(
+            Shown(
+                lambda width: render.notice_lines(text, style, width=width, error=True),
+                error=True,
+            )
+        )
 
     def show_table(self, rows: list[tuple[str, str]]) -> None:
         """Two columns of notices, such as /help."""
